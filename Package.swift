@@ -1,0 +1,124 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let settings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "loadstar",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "loadstar", targets: ["LoadstarCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config.
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .yum(["libcurl-devel"]), .brew(["curl"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            path: "Sources/CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .yum(["libpq-devel"]), .brew(["libpq"])]
+        ),
+
+        // The plan model, shard split and schedules: pure Swift, no I/O.
+        .target(
+            name: "LoadstarPlan",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            path: "Sources/LoadstarPlan",
+            swiftSettings: settings
+        ),
+        // Wire protocol: message types and the frame codec. No sockets.
+        .target(
+            name: "LoadstarProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            path: "Protocol",
+            swiftSettings: settings
+        ),
+        .target(
+            name: "LoadstarAgent",
+            dependencies: [
+                "CCurl", "LoadstarProtocol", "LoadstarPlan",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Agent",
+            swiftSettings: settings
+        ),
+        .target(
+            name: "LoadstarCoordinator",
+            dependencies: [
+                "CLibPQ", "LoadstarProtocol", "LoadstarPlan",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Coordinator",
+            swiftSettings: settings
+        ),
+        .target(
+            name: "LoadstarSimulator",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/LoadstarSimulator",
+            swiftSettings: settings
+        ),
+        .executableTarget(
+            name: "LoadstarCLI",
+            dependencies: [
+                "LoadstarAgent", "LoadstarCoordinator", "LoadstarSimulator", "LoadstarPlan",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/LoadstarCLI",
+            swiftSettings: settings
+        ),
+
+        .testTarget(
+            name: "LoadstarProtocolTests",
+            dependencies: [
+                "LoadstarProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            path: "Tests/LoadstarProtocolTests"
+        ),
+        .testTarget(
+            name: "LoadstarPlanTests",
+            dependencies: ["LoadstarPlan"],
+            path: "Tests/LoadstarPlanTests"
+        ),
+        .testTarget(
+            name: "LoadstarAgentTests",
+            dependencies: ["LoadstarAgent", "LoadstarPlan"],
+            path: "Tests/LoadstarAgentTests"
+        ),
+        .testTarget(
+            name: "LoadstarEndToEndTests",
+            dependencies: ["LoadstarCoordinator"],
+            path: "Tests/LoadstarEndToEndTests"
+        ),
+    ]
+)

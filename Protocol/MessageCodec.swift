@@ -1,0 +1,193 @@
+import NIOCore
+
+/// Encodes message bodies to bytes and back. Field order is the wire format: append new fields
+/// only with a protocol version bump.
+public enum MessageCodec {
+    /// Writes the payload of `message` (without the frame header) into `buffer`.
+    public static func encodePayload(_ message: Message, into buffer: inout ByteBuffer) {
+        switch message {
+        case .hello(let m):
+            buffer.writeWireString(m.agentID)
+            buffer.writeWireString(m.name)
+            buffer.writeWireString(m.region)
+            buffer.writeWireDictionary(m.labels)
+            buffer.writeInteger(m.capacity)
+            buffer.writeWireString(m.softwareVersion)
+            buffer.writeInteger(m.protocolVersion)
+            buffer.writeWireString(m.auth)
+        case .welcome(let m):
+            buffer.writeWireString(m.coordinatorID)
+            buffer.writeInteger(m.heartbeatIntervalMilliseconds)
+        case .reject(let m):
+            buffer.writeInteger(m.code.rawValue)
+            buffer.writeWireString(m.reason)
+        case .heartbeat(let m):
+            buffer.writeMultipleIntegers(m.agentTime, m.runID, m.fired, m.completed, m.errors)
+            buffer.writeMultipleIntegers(m.inFlight, m.ttftP50, m.ttftP99)
+        case .clockProbe(let m):
+            buffer.writeMultipleIntegers(m.probeID, m.coordinatorSendTime)
+        case .clockReply(let m):
+            buffer.writeMultipleIntegers(m.probeID, m.coordinatorSendTime, m.agentReceiveTime, m.agentSendTime)
+        case .assignShard(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.shardCount, m.seed)
+            buffer.writeWireBytes(m.spec)
+            buffer.writeWireDictionary(m.secrets)
+        case .startAt(let m):
+            buffer.writeMultipleIntegers(m.runID, m.startTime)
+        case .sampleBatch(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.batchSeq, UInt32(m.samples.count))
+            for sample in m.samples { SampleCodec.encode(sample, into: &buffer) }
+        case .batchAck(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.batchSeq)
+        case .shardDone(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.fired, m.succeeded, m.failed)
+            buffer.writeMultipleIntegers(m.late, m.dropped, m.batches)
+            buffer.writeWireBool(m.aborted)
+        case .abort(let m):
+            buffer.writeInteger(m.runID)
+            buffer.writeWireString(m.reason)
+        case .goodbye(let m):
+            buffer.writeWireString(m.reason)
+        case .submitRun(let m):
+            buffer.writeWireString(m.planYAML)
+            buffer.writeWireString(m.planName)
+            buffer.writeInteger(m.minimumAgents)
+            buffer.writeWireDictionary(m.secrets)
+        case .runAccepted(let m):
+            buffer.writeMultipleIntegers(m.runID, m.agents)
+        case .runProgress(let m):
+            buffer.writeInteger(m.runID)
+            buffer.writeWireString(m.line)
+        case .runFinished(let m):
+            buffer.writeInteger(m.runID)
+            buffer.writeWireString(m.status)
+            buffer.writeWireString(m.report)
+        }
+    }
+
+    /// Decodes one payload of the given type; the payload must be consumed exactly.
+    public static func decodePayload(type: MessageType, payload: ByteBuffer) throws(WireError) -> Message {
+        var r = WireReader(payload, message: "\(type)")
+        let message: Message
+        switch type {
+        case .hello:
+            message = .hello(
+                Hello(
+                    agentID: try r.string("agent id"), name: try r.string("name"), region: try r.string("region"),
+                    labels: try r.dictionary("labels"), capacity: try r.integer(),
+                    softwareVersion: try r.string("software version"), protocolVersion: try r.integer(),
+                    auth: try r.string("auth")))
+        case .welcome:
+            message = .welcome(
+                Welcome(coordinatorID: try r.string("coordinator id"), heartbeatIntervalMilliseconds: try r.integer()))
+        case .reject:
+            guard let code = Reject.Code(rawValue: try r.integer()) else {
+                throw .invalidField(message: r.message, field: "code")
+            }
+            message = .reject(Reject(code: code, reason: try r.string("reason")))
+        case .heartbeat:
+            message = .heartbeat(
+                Heartbeat(
+                    agentTime: try r.integer(), runID: try r.integer(), fired: try r.integer(),
+                    completed: try r.integer(), errors: try r.integer(), inFlight: try r.integer(),
+                    ttftP50: try r.integer(), ttftP99: try r.integer()))
+        case .clockProbe:
+            message = .clockProbe(ClockProbe(probeID: try r.integer(), coordinatorSendTime: try r.integer()))
+        case .clockReply:
+            message = .clockReply(
+                ClockReply(
+                    probeID: try r.integer(), coordinatorSendTime: try r.integer(),
+                    agentReceiveTime: try r.integer(), agentSendTime: try r.integer()))
+        case .assignShard:
+            message = .assignShard(
+                ShardAssignment(
+                    runID: try r.integer(), shardIndex: try r.integer(), shardCount: try r.integer(),
+                    seed: try r.integer(), spec: try r.bytes(), secrets: try r.dictionary("secrets")))
+        case .startAt:
+            message = .startAt(StartAt(runID: try r.integer(), startTime: try r.integer()))
+        case .sampleBatch:
+            let runID: UInt64 = try r.integer()
+            let shardIndex: UInt32 = try r.integer()
+            let batchSeq: UInt64 = try r.integer()
+            let count = try r.count("samples", minimumSize: SampleCodec.minimumEncodedSize)
+            var samples: [Sample] = []
+            samples.reserveCapacity(count)
+            for _ in 0..<count { samples.append(try SampleCodec.decode(from: &r)) }
+            message = .sampleBatch(SampleBatch(runID: runID, shardIndex: shardIndex, batchSeq: batchSeq, samples: samples))
+        case .batchAck:
+            message = .batchAck(BatchAck(runID: try r.integer(), shardIndex: try r.integer(), batchSeq: try r.integer()))
+        case .shardDone:
+            message = .shardDone(
+                ShardDone(
+                    runID: try r.integer(), shardIndex: try r.integer(), fired: try r.integer(),
+                    succeeded: try r.integer(), failed: try r.integer(), late: try r.integer(),
+                    dropped: try r.integer(), batches: try r.integer(), aborted: try r.bool()))
+        case .abort:
+            message = .abort(Abort(runID: try r.integer(), reason: try r.string("reason")))
+        case .goodbye:
+            message = .goodbye(Goodbye(reason: try r.string("reason")))
+        case .submitRun:
+            message = .submitRun(
+                SubmitRun(
+                    planYAML: try r.string("plan"), planName: try r.string("plan name"),
+                    minimumAgents: try r.integer(), secrets: try r.dictionary("secrets")))
+        case .runAccepted:
+            message = .runAccepted(RunAccepted(runID: try r.integer(), agents: try r.integer()))
+        case .runProgress:
+            message = .runProgress(RunProgress(runID: try r.integer(), line: try r.string("line")))
+        case .runFinished:
+            message = .runFinished(
+                RunFinished(runID: try r.integer(), status: try r.string("status"), report: try r.string("report")))
+        }
+        try r.finish()
+        return message
+    }
+}
+
+/// The binary layout of one ``Sample`` inside a ``SampleBatch``.
+enum SampleCodec {
+    /// Fixed part: 8+4+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 (detail length).
+    static let minimumEncodedSize = 18 + 40 + 12 + 16 + 4 + 4 + 4
+
+    static func encode(_ s: Sample, into buffer: inout ByteBuffer) {
+        buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.userIndex)
+        buffer.writeMultipleIntegers(s.intendedAt, s.sentAt, s.ttfb, s.ttft, s.e2e)
+        buffer.writeMultipleIntegers(s.dns, s.connect, s.tls)
+        buffer.writeMultipleIntegers(s.promptTokensRequested, s.promptTokens, s.outputTokens, s.cachedTokens)
+        buffer.writeMultipleIntegers(s.httpStatus, s.errorClass.rawValue, s.flags.rawValue)
+        buffer.writeInteger(UInt32(s.gaps.count))
+        for gap in s.gaps { buffer.writeInteger(gap) }
+        buffer.writeWireString(s.errorDetail)
+    }
+
+    static func decode(from r: inout WireReader) throws(WireError) -> Sample {
+        var s = Sample()
+        s.requestIndex = try r.integer()
+        s.cellIndex = try r.integer()
+        s.stageIndex = try r.integer()
+        s.userIndex = try r.integer()
+        s.intendedAt = try r.integer()
+        s.sentAt = try r.integer()
+        s.ttfb = try r.integer()
+        s.ttft = try r.integer()
+        s.e2e = try r.integer()
+        s.dns = try r.integer()
+        s.connect = try r.integer()
+        s.tls = try r.integer()
+        s.promptTokensRequested = try r.integer()
+        s.promptTokens = try r.integer()
+        s.outputTokens = try r.integer()
+        s.cachedTokens = try r.integer()
+        s.httpStatus = try r.integer()
+        guard let errorClass = ErrorClass(rawValue: try r.integer()) else {
+            throw .invalidField(message: r.message, field: "error class")
+        }
+        s.errorClass = errorClass
+        s.flags = Sample.Flags(rawValue: try r.integer())
+        let gapCount = try r.count("gaps", minimumSize: 4)
+        s.gaps.reserveCapacity(gapCount)
+        for _ in 0..<gapCount { s.gaps.append(try r.integer()) }
+        s.errorDetail = try r.string("error detail")
+        return s
+    }
+}

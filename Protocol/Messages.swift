@@ -1,0 +1,339 @@
+import NIOCore
+
+/// The version of the wire protocol this build speaks. Bumped on any incompatible change.
+public let loadstarProtocolVersion: UInt8 = 1
+
+/// Every message of the agent link and of the run-submission link.
+///
+/// Agents open with ``Hello``; `loadstar run` clients open with ``SubmitRun``. Everything else
+/// follows from there (see `docs/protocol.md`).
+public enum Message: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case reject(Reject)
+    case heartbeat(Heartbeat)
+    case clockProbe(ClockProbe)
+    case clockReply(ClockReply)
+    case assignShard(ShardAssignment)
+    case startAt(StartAt)
+    case sampleBatch(SampleBatch)
+    case batchAck(BatchAck)
+    case shardDone(ShardDone)
+    case abort(Abort)
+    case goodbye(Goodbye)
+    case submitRun(SubmitRun)
+    case runAccepted(RunAccepted)
+    case runProgress(RunProgress)
+    case runFinished(RunFinished)
+
+    /// The type byte of the frame that carries this message.
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .reject: .reject
+        case .heartbeat: .heartbeat
+        case .clockProbe: .clockProbe
+        case .clockReply: .clockReply
+        case .assignShard: .assignShard
+        case .startAt: .startAt
+        case .sampleBatch: .sampleBatch
+        case .batchAck: .batchAck
+        case .shardDone: .shardDone
+        case .abort: .abort
+        case .goodbye: .goodbye
+        case .submitRun: .submitRun
+        case .runAccepted: .runAccepted
+        case .runProgress: .runProgress
+        case .runFinished: .runFinished
+        }
+    }
+}
+
+/// Frame type bytes. Never renumber; only append.
+public enum MessageType: UInt8, CaseIterable, Sendable {
+    case hello = 1
+    case welcome = 2
+    case reject = 3
+    case heartbeat = 4
+    case clockProbe = 5
+    case clockReply = 6
+    case assignShard = 7
+    case startAt = 8
+    case sampleBatch = 9
+    case batchAck = 10
+    case shardDone = 11
+    case abort = 12
+    case goodbye = 13
+    case submitRun = 20
+    case runAccepted = 21
+    case runProgress = 22
+    case runFinished = 23
+}
+
+/// An agent introduces itself.
+public struct Hello: Equatable, Sendable {
+    /// Stable identity of the agent process (a UUID string), kept across reconnects.
+    public var agentID: String
+    public var name: String
+    public var region: String
+    /// Free-form labels (zone, machine type…) used by placement selectors.
+    public var labels: [String: String]
+    /// Relative weight of this agent when a plan is split (1 = one ordinary agent).
+    public var capacity: UInt32
+    public var softwareVersion: String
+    public var protocolVersion: UInt8
+    /// Shared-secret token; empty when the coordinator runs without one. Never logged.
+    public var auth: String
+
+    public init(
+        agentID: String, name: String, region: String, labels: [String: String] = [:], capacity: UInt32 = 1,
+        softwareVersion: String, protocolVersion: UInt8 = loadstarProtocolVersion, auth: String = ""
+    ) {
+        self.agentID = agentID
+        self.name = name
+        self.region = region
+        self.labels = labels
+        self.capacity = capacity
+        self.softwareVersion = softwareVersion
+        self.protocolVersion = protocolVersion
+        self.auth = auth
+    }
+}
+
+public struct Welcome: Equatable, Sendable {
+    public var coordinatorID: String
+    public var heartbeatIntervalMilliseconds: UInt32
+    public init(coordinatorID: String, heartbeatIntervalMilliseconds: UInt32) {
+        self.coordinatorID = coordinatorID
+        self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
+    }
+}
+
+/// The coordinator refuses a peer or a request, with a reason meant for a person.
+public struct Reject: Equatable, Sendable {
+    public enum Code: UInt8, Sendable, CaseIterable {
+        case badVersion = 1
+        case unauthorized = 2
+        case duplicateAgent = 3
+        case badPlan = 4
+        case notEnoughAgents = 5
+        case busy = 6
+        case internalError = 7
+        case protocolViolation = 8
+    }
+    public var code: Code
+    public var reason: String
+    public init(code: Code, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+}
+
+/// Sent by an agent at a fixed interval; carries its live counters for the progress view.
+public struct Heartbeat: Equatable, Sendable {
+    /// Agent wall clock, microseconds since the epoch.
+    public var agentTime: Int64
+    public var runID: UInt64
+    public var fired: UInt64
+    public var completed: UInt64
+    public var errors: UInt64
+    public var inFlight: UInt32
+    /// Running TTFT percentiles of the current shard, microseconds (`-1` when unknown).
+    public var ttftP50: Int64
+    public var ttftP99: Int64
+
+    public init(
+        agentTime: Int64, runID: UInt64 = 0, fired: UInt64 = 0, completed: UInt64 = 0, errors: UInt64 = 0,
+        inFlight: UInt32 = 0, ttftP50: Int64 = -1, ttftP99: Int64 = -1
+    ) {
+        self.agentTime = agentTime
+        self.runID = runID
+        self.fired = fired
+        self.completed = completed
+        self.errors = errors
+        self.inFlight = inFlight
+        self.ttftP50 = ttftP50
+        self.ttftP99 = ttftP99
+    }
+}
+
+/// NTP-style probe: the coordinator stamps its send time; the agent echoes it with its own times.
+public struct ClockProbe: Equatable, Sendable {
+    public var probeID: UInt32
+    public var coordinatorSendTime: Int64
+    public init(probeID: UInt32, coordinatorSendTime: Int64) {
+        self.probeID = probeID
+        self.coordinatorSendTime = coordinatorSendTime
+    }
+}
+
+public struct ClockReply: Equatable, Sendable {
+    public var probeID: UInt32
+    public var coordinatorSendTime: Int64
+    public var agentReceiveTime: Int64
+    public var agentSendTime: Int64
+    public init(probeID: UInt32, coordinatorSendTime: Int64, agentReceiveTime: Int64, agentSendTime: Int64) {
+        self.probeID = probeID
+        self.coordinatorSendTime = coordinatorSendTime
+        self.agentReceiveTime = agentReceiveTime
+        self.agentSendTime = agentSendTime
+    }
+}
+
+/// One agent's part of a run. `spec` is the shard document (JSON, see `LoadstarPlan.ShardSpec`).
+public struct ShardAssignment: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    public var shardCount: UInt32
+    public var seed: UInt64
+    public var spec: [UInt8]
+    /// Values for the plan's `${NAME}` placeholders. Kept apart from `spec` because the spec is
+    /// stored in the database and secrets never are.
+    public var secrets: [String: String]
+    public init(
+        runID: UInt64, shardIndex: UInt32, shardCount: UInt32, seed: UInt64, spec: [UInt8],
+        secrets: [String: String] = [:]
+    ) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.seed = seed
+        self.spec = spec
+        self.secrets = secrets
+    }
+}
+
+/// Start the assigned shard when the agent's wall clock reads `startTime` (µs since the epoch).
+/// The coordinator has already translated its common start instant onto this agent's clock.
+public struct StartAt: Equatable, Sendable {
+    public var runID: UInt64
+    public var startTime: Int64
+    public init(runID: UInt64, startTime: Int64) {
+        self.runID = runID
+        self.startTime = startTime
+    }
+}
+
+/// Samples, numbered per agent and shard so that a resent batch is recognised and stored once.
+public struct SampleBatch: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    public var batchSeq: UInt64
+    public var samples: [Sample]
+    public init(runID: UInt64, shardIndex: UInt32, batchSeq: UInt64, samples: [Sample]) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.batchSeq = batchSeq
+        self.samples = samples
+    }
+}
+
+/// The batch is committed in the database; the agent may forget it.
+public struct BatchAck: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    public var batchSeq: UInt64
+    public init(runID: UInt64, shardIndex: UInt32, batchSeq: UInt64) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.batchSeq = batchSeq
+    }
+}
+
+/// The agent has fired its whole shard (or stopped on abort) and sent every sample.
+public struct ShardDone: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    /// Requests handed to libcurl; each has exactly one sample.
+    public var fired: UInt64
+    public var succeeded: UInt64
+    public var failed: UInt64
+    /// Requests sent later than their intended time by more than the lateness threshold.
+    public var late: UInt64
+    /// Requests never sent because the in-flight cap was reached.
+    public var dropped: UInt64
+    /// Number of batches sent for this shard (their sequence numbers are `0..<batches`).
+    public var batches: UInt64
+    public var aborted: Bool
+    public init(
+        runID: UInt64, shardIndex: UInt32, fired: UInt64, succeeded: UInt64, failed: UInt64, late: UInt64,
+        dropped: UInt64, batches: UInt64, aborted: Bool
+    ) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.fired = fired
+        self.succeeded = succeeded
+        self.failed = failed
+        self.late = late
+        self.dropped = dropped
+        self.batches = batches
+        self.aborted = aborted
+    }
+}
+
+/// Stop the run now: no new requests; in-flight ones are cancelled and still reported.
+public struct Abort: Equatable, Sendable {
+    public var runID: UInt64
+    public var reason: String
+    public init(runID: UInt64, reason: String) {
+        self.runID = runID
+        self.reason = reason
+    }
+}
+
+public struct Goodbye: Equatable, Sendable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+/// `loadstar run` hands a plan to the coordinator.
+public struct SubmitRun: Equatable, Sendable {
+    /// The plan as written (placeholders such as `${API_KEY}` not yet substituted).
+    public var planYAML: String
+    /// Where the plan came from, for error messages.
+    public var planName: String
+    /// Wait until at least this many agents are connected (0: use whoever is there).
+    public var minimumAgents: UInt32
+    /// Environment values for the plan's `${NAME}` placeholders, read by the client. Sent only
+    /// to agents, never stored.
+    public var secrets: [String: String]
+    public init(planYAML: String, planName: String, minimumAgents: UInt32, secrets: [String: String] = [:]) {
+        self.planYAML = planYAML
+        self.planName = planName
+        self.minimumAgents = minimumAgents
+        self.secrets = secrets
+    }
+}
+
+public struct RunAccepted: Equatable, Sendable {
+    public var runID: UInt64
+    public var agents: UInt32
+    public init(runID: UInt64, agents: UInt32) {
+        self.runID = runID
+        self.agents = agents
+    }
+}
+
+/// One line of live progress for the submitting client.
+public struct RunProgress: Equatable, Sendable {
+    public var runID: UInt64
+    public var line: String
+    public init(runID: UInt64, line: String) {
+        self.runID = runID
+        self.line = line
+    }
+}
+
+public struct RunFinished: Equatable, Sendable {
+    public var runID: UInt64
+    /// `completed`, `aborted`, `partial` or `failed`.
+    public var status: String
+    /// The percentile report, rendered as a table from SQL.
+    public var report: String
+    public init(runID: UInt64, status: String, report: String) {
+        self.runID = runID
+        self.status = status
+        self.report = report
+    }
+}

@@ -1,0 +1,74 @@
+/// One request as an agent measured it: the raw row behind every figure Loadstar reports.
+///
+/// Durations are microseconds on the agent's monotonic clock; `-1` means "did not happen"
+/// (no first token, no usage). `intendedAt` and `sentAt` are microseconds since the Unix epoch on
+/// the agent's wall clock; the coordinator moves them onto its own clock before storing them.
+public struct Sample: Equatable, Sendable {
+    /// Index of the request in the plan's global schedule for its cell and stage.
+    public var requestIndex: UInt64
+    public var cellIndex: UInt32
+    public var stageIndex: UInt16
+    /// Closed-loop user (or open-loop session) that fired the request.
+    public var userIndex: UInt32
+    public var intendedAt: Int64
+    public var sentAt: Int64
+    public var ttfb: Int64
+    public var ttft: Int64
+    public var e2e: Int64
+    public var dns: Int32
+    public var connect: Int32
+    public var tls: Int32
+    public var promptTokensRequested: Int32
+    public var promptTokens: Int32
+    public var outputTokens: Int32
+    public var cachedTokens: Int32
+    public var httpStatus: UInt16
+    public var errorClass: ErrorClass
+    public var flags: Flags
+    /// Every gap between consecutive output-carrying stream events, in order, in microseconds.
+    public var gaps: [UInt32]
+    /// A short human-readable reason for an error (never request headers or bodies).
+    public var errorDetail: String
+
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// `outputTokens` was counted from stream events because the server sent no usage.
+        public static let outputTokensEstimated = Flags(rawValue: 1 << 0)
+        /// The request went out on a connection that an earlier request had opened.
+        public static let connectionReused = Flags(rawValue: 1 << 1)
+        /// The request fell in a warm-up or cool-down window: stored, but excluded from results.
+        public static let excluded = Flags(rawValue: 1 << 2)
+    }
+
+    public init(
+        requestIndex: UInt64 = 0, cellIndex: UInt32 = 0, stageIndex: UInt16 = 0, userIndex: UInt32 = 0,
+        intendedAt: Int64 = 0, sentAt: Int64 = 0, ttfb: Int64 = -1, ttft: Int64 = -1, e2e: Int64 = -1,
+        dns: Int32 = -1, connect: Int32 = -1, tls: Int32 = -1,
+        promptTokensRequested: Int32 = 0, promptTokens: Int32 = -1, outputTokens: Int32 = 0,
+        cachedTokens: Int32 = -1, httpStatus: UInt16 = 0, errorClass: ErrorClass = .none,
+        flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = ""
+    ) {
+        self.requestIndex = requestIndex
+        self.cellIndex = cellIndex
+        self.stageIndex = stageIndex
+        self.userIndex = userIndex
+        self.intendedAt = intendedAt
+        self.sentAt = sentAt
+        self.ttfb = ttfb
+        self.ttft = ttft
+        self.e2e = e2e
+        self.dns = dns
+        self.connect = connect
+        self.tls = tls
+        self.promptTokensRequested = promptTokensRequested
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+        self.cachedTokens = cachedTokens
+        self.httpStatus = httpStatus
+        self.errorClass = errorClass
+        self.flags = flags
+        self.gaps = gaps
+        self.errorDetail = errorDetail
+    }
+}

@@ -1,0 +1,4 @@
+import LoadstarAgent
+import LoadstarCoordinator
+import ArgumentParser
+print("x")

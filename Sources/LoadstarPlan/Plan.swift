@@ -1,0 +1,197 @@
+import Foundation
+
+/// A traffic-shape plan: what to send, to whom, and at what rate. See `docs/plan.md`.
+///
+/// A plan is the user's workload, not an agent's: the coordinator splits it into one
+/// ``ShardSpec`` per agent, and the shards together run exactly this plan.
+public struct Plan: Codable, Equatable, Sendable {
+    public var name: String
+    /// Seed of every random draw in the plan (arrivals, prompt and output lengths).
+    public var seed: UInt64
+    public var targets: [Target]
+    public var workloads: [Workload]
+    public var load: Load
+
+    public init(name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load) {
+        self.name = name
+        self.seed = seed
+        self.targets = targets
+        self.workloads = workloads
+        self.load = load
+    }
+
+    /// Cells run one after the other: every workload against every target, in plan order.
+    public var cells: [Cell] {
+        var cells: [Cell] = []
+        for (w, workload) in self.workloads.enumerated() {
+            for (t, target) in self.targets.enumerated() {
+                cells.append(Cell(index: cells.count, name: "\(workload.name)@\(target.name)", targetIndex: t, workloadIndex: w))
+            }
+        }
+        return cells
+    }
+}
+
+/// One combination the plan measures, labelled on every sample.
+public struct Cell: Codable, Equatable, Sendable {
+    public var index: Int
+    public var name: String
+    public var targetIndex: Int
+    public var workloadIndex: Int
+}
+
+/// An endpoint under test.
+public struct Target: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        case openAIChat = "openai-chat"
+        case openAICompletions = "openai-completions"
+        case anthropicMessages = "anthropic-messages"
+        case genericSSE = "generic-sse"
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// Base URL without the API path, e.g. `http://127.0.0.1:8000`.
+    public var baseURL: String
+    public var model: String
+    /// Extra request headers. Values may hold `${NAME}` placeholders, filled from the environment
+    /// of `loadstar run` and sent only to agents.
+    public var headers: [String: String]
+    public var timeouts: Timeouts
+
+    public init(
+        name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
+        timeouts: Timeouts = Timeouts()
+    ) {
+        self.name = name
+        self.kind = kind
+        self.baseURL = baseURL
+        self.model = model
+        self.headers = headers
+        self.timeouts = timeouts
+    }
+
+    /// Path appended to ``baseURL`` for this API kind.
+    public var path: String {
+        switch self.kind {
+        case .openAIChat: "/v1/chat/completions"
+        case .openAICompletions: "/v1/completions"
+        case .anthropicMessages: "/v1/messages"
+        case .genericSSE: ""
+        }
+    }
+}
+
+/// Per-request time limits, in seconds.
+public struct Timeouts: Codable, Equatable, Sendable {
+    public var connect: Double
+    public var firstToken: Double
+    public var idle: Double
+    public var total: Double
+    public init(connect: Double = 10, firstToken: Double = 60, idle: Double = 30, total: Double = 300) {
+        self.connect = connect
+        self.firstToken = firstToken
+        self.idle = idle
+        self.total = total
+    }
+}
+
+/// What each request looks like.
+public struct Workload: Codable, Equatable, Sendable {
+    public var name: String
+    public var promptTokens: Distribution
+    public var outputTokens: Distribution
+    public var systemPrompt: String?
+    public var temperature: Double?
+    /// Ask the server to ignore end-of-sequence so output length is pinned (vLLM and the simulator).
+    public var ignoreEOS: Bool
+
+    public init(
+        name: String, promptTokens: Distribution, outputTokens: Distribution, systemPrompt: String? = nil,
+        temperature: Double? = nil, ignoreEOS: Bool = true
+    ) {
+        self.name = name
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+        self.systemPrompt = systemPrompt
+        self.temperature = temperature
+        self.ignoreEOS = ignoreEOS
+    }
+}
+
+/// A distribution of token counts; every draw is clamped to at least 1.
+public enum Distribution: Codable, Equatable, Sendable {
+    case fixed(Int)
+    case uniform(min: Int, max: Int)
+    case normal(mean: Double, stddev: Double)
+    case logNormal(mean: Double, stddev: Double)
+
+    /// Draws one value with `rng`.
+    public func draw(_ rng: inout SplitMix64) -> Int {
+        let value: Double
+        switch self {
+        case .fixed(let n): return max(1, n)
+        case .uniform(let lo, let hi): return max(1, lo + Int(rng.next() % UInt64(hi - lo + 1)))
+        case .normal(let mean, let sd): value = mean + sd * rng.nextGaussian()
+        case .logNormal(let mean, let sd):
+            // Parameters are the mean and standard deviation of the resulting values.
+            let variance = log(1 + (sd * sd) / (mean * mean))
+            value = exp(log(mean) - variance / 2 + variance.squareRoot() * rng.nextGaussian())
+        }
+        return max(1, Int(value.rounded()))
+    }
+
+    /// The expected value, for `plan explain`.
+    public var mean: Double {
+        switch self {
+        case .fixed(let n): Double(n)
+        case .uniform(let lo, let hi): Double(lo + hi) / 2
+        case .normal(let mean, _), .logNormal(let mean, _): mean
+        }
+    }
+}
+
+/// How load is applied to every cell.
+public struct Load: Codable, Equatable, Sendable {
+    public var stages: [Stage]
+    /// Seconds at the start of each cell whose requests run but are excluded from results.
+    public var warmup: Double
+    /// Seconds at the end of each cell whose requests run but are excluded from results.
+    public var cooldown: Double
+    /// Most requests one agent keeps open at once; a request due while the cap is reached is
+    /// dropped and counted, never silently delayed.
+    public var maxInFlight: Int
+
+    public init(stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024) {
+        self.stages = stages
+        self.warmup = warmup
+        self.cooldown = cooldown
+        self.maxInFlight = maxInFlight
+    }
+}
+
+/// One stage of load: open loop at a rate, or closed loop with a number of users.
+public struct Stage: Codable, Equatable, Sendable {
+    public enum Mode: Codable, Equatable, Sendable {
+        /// Requests per second, started on schedule whatever the target does.
+        case rate(Double, Arrival)
+        /// Users that each send a request, wait for it, think, and send the next.
+        case concurrency(Int, thinkTime: Double)
+    }
+    public enum Arrival: String, Codable, Equatable, Sendable, CaseIterable {
+        case constant
+        case poisson
+    }
+
+    public var mode: Mode
+    /// Seconds the stage lasts; `nil` when it is bounded by `requests`.
+    public var duration: Double?
+    /// Total requests of the stage (across the whole fleet); `nil` when bounded by `duration`.
+    public var requests: Int?
+
+    public init(mode: Mode, duration: Double? = nil, requests: Int? = nil) {
+        self.mode = mode
+        self.duration = duration
+        self.requests = requests
+    }
+}

@@ -1,0 +1,357 @@
+import Yams
+
+/// One problem in a plan file, located precisely enough to fix without searching.
+public struct PlanIssue: Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    /// Dotted path of the field, e.g. `targets[0].base_url`.
+    public var path: String
+    public var message: String
+
+    public var description: String { "\(self.file):\(self.line):\(self.column): \(self.path): \(self.message)" }
+}
+
+/// Every problem found in a plan, reported at once.
+public struct PlanError: Error, Sendable, CustomStringConvertible {
+    public var issues: [PlanIssue]
+    public var description: String {
+        let noun = self.issues.count == 1 ? "error" : "errors"
+        return (["plan has \(self.issues.count) \(noun):"] + self.issues.map { "  \($0)" }).joined(separator: "\n")
+    }
+}
+
+/// Reads a plan from YAML, checking every field and rejecting unknown keys.
+public enum PlanParser {
+    public static func parse(yaml: String, file: String = "plan.yaml") throws(PlanError) -> Plan {
+        var reader = NodeReader(file: file)
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else {
+                throw PlanError(issues: [PlanIssue(file: file, line: 1, column: 1, path: "", message: "the plan is empty")])
+            }
+            root = node
+        } catch let error as PlanError {
+            throw error
+        } catch let error as YamlError {
+            throw PlanError(issues: [Self.issue(from: error, file: file)])
+        } catch {
+            throw PlanError(issues: [PlanIssue(file: file, line: 1, column: 1, path: "", message: "\(error)")])
+        }
+        let plan = reader.plan(root)
+        if !reader.issues.isEmpty || plan == nil {
+            throw PlanError(issues: reader.issues)
+        }
+        return plan!
+    }
+
+    private static func issue(from error: YamlError, file: String) -> PlanIssue {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            return PlanIssue(file: file, line: mark.line, column: mark.column, path: "", message: "YAML syntax: \(problem)")
+        default:
+            return PlanIssue(file: file, line: 1, column: 1, path: "", message: "YAML: \(error)")
+        }
+    }
+}
+
+/// Walks the YAML tree, collecting issues instead of stopping at the first.
+struct NodeReader {
+    let file: String
+    var issues: [PlanIssue] = []
+
+    mutating func report(_ node: Node?, _ path: String, _ message: String) {
+        let mark = node?.mark
+        self.issues.append(PlanIssue(file: self.file, line: mark?.line ?? 1, column: mark?.column ?? 1, path: path, message: message))
+    }
+
+    /// The fields of a mapping; unknown keys and missing required keys are reported.
+    mutating func fields(_ node: Node, _ path: String, required: [String], optional: [String]) -> [String: Node]? {
+        guard case .mapping(let mapping) = node else {
+            self.report(node, path, "expected a mapping with keys \((required + optional).joined(separator: ", "))")
+            return nil
+        }
+        var result: [String: Node] = [:]
+        let known = Set(required + optional)
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                self.report(keyNode, path, "keys must be strings")
+                continue
+            }
+            let fieldPath = path.isEmpty ? key : "\(path).\(key)"
+            if !known.contains(key) {
+                let hint = Self.closest(key, in: known).map { " (did you mean '\($0)'?)" } ?? ""
+                self.report(keyNode, fieldPath, "unknown key\(hint); expected one of \(known.sorted().joined(separator: ", "))")
+                continue
+            }
+            result[key] = value
+        }
+        for key in required where result[key] == nil {
+            self.report(node, path.isEmpty ? key : "\(path).\(key)", "required key is missing")
+        }
+        return result
+    }
+
+    mutating func string(_ node: Node?, _ path: String) -> String? {
+        guard let node else { return nil }
+        guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
+            self.report(node, path, "expected a non-empty string")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func int(_ node: Node?, _ path: String, minimum: Int = 0) -> Int? {
+        guard let node else { return nil }
+        guard let value = node.int, value >= minimum else {
+            self.report(node, path, "expected an integer ≥ \(minimum)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func double(_ node: Node?, _ path: String, minimum: Double = 0, exclusive: Bool = false) -> Double? {
+        guard let node else { return nil }
+        guard let value = node.float ?? node.int.map(Double.init), value.isFinite,
+            exclusive ? value > minimum : value >= minimum
+        else {
+            self.report(node, path, "expected a number \(exclusive ? ">" : "≥") \(minimum)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bool(_ node: Node?, _ path: String) -> Bool? {
+        guard let node else { return nil }
+        guard let value = node.bool else {
+            self.report(node, path, "expected true or false")
+            return nil
+        }
+        return value
+    }
+
+    /// A duration such as `30s`, `500ms`, `2m`, `1h`, or a plain number of seconds.
+    mutating func duration(_ node: Node?, _ path: String) -> Double? {
+        guard let node else { return nil }
+        if let seconds = node.float ?? node.int.map(Double.init), seconds >= 0 { return seconds }
+        if let text = node.string, let seconds = Self.parseDuration(text) { return seconds }
+        self.report(node, path, "expected a duration such as 30s, 500ms, 2m or a number of seconds")
+        return nil
+    }
+
+    static func parseDuration(_ text: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            if let value = Double(text.dropLast(suffix.count)), value >= 0, value.isFinite { return value * scale }
+        }
+        return nil
+    }
+
+    mutating func stringMap(_ node: Node?, _ path: String) -> [String: String]? {
+        guard let node else { return nil }
+        guard case .mapping(let mapping) = node else {
+            self.report(node, path, "expected a mapping of names to strings")
+            return nil
+        }
+        var result: [String: String] = [:]
+        for (key, value) in mapping {
+            guard let k = key.string, case .scalar(let v) = value else {
+                self.report(value, "\(path).\(key.string ?? "?")", "expected a string")
+                continue
+            }
+            result[k] = v.string
+        }
+        return result
+    }
+
+    mutating func list(_ node: Node?, _ path: String) -> [Node]? {
+        guard let node else { return nil }
+        guard case .sequence(let sequence) = node, !sequence.isEmpty else {
+            self.report(node, path, "expected a non-empty list")
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    static func closest(_ key: String, in known: Set<String>) -> String? {
+        known.min { distance(key, $0) < distance(key, $1) }.flatMap { distance(key, $0) <= 3 ? $0 : nil }
+    }
+
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+}
+
+extension NodeReader {
+    mutating func plan(_ root: Node) -> Plan? {
+        guard let f = self.fields(root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed"]) else {
+            return nil
+        }
+        let name = self.string(f["name"], "name")
+        let seed = f["seed"].flatMap { self.int($0, "seed") }.map(UInt64.init) ?? 1
+        let targets = self.list(f["targets"], "targets")?.enumerated().compactMap { self.target($1, "targets[\($0)]") }
+        let workloads = self.list(f["workloads"], "workloads")?.enumerated().compactMap {
+            self.workload($1, "workloads[\($0)]")
+        }
+        let load = f["load"].flatMap { self.load($0, "load") }
+        if let targets {
+            self.checkUnique(targets.map(\.name), f["targets"], "targets", what: "target name")
+        }
+        if let workloads {
+            self.checkUnique(workloads.map(\.name), f["workloads"], "workloads", what: "workload name")
+        }
+        guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
+        return Plan(name: name, seed: seed, targets: targets, workloads: workloads, load: load)
+    }
+
+    mutating func checkUnique(_ names: [String], _ node: Node?, _ path: String, what: String) {
+        var seen = Set<String>()
+        for name in names where !seen.insert(name).inserted {
+            self.report(node, path, "\(what) '\(name)' appears twice")
+        }
+    }
+
+    mutating func target(_ node: Node, _ path: String) -> Target? {
+        guard
+            let f = self.fields(
+                node, path, required: ["name", "base_url", "model"], optional: ["kind", "headers", "timeouts"])
+        else { return nil }
+        let name = self.string(f["name"], "\(path).name")
+        let baseURL = self.string(f["base_url"], "\(path).base_url")
+        if let baseURL, !(baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://")) {
+            self.report(f["base_url"], "\(path).base_url", "expected an http:// or https:// URL")
+        }
+        let model = self.string(f["model"], "\(path).model")
+        var kind = Target.Kind.openAIChat
+        if let kindNode = f["kind"] {
+            if let text = kindNode.string, let parsed = Target.Kind(rawValue: text) {
+                kind = parsed
+            } else {
+                self.report(kindNode, "\(path).kind", "expected one of \(Target.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        let headers = self.stringMap(f["headers"], "\(path).headers") ?? [:]
+        var timeouts = Timeouts()
+        if let t = f["timeouts"],
+            let tf = self.fields(t, "\(path).timeouts", required: [], optional: ["connect", "first_token", "idle", "total"])
+        {
+            timeouts.connect = self.duration(tf["connect"], "\(path).timeouts.connect") ?? timeouts.connect
+            timeouts.firstToken = self.duration(tf["first_token"], "\(path).timeouts.first_token") ?? timeouts.firstToken
+            timeouts.idle = self.duration(tf["idle"], "\(path).timeouts.idle") ?? timeouts.idle
+            timeouts.total = self.duration(tf["total"], "\(path).timeouts.total") ?? timeouts.total
+        }
+        guard let name, let baseURL, let model else { return nil }
+        return Target(name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts)
+    }
+
+    mutating func workload(_ node: Node, _ path: String) -> Workload? {
+        guard
+            let f = self.fields(
+                node, path, required: ["name", "prompt_tokens", "output_tokens"],
+                optional: ["system_prompt", "temperature", "ignore_eos"])
+        else { return nil }
+        let name = self.string(f["name"], "\(path).name")
+        let prompt = f["prompt_tokens"].flatMap { self.distribution($0, "\(path).prompt_tokens") }
+        let output = f["output_tokens"].flatMap { self.distribution($0, "\(path).output_tokens") }
+        let system = f["system_prompt"].flatMap { self.string($0, "\(path).system_prompt") }
+        let temperature = f["temperature"].flatMap { self.double($0, "\(path).temperature") }
+        let ignoreEOS = f["ignore_eos"].flatMap { self.bool($0, "\(path).ignore_eos") } ?? true
+        guard let name, let prompt, let output else { return nil }
+        return Workload(
+            name: name, promptTokens: prompt, outputTokens: output, systemPrompt: system, temperature: temperature,
+            ignoreEOS: ignoreEOS)
+    }
+
+    /// `256`, or one of `{uniform: [min, max]}`, `{normal: {mean, stddev}}`, `{lognormal: {mean, stddev}}`.
+    mutating func distribution(_ node: Node, _ path: String) -> Distribution? {
+        if case .scalar = node {
+            return self.int(node, path, minimum: 1).map { .fixed($0) }
+        }
+        guard let f = self.fields(node, path, required: [], optional: ["uniform", "normal", "lognormal"]) else {
+            return nil
+        }
+        guard f.count == 1, let (kind, value) = f.first else {
+            self.report(node, path, "expected a number or exactly one of uniform, normal, lognormal")
+            return nil
+        }
+        switch kind {
+        case "uniform":
+            guard case .sequence(let bounds) = value, bounds.count == 2,
+                let lo = bounds[0].int, let hi = bounds[1].int, lo >= 1, hi >= lo
+            else {
+                self.report(value, "\(path).uniform", "expected [min, max] with 1 ≤ min ≤ max")
+                return nil
+            }
+            return .uniform(min: lo, max: hi)
+        default:
+            guard let p = self.fields(value, "\(path).\(kind)", required: ["mean", "stddev"], optional: []),
+                let mean = self.double(p["mean"], "\(path).\(kind).mean", exclusive: true),
+                let sd = self.double(p["stddev"], "\(path).\(kind).stddev")
+            else { return nil }
+            return kind == "normal" ? .normal(mean: mean, stddev: sd) : .logNormal(mean: mean, stddev: sd)
+        }
+    }
+
+    mutating func load(_ node: Node, _ path: String) -> Load? {
+        guard
+            let f = self.fields(node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight"])
+        else { return nil }
+        let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap {
+            self.stage($1, "\(path).stages[\($0)]")
+        }
+        let warmup = self.duration(f["warmup"], "\(path).warmup") ?? 0
+        let cooldown = self.duration(f["cooldown"], "\(path).cooldown") ?? 0
+        let maxInFlight = self.int(f["max_in_flight"], "\(path).max_in_flight", minimum: 1) ?? 1024
+        guard let stages else { return nil }
+        return Load(stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight)
+    }
+
+    mutating func stage(_ node: Node, _ path: String) -> Stage? {
+        guard
+            let f = self.fields(
+                node, path, required: [], optional: ["rate", "arrival", "concurrency", "think_time", "duration", "requests"])
+        else { return nil }
+        let duration = self.duration(f["duration"], "\(path).duration")
+        let requests = self.int(f["requests"], "\(path).requests", minimum: 1)
+        if f["duration"] == nil && f["requests"] == nil {
+            self.report(node, path, "a stage needs a duration, a request count, or both")
+        }
+        let mode: Stage.Mode?
+        switch (f["rate"], f["concurrency"]) {
+        case (let rateNode?, nil):
+            var arrival = Stage.Arrival.constant
+            if let a = f["arrival"] {
+                if let text = a.string, let parsed = Stage.Arrival(rawValue: text) {
+                    arrival = parsed
+                } else {
+                    self.report(a, "\(path).arrival", "expected one of \(Stage.Arrival.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }
+            if f["think_time"] != nil { self.report(f["think_time"], "\(path).think_time", "think_time applies to concurrency stages only") }
+            mode = self.double(rateNode, "\(path).rate", exclusive: true).map { .rate($0, arrival) }
+        case (nil, let usersNode?):
+            if f["arrival"] != nil { self.report(f["arrival"], "\(path).arrival", "arrival applies to rate stages only") }
+            let think = self.duration(f["think_time"], "\(path).think_time") ?? 0
+            mode = self.int(usersNode, "\(path).concurrency", minimum: 1).map { .concurrency($0, thinkTime: think) }
+        case (.some, .some):
+            self.report(node, path, "a stage has either rate (open loop) or concurrency (closed loop), not both")
+            mode = nil
+        case (nil, nil):
+            self.report(node, path, "a stage needs rate (requests/s, open loop) or concurrency (users, closed loop)")
+            mode = nil
+        }
+        guard let mode else { return nil }
+        return Stage(mode: mode, duration: duration, requests: requests)
+    }
+}

@@ -1,0 +1,2 @@
+import NIOHTTP1
+public enum S {}
