@@ -1,0 +1,301 @@
+import Foundation
+import Logging
+import LoadstarPlan
+import LoadstarProtocol
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// How an agent finds and introduces itself to its coordinator.
+public struct AgentOptions: Sendable {
+    public var host: String
+    public var port: Int
+    public var hello: Hello
+    /// Give up when the coordinator cannot be reached at all within this many seconds.
+    public var firstConnectTimeout: Double
+    /// Once connected, give up after this many seconds without a connection.
+    public var reconnectTimeout: Double
+    /// Exit after one shard is finished and acknowledged (used by `loadstar run --local-agents`).
+    public var exitAfterShard: Bool
+    /// Also write every sample, as JSON lines, to this file (a local record of the run).
+    public var recordPath: String?
+
+    public init(
+        host: String, port: Int, hello: Hello, firstConnectTimeout: Double = 30, reconnectTimeout: Double = 600,
+        exitAfterShard: Bool = false, recordPath: String? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.hello = hello
+        self.firstConnectTimeout = firstConnectTimeout
+        self.reconnectTimeout = reconnectTimeout
+        self.exitAfterShard = exitAfterShard
+        self.recordPath = recordPath
+    }
+}
+
+/// Errors that stop an agent, each with a message a user can act on.
+public enum AgentError: Error, CustomStringConvertible {
+    case coordinatorUnreachable(address: String, seconds: Double, underlying: String)
+    case rejected(Reject)
+    case badShard(String)
+
+    public var description: String {
+        switch self {
+        case .coordinatorUnreachable(let address, let seconds, let underlying):
+            return "cannot reach the coordinator at \(address) for \(Int(seconds)) s (\(underlying)); "
+                + "check that `loadstar coordinator` is running and listening there"
+        case .rejected(let reject):
+            return "the coordinator refused this agent (\(reject.code)): \(reject.reason)"
+        case .badShard(let why):
+            return "the coordinator sent a shard this agent cannot run: \(why)"
+        }
+    }
+}
+
+/// The long-lived agent: keeps a link to the coordinator (reconnecting with backoff), runs the
+/// shards it is given, and streams samples back in numbered batches that it keeps until acked.
+public actor AgentDaemon {
+    private let options: AgentOptions
+    private let logger: Logger
+    private var writer: NIOAsyncChannelOutboundWriter<Message>?
+    private var shard: ShardState?
+    private var finishedShards = 0
+    private var record: FileHandle?
+
+    /// Samples are sent at most this far apart…
+    static let batchInterval: Int64 = 100_000
+    /// …or when this many are waiting.
+    static let batchSize = 1_000
+
+    struct ShardState {
+        var assignment: ShardAssignment
+        var spec: ShardSpec
+        var stats = EngineStats()
+        var started = false
+        var pending: [Sample] = []
+        var pendingSince: Int64 = 0
+        var nextSeq: UInt64 = 0
+        var unacked: [UInt64: SampleBatch] = [:]
+        var done: ShardDone?
+    }
+
+    public init(options: AgentOptions, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Runs until the process is stopped, or (with `exitAfterShard`) until one shard is complete.
+    public func run() async throws {
+        if let path = self.options.recordPath {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            self.record = FileHandle(forWritingAtPath: path)
+        }
+        let address = "\(self.options.host):\(self.options.port)"
+        var everConnected = false
+        var disconnectedSince = AgentClock.monotonicMicros()
+        var delay = 0.2
+        while !Task.isCancelled {
+            do {
+                try await self.session()
+                everConnected = true
+                delay = 0.2
+                disconnectedSince = AgentClock.monotonicMicros()
+                if self.options.exitAfterShard && self.finishedShards > 0 { return }
+                self.logger.info("link to coordinator closed; reconnecting", metadata: ["coordinator": "\(address)"])
+            } catch let error as AgentError {
+                throw error
+            } catch {
+                let limit = everConnected ? self.options.reconnectTimeout : self.options.firstConnectTimeout
+                let down = Double(AgentClock.monotonicMicros() - disconnectedSince) / 1_000_000
+                if down >= limit {
+                    throw AgentError.coordinatorUnreachable(address: address, seconds: down, underlying: "\(error)")
+                }
+                self.logger.debug("cannot reach coordinator", metadata: ["error": "\(error)"])
+            }
+            try await Task.sleep(for: .seconds(delay * Double.random(in: 0.8...1.2)))
+            delay = min(delay * 2, 5)
+        }
+    }
+
+    private func session() async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .connect(host: self.options.host, port: self.options.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(.hello(self.options.hello))
+            var messages = inbound.makeAsyncIterator()
+            switch try await messages.next(isolation: #isolation) {
+            case .welcome:
+                break
+            case .reject(let reject):
+                throw AgentError.rejected(reject)
+            default:
+                return
+            }
+            self.logger.info("connected to coordinator", metadata: ["agent.name": "\(self.options.hello.name)"])
+            await self.attach(outbound)
+            defer { self.detach() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    var ticks = 0
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .milliseconds(50))
+                        ticks += 1
+                        try await self.tick(heartbeat: ticks % 20 == 0)
+                    }
+                }
+                while let message = try await messages.next(isolation: #isolation) {
+                    try await self.handle(message)
+                    if self.shouldExit { break }
+                }
+                group.cancelAll()
+            }
+        }
+    }
+
+    private var shouldExit: Bool { self.options.exitAfterShard && self.finishedShards > 0 }
+
+    private func attach(_ writer: NIOAsyncChannelOutboundWriter<Message>) async {
+        self.writer = writer
+        // Everything not yet acknowledged goes again; the coordinator discards what it already has.
+        guard let shard = self.shard else { return }
+        for seq in shard.unacked.keys.sorted() {
+            try? await writer.write(.sampleBatch(shard.unacked[seq]!))
+        }
+        if let done = shard.done { try? await writer.write(.shardDone(done)) }
+    }
+
+    private func detach() { self.writer = nil }
+
+    private func send(_ message: Message) async {
+        guard let writer = self.writer else { return }
+        do { try await writer.write(message) } catch { self.writer = nil }
+    }
+
+    private func handle(_ message: Message) async throws {
+        switch message {
+        case .clockProbe(let probe):
+            let received = AgentClock.wallMicros()
+            await self.send(.clockReply(ClockReply(
+                probeID: probe.probeID, coordinatorSendTime: probe.coordinatorSendTime, agentReceiveTime: received,
+                agentSendTime: AgentClock.wallMicros())))
+        case .assignShard(let assignment):
+            if let current = self.shard, current.assignment.runID == assignment.runID,
+                current.assignment.shardIndex == assignment.shardIndex
+            {
+                return  // a repeat after reconnecting: keep the shard we are running
+            }
+            let spec: ShardSpec
+            do {
+                spec = try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec))
+            } catch {
+                await self.send(.reject(Reject(code: .badPlan, reason: "cannot decode shard: \(error)")))
+                throw AgentError.badShard("\(error)")
+            }
+            self.shard = ShardState(assignment: assignment, spec: spec)
+            self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
+        case .startAt(let start):
+            guard var shard = self.shard, shard.assignment.runID == start.runID, !shard.started else { return }
+            shard.started = true
+            self.shard = shard
+            let outputs = ShardRunner.start(
+                spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats)
+            let runID = start.runID
+            Task { await self.pump(outputs, runID: runID) }
+        case .batchAck(let ack):
+            guard self.shard?.assignment.runID == ack.runID else { return }
+            self.shard?.unacked[ack.batchSeq] = nil
+            self.finishIfComplete()
+        case .abort(let abort):
+            if let shard = self.shard, shard.assignment.runID == abort.runID {
+                self.logger.info("run aborted by coordinator", metadata: ["reason": "\(abort.reason)"])
+                shard.stats.requestAbort()
+            }
+        case .goodbye:
+            throw CancellationError()
+        default:
+            break
+        }
+    }
+
+    /// Moves engine output into batches until the shard finishes.
+    private func pump(_ outputs: AsyncStream<EngineOutput>, runID: UInt64) async {
+        for await output in outputs {
+            switch output {
+            case .samples(let samples):
+                guard self.shard?.assignment.runID == runID else { return }
+                if self.shard!.pending.isEmpty { self.shard!.pendingSince = AgentClock.monotonicMicros() }
+                self.shard!.pending.append(contentsOf: samples)
+                while self.shard!.pending.count >= Self.batchSize { await self.sendBatch(limit: Self.batchSize) }
+            case .finished(let outcome):
+                await self.sendBatch(limit: Int.max)
+                guard var shard = self.shard else { return }
+                let done = ShardDone(
+                    runID: runID, shardIndex: shard.assignment.shardIndex, fired: outcome.fired,
+                    succeeded: outcome.succeeded, failed: outcome.failed, late: outcome.late, dropped: outcome.dropped,
+                    batches: shard.nextSeq, aborted: outcome.aborted)
+                shard.done = done
+                self.shard = shard
+                self.logger.info("shard finished", metadata: ["fired": "\(outcome.fired)", "failed": "\(outcome.failed)"])
+                await self.send(.shardDone(done))
+                self.finishIfComplete()
+            }
+        }
+    }
+
+    private func sendBatch(limit: Int) async {
+        guard var shard = self.shard, !shard.pending.isEmpty else { return }
+        let count = min(limit, shard.pending.count)
+        let batch = SampleBatch(
+            runID: shard.assignment.runID, shardIndex: shard.assignment.shardIndex, batchSeq: shard.nextSeq,
+            samples: Array(shard.pending.prefix(count)))
+        shard.pending.removeFirst(count)
+        shard.pendingSince = AgentClock.monotonicMicros()
+        shard.nextSeq += 1
+        shard.unacked[batch.batchSeq] = batch
+        self.shard = shard
+        self.writeRecord(batch)
+        await self.send(.sampleBatch(batch))
+    }
+
+    private func tick(heartbeat: Bool) async throws {
+        if let shard = self.shard, !shard.pending.isEmpty,
+            AgentClock.monotonicMicros() - shard.pendingSince >= Self.batchInterval
+        {
+            await self.sendBatch(limit: Self.batchSize)
+        }
+        guard heartbeat else { return }
+        let stats = self.shard?.stats
+        await self.send(.heartbeat(Heartbeat(
+            agentTime: AgentClock.wallMicros(), runID: self.shard?.assignment.runID ?? 0,
+            fired: stats?.fired.load(ordering: .relaxed) ?? 0, completed: stats?.completed.load(ordering: .relaxed) ?? 0,
+            errors: stats?.errors.load(ordering: .relaxed) ?? 0, inFlight: stats?.inFlight.load(ordering: .relaxed) ?? 0)))
+    }
+
+    /// A shard is complete when it is done and every batch is acknowledged.
+    private func finishIfComplete() {
+        guard let shard = self.shard, shard.done != nil, shard.unacked.isEmpty else { return }
+        self.shard = nil
+        self.finishedShards += 1
+        try? self.record?.synchronize()
+    }
+
+    private func writeRecord(_ batch: SampleBatch) {
+        guard let record = self.record else { return }
+        var text = ""
+        for s in batch.samples {
+            text += "{\"run\":\(batch.runID),\"shard\":\(batch.shardIndex),\"request\":\(s.requestIndex),\"cell\":\(s.cellIndex),"
+                + "\"stage\":\(s.stageIndex),\"ttft_us\":\(s.ttft),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
+                + "\"excluded\":\(s.flags.contains(.excluded)),\"gaps\":\(s.gaps.count)}\n"
+        }
+        record.write(Data(text.utf8))
+    }
+}

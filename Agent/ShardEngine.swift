@@ -1,0 +1,336 @@
+import CCurl
+import Foundation
+import LoadstarPlan
+import LoadstarProtocol
+import Synchronization
+
+/// What the engine reports while it runs a shard.
+public enum EngineOutput: Sendable {
+    /// Samples of requests that completed (successfully or not) since the last report.
+    case samples([Sample])
+    /// The shard is over; every fired request has had its sample reported before this.
+    case finished(ShardOutcome)
+}
+
+/// The agent's own count of what it did, sent with `shardDone`.
+public struct ShardOutcome: Sendable, Equatable {
+    public var fired: UInt64 = 0
+    public var succeeded: UInt64 = 0
+    public var failed: UInt64 = 0
+    public var late: UInt64 = 0
+    public var dropped: UInt64 = 0
+    public var aborted = false
+}
+
+/// Live counters shared between the engine thread and the link (heartbeats).
+public final class EngineStats: Sendable {
+    public let fired = Atomic<UInt64>(0)
+    public let completed = Atomic<UInt64>(0)
+    public let errors = Atomic<UInt64>(0)
+    public let inFlight = Atomic<UInt32>(0)
+    let abortRequested = Atomic<Bool>(false)
+    public init() {}
+
+    /// Asks the engine to stop: no new requests; in-flight ones are cancelled and reported.
+    public func requestAbort() { self.abortRequested.store(true, ordering: .releasing) }
+}
+
+/// Runs one shard on a dedicated thread with libcurl's multi interface.
+public enum ShardRunner {
+    /// Starts the shard; its results arrive on the returned stream, which ends after `.finished`.
+    /// - Parameter startWall: when the first cell starts, on this agent's wall clock (µs).
+    public static func start(
+        spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats
+    ) -> AsyncStream<EngineOutput> {
+        let (stream, continuation) = AsyncStream.makeStream(of: EngineOutput.self)
+        let thread = Thread {
+            let engine = ShardEngine(spec: spec, secrets: secrets, stats: stats, output: continuation)
+            let anchor = ClockAnchor()
+            let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
+            continuation.yield(.finished(outcome))
+            continuation.finish()
+        }
+        thread.name = "loadstar-engine-\(spec.shardIndex)"
+        thread.start()
+        return stream
+    }
+}
+
+/// The event loop of one shard. Owns the multi handle and every transfer; never leaves its thread.
+final class ShardEngine {
+    private let spec: ShardSpec
+    private let secrets: [String: String]
+    private let stats: EngineStats
+    private let output: AsyncStream<EngineOutput>.Continuation
+    private let multi: UnsafeMutableRawPointer
+    private var inFlight: [ObjectIdentifier: Transfer] = [:]
+    private var completed: [Sample] = []
+    private var outcome = ShardOutcome()
+    private var anchor = ClockAnchor()
+    private var lastTimeoutScan: Int64 = 0
+    /// Closed-loop users of the running stage: global user index → when its next request is due.
+    private var userDue: [Int: Int64] = [:]
+    private var closedStage: (cell: Int, stage: Int, think: Int64)?
+
+    /// A request sent more than this late counts as late (µs).
+    static let lateThresholdMicros: Int64 = 10_000
+
+    init(spec: ShardSpec, secrets: [String: String], stats: EngineStats, output: AsyncStream<EngineOutput>.Continuation) {
+        self.spec = spec
+        self.secrets = secrets
+        self.stats = stats
+        self.output = output
+        _ = CCurl_global_init_default()
+        self.multi = curl_multi_init()
+        _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, spec.plan.load.maxInFlight)
+    }
+
+    deinit {
+        for transfer in self.inFlight.values { curl_multi_remove_handle(self.multi, transfer.easy) }
+        curl_multi_cleanup(self.multi)
+    }
+
+    private var aborted: Bool { self.stats.abortRequested.load(ordering: .acquiring) }
+
+    func run(startMonotonic: Int64, anchor: ClockAnchor) -> ShardOutcome {
+        self.anchor = anchor
+        let plan = self.spec.plan
+        var cellStart = startMonotonic
+        for cell in plan.cells {
+            self.waitUntil(cellStart)
+            var stageStart = cellStart
+            for (stageIndex, stage) in plan.load.stages.enumerated() where !self.aborted {
+                switch stage.mode {
+                case .rate:
+                    stageStart = self.runOpenLoop(cell: cell, stageIndex: stageIndex, stage: stage, start: stageStart, cellStart: cellStart)
+                case .concurrency(let users, let think):
+                    stageStart = self.runClosedLoop(
+                        cell: cell, stageIndex: stageIndex, stage: stage, users: users, think: Int64(think * 1_000_000),
+                        start: stageStart, cellStart: cellStart)
+                }
+            }
+            self.drain()
+            if self.aborted { break }
+            cellStart = AgentClock.monotonicMicros()
+        }
+        self.drain()
+        self.outcome.aborted = self.aborted
+        return self.outcome
+    }
+
+    // MARK: stages
+
+    private func runOpenLoop(cell: Cell, stageIndex: Int, stage: Stage, start: Int64, cellStart: Int64) -> Int64 {
+        var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
+        while let request = schedule.next() {
+            let due = start + request.offset
+            while !self.aborted {
+                let now = AgentClock.monotonicMicros()
+                if now >= due { break }
+                self.turn(timeoutMicros: due - now)
+            }
+            if self.aborted { return AgentClock.monotonicMicros() }
+            self.launch(request, cell: cell, stageIndex: stageIndex, user: 0, due: due, cellStart: cellStart)
+        }
+        guard let duration = stage.duration else { return AgentClock.monotonicMicros() }
+        let end = start + Int64(duration * 1_000_000)
+        self.waitUntil(end)
+        return end
+    }
+
+    private func runClosedLoop(
+        cell: Cell, stageIndex: Int, stage: Stage, users: Int, think: Int64, start: Int64, cellStart: Int64
+    ) -> Int64 {
+        let end = stage.duration.map { start + Int64($0 * 1_000_000) }
+        let shape = RequestShape(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex)
+        self.userDue = [:]
+        var nextK: [Int: Int] = [:]
+        for user in self.spec.ownedUsers(of: users) {
+            self.userDue[user] = start
+            nextK[user] = 0
+        }
+        self.closedStage = (cell.index, stageIndex, think)
+        defer { self.closedStage = nil }
+        while !self.aborted && !nextK.isEmpty {
+            let now = AgentClock.monotonicMicros()
+            if let end, now >= end { break }
+            var earliest = Int64.max
+            for (user, due) in self.userDue {
+                guard due <= now else {
+                    earliest = min(earliest, due)
+                    continue
+                }
+                let k = nextK[user]!
+                let index = user + k * users
+                if let limit = stage.requests, index >= limit {
+                    nextK[user] = nil
+                    self.userDue[user] = nil
+                    continue
+                }
+                nextK[user] = k + 1
+                self.userDue[user] = Int64.max  // busy until its request completes
+                let request = shape.request(index: index, offset: due - start)
+                self.launch(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart)
+            }
+            var wait = earliest == Int64.max ? 10_000 : max(0, earliest - AgentClock.monotonicMicros())
+            if let end { wait = min(wait, max(0, end - AgentClock.monotonicMicros())) }
+            self.turn(timeoutMicros: wait)
+        }
+        if let end {
+            self.waitUntil(end)
+            return end
+        }
+        return AgentClock.monotonicMicros()
+    }
+
+    // MARK: requests
+
+    private func launch(_ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64) {
+        let plan = self.spec.plan
+        if self.inFlight.count >= plan.load.maxInFlight {
+            self.outcome.dropped += 1
+            return
+        }
+        let target = plan.targets[cell.targetIndex]
+        let workload = plan.workloads[cell.workloadIndex]
+        var sample = Sample(
+            requestIndex: UInt64(request.index), cellIndex: UInt32(cell.index), stageIndex: UInt16(stageIndex),
+            userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens))
+        if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
+        var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), UInt64(request.index))
+        let promptSeed = promptRNG.next()
+        let body = RequestBody.make(target: target, workload: workload, request: request, seed: promptSeed)
+        let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: self.secrets))" }
+        let url = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) + target.path : target.baseURL + target.path
+        let now = AgentClock.monotonicMicros()
+        sample.intendedAt = self.anchor.wall(fromMonotonic: due)
+        sample.sentAt = self.anchor.wall(fromMonotonic: now)
+        if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
+        guard
+            let transfer = Transfer(
+                url: url, headers: headers, body: body, kind: target.kind, timeouts: target.timeouts, sample: sample,
+                sentAtMonotonic: now)
+        else {
+            sample.errorClass = .other
+            sample.errorDetail = "curl_easy_init failed"
+            self.record(sample)
+            return
+        }
+        self.inFlight[ObjectIdentifier(transfer)] = transfer
+        self.outcome.fired += 1
+        self.stats.fired.add(1, ordering: .relaxed)
+        self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
+        _ = curl_multi_add_handle(self.multi, transfer.easy)
+    }
+
+    private func isExcluded(due: Int64, cellStart: Int64) -> Bool {
+        let load = self.spec.plan.load
+        if Double(due - cellStart) < load.warmup * 1_000_000 { return true }
+        guard load.cooldown > 0 else { return false }
+        let durations = load.stages.compactMap(\.duration)
+        guard durations.count == load.stages.count else { return false }
+        let cellEnd = cellStart + Int64(durations.reduce(0, +) * 1_000_000)
+        return Double(cellEnd - due) <= load.cooldown * 1_000_000
+    }
+
+    private func record(_ sample: Sample) {
+        if sample.errorClass == .none {
+            self.outcome.succeeded += 1
+        } else {
+            self.outcome.failed += 1
+            self.stats.errors.add(1, ordering: .relaxed)
+        }
+        self.stats.completed.add(1, ordering: .relaxed)
+        self.completed.append(sample)
+        if let closed = self.closedStage, Int(sample.cellIndex) == closed.cell, Int(sample.stageIndex) == closed.stage,
+            self.userDue[Int(sample.userIndex)] != nil
+        {
+            self.userDue[Int(sample.userIndex)] = AgentClock.monotonicMicros() + closed.think
+        }
+    }
+
+    // MARK: the loop
+
+    private func waitUntil(_ deadline: Int64) {
+        while !self.aborted {
+            let now = AgentClock.monotonicMicros()
+            if now >= deadline { return }
+            self.turn(timeoutMicros: deadline - now)
+        }
+    }
+
+    /// Waits for every in-flight request; on abort, cancels them.
+    private func drain() {
+        while !self.inFlight.isEmpty {
+            if self.aborted {
+                for transfer in Array(self.inFlight.values) { self.stop(transfer, as: .cancelled) }
+                break
+            }
+            self.turn(timeoutMicros: 10_000)
+        }
+        self.flush()
+    }
+
+    /// One pass: let curl work, collect finished transfers, enforce our timeouts, report samples.
+    private func turn(timeoutMicros: Int64) {
+        var running: Int32 = 0
+        _ = curl_multi_perform(self.multi, &running)
+        self.collectFinished()
+        let now = AgentClock.monotonicMicros()
+        if now - self.lastTimeoutScan >= 5_000 {
+            self.lastTimeoutScan = now
+            self.enforceTimeouts(now: now)
+        }
+        self.flush()
+        let wait = min(max(timeoutMicros, 0), 10_000)
+        if wait >= 1_000 {
+            var ready: Int32 = 0
+            _ = curl_multi_poll(self.multi, nil, 0, Int32(wait / 1_000), &ready)
+        } else if wait > 0 && self.inFlight.isEmpty {
+            usleep(UInt32(wait))
+        }
+    }
+
+    private func collectFinished() {
+        var queued: Int32 = 0
+        while let message = curl_multi_info_read(self.multi, &queued) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            let result = CCurl_msg_result(message)
+            var context: UnsafeMutableRawPointer?
+            _ = CCurl_easy_getinfo_private(easy, &context)
+            curl_multi_remove_handle(self.multi, easy)
+            guard let context else { continue }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+            self.inFlight[ObjectIdentifier(transfer)] = nil
+            self.record(transfer.finish(result: result, at: AgentClock.monotonicMicros()))
+        }
+        self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
+    }
+
+    private func enforceTimeouts(now: Int64) {
+        for transfer in Array(self.inFlight.values) {
+            let target = self.spec.plan.targets[self.spec.plan.cells[Int(transfer.sample.cellIndex)].targetIndex]
+            if transfer.firstTokenAt < 0 {
+                if Double(now - transfer.sentAtMonotonic) > target.timeouts.firstToken * 1_000_000 {
+                    self.stop(transfer, as: .timeoutFirstToken)
+                }
+            } else if Double(now - max(transfer.lastEventAt, transfer.firstTokenAt)) > target.timeouts.idle * 1_000_000 {
+                self.stop(transfer, as: .timeoutIdle)
+            }
+        }
+    }
+
+    private func stop(_ transfer: Transfer, as errorClass: ErrorClass) {
+        transfer.forcedError = errorClass
+        curl_multi_remove_handle(self.multi, transfer.easy)
+        self.inFlight[ObjectIdentifier(transfer)] = nil
+        self.record(transfer.finish(result: CURLE_ABORTED_BY_CALLBACK, at: AgentClock.monotonicMicros()))
+        self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
+    }
+
+    private func flush() {
+        guard !self.completed.isEmpty else { return }
+        self.output.yield(.samples(self.completed))
+        self.completed.removeAll(keepingCapacity: true)
+    }
+}

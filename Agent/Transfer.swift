@@ -1,0 +1,184 @@
+import CCurl
+import LoadstarPlan
+import LoadstarProtocol
+
+/// One request in flight: its curl easy handle, its body, and what the stream has shown so far.
+/// Confined to the worker thread that owns the multi handle.
+final class Transfer {
+    let easy: UnsafeMutableRawPointer
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
+    private var body: [CChar]
+    private var parser: SSEParser
+
+    var sample: Sample
+    /// Monotonic µs at hand-over to curl.
+    let sentAtMonotonic: Int64
+    var firstByteAt: Int64 = -1
+    var firstTokenAt: Int64 = -1
+    var lastEventAt: Int64 = -1
+    var lastOutputAt: Int64 = -1
+    var outputEvents = 0
+    var sawDone = false
+    var streamError: String?
+    var usagePrompt: Int?
+    var usageCompletion: Int?
+    var usageCached: Int?
+    /// Set when we stop the transfer ourselves (timeouts, abort).
+    var forcedError: ErrorClass?
+    private var statusLineSeen = false
+
+    init?(
+        url: String, headers: [String], body: String, kind: Target.Kind, timeouts: Timeouts, sample: Sample,
+        sentAtMonotonic: Int64
+    ) {
+        guard let easy = curl_easy_init() else { return nil }
+        self.easy = easy
+        self.body = Array(body.utf8CString)
+        self.parser = SSEParser(kind: kind)
+        self.sample = sample
+        self.sentAtMonotonic = sentAtMonotonic
+        for header in headers + ["Content-Type: application/json", "Accept: text/event-stream", "Expect:"] {
+            self.headerList = curl_slist_append(self.headerList, header)
+        }
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_POST, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, self.body.count - 1)
+        self.body.withUnsafeMutableBufferPointer { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, $0.baseAddress) }
+        _ = CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, self.headerList)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeouts.total * 1000))
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, context)
+        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
+        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
+        _ = CCurl_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION) { bytes, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            return transfer.received(UnsafeRawBufferPointer(start: bytes, count: size * count))
+        }
+        _ = CCurl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { _, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            if transfer.firstByteAt < 0 { transfer.firstByteAt = AgentClock.monotonicMicros() }
+            return size * count
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(self.easy)
+        curl_slist_free_all(self.headerList)
+    }
+
+    /// Body bytes: fed to the SSE parser, stamped once per read. Returning anything but the byte
+    /// count makes curl abort the transfer, which is how a forced stop ends it.
+    private func received(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let now = AgentClock.monotonicMicros()
+        if self.firstByteAt < 0 { self.firstByteAt = now }
+        if self.forcedError != nil { return 0 }
+        if self.httpStatus >= 400 { return bytes.count }  // error body: not a stream
+        self.parser.feed(bytes) { self.handle($0, at: now) }
+        return bytes.count
+    }
+
+    private var httpStatus: Int {
+        var code = 0
+        _ = CCurl_easy_getinfo_long(self.easy, CURLINFO_RESPONSE_CODE, &code)
+        return code
+    }
+
+    private func handle(_ event: StreamEvent, at now: Int64) {
+        self.lastEventAt = now
+        if event.carriesOutput {
+            if self.firstTokenAt < 0 {
+                self.firstTokenAt = now
+            } else {
+                self.sample.gaps.append(UInt32(clamping: now - self.lastOutputAt))
+            }
+            self.lastOutputAt = now
+            self.outputEvents += 1
+        }
+        if event.isDone { self.sawDone = true }
+        if let error = event.error, self.streamError == nil { self.streamError = error }
+        if let p = event.promptTokens { self.usagePrompt = p }
+        if let c = event.completionTokens { self.usageCompletion = c }
+        if let c = event.cachedTokens { self.usageCached = c }
+    }
+
+    /// Completes the sample once curl is done with the transfer.
+    func finish(result: CURLcode, at now: Int64) -> Sample {
+        self.parser.finish { self.handle($0, at: now) }
+        var s = self.sample
+        let status = self.httpStatus
+        s.httpStatus = UInt16(clamping: status)
+        s.e2e = now - self.sentAtMonotonic
+        s.ttfb = self.firstByteAt >= 0 ? self.firstByteAt - self.sentAtMonotonic : -1
+        s.ttft = self.firstTokenAt >= 0 ? self.firstTokenAt - self.sentAtMonotonic : -1
+        var t: curl_off_t = 0
+        var previous: curl_off_t = 0
+        if CCurl_easy_getinfo_off(self.easy, CURLINFO_NAMELOOKUP_TIME_T, &t) == CURLE_OK { s.dns = Int32(clamping: t) }
+        previous = t
+        if CCurl_easy_getinfo_off(self.easy, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK, t > 0 {
+            s.connect = Int32(clamping: t - previous)
+            previous = t
+        }
+        if CCurl_easy_getinfo_off(self.easy, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK, t > 0 {
+            s.tls = Int32(clamping: t - previous)
+        }
+        var connects = 0
+        if CCurl_easy_getinfo_long(self.easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK, connects == 0 {
+            s.flags.insert(.connectionReused)
+        }
+        s.promptTokens = Int32(clamping: self.usagePrompt ?? -1)
+        s.cachedTokens = Int32(clamping: self.usageCached ?? -1)
+        if let completion = self.usageCompletion {
+            s.outputTokens = Int32(clamping: completion)
+        } else {
+            s.outputTokens = Int32(clamping: self.outputEvents)
+            s.flags.insert(.outputTokensEstimated)
+        }
+        (s.errorClass, s.errorDetail) = self.classify(result: result, status: status)
+        return s
+    }
+
+    private func classify(result: CURLcode, status: Int) -> (ErrorClass, String) {
+        if let forced = self.forcedError { return (forced, "stopped by the agent: \(forced.name)") }
+        switch result {
+        case CURLE_OK:
+            break
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            return (.dns, Self.describe(result))
+        case CURLE_COULDNT_CONNECT:
+            return (.connect, Self.describe(result))
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+            CURLE_SSL_CACERT_BADFILE:
+            return (.tls, Self.describe(result))
+        case CURLE_OPERATION_TIMEDOUT:
+            var connected: curl_off_t = 0
+            _ = CCurl_easy_getinfo_off(self.easy, CURLINFO_CONNECT_TIME_T, &connected)
+            return (connected == 0 ? .timeoutConnect : .timeoutTotal, Self.describe(result))
+        case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR:
+            return (.streamCut, Self.describe(result))
+        case CURLE_WEIRD_SERVER_REPLY, CURLE_BAD_CONTENT_ENCODING, CURLE_HTTP2, CURLE_HTTP2_STREAM:
+            return (.badStream, Self.describe(result))
+        default:
+            return (.other, Self.describe(result))
+        }
+        switch status {
+        case 429: return (.http429, "HTTP 429")
+        case 400..<500: return (.http4xx, "HTTP \(status)")
+        case 500...: return (.http5xx, "HTTP \(status)")
+        case 200..<300: break
+        default: return (.badStream, "unexpected HTTP status \(status)")
+        }
+        if let error = self.streamError { return (.badStream, String(error.prefix(200))) }
+        if !self.sawDone { return (.streamCut, "stream ended before its end marker") }
+        if self.outputEvents == 0 { return (.badStream, "stream carried no output") }
+        return (.none, "")
+    }
+
+    private static func describe(_ code: CURLcode) -> String {
+        String(cString: curl_easy_strerror(code))
+    }
+}
