@@ -1,0 +1,26 @@
+import LoadstarProtocol
+
+/// NTP-style estimate of an agent's clock offset, keeping the probe with the smallest round trip
+/// (its offset has the smallest error bound, ±rtt/2).
+public struct ClockEstimate: Sendable, Equatable {
+    /// Agent clock minus coordinator clock, µs.
+    public private(set) var offset: Int64 = 0
+    /// Round-trip time of the probe the offset came from, µs.
+    public private(set) var rtt: Int64 = .max
+    public private(set) var probes = 0
+
+    public init() {}
+
+    /// Folds in one reply received at `receivedAt` (coordinator clock, µs).
+    public mutating func add(_ reply: ClockReply, receivedAt: Int64) {
+        let t0 = reply.coordinatorSendTime, t1 = reply.agentReceiveTime, t2 = reply.agentSendTime, t3 = receivedAt
+        let rtt = max(0, (t3 - t0) - (t2 - t1))
+        self.probes += 1
+        guard rtt < self.rtt else { return }
+        self.rtt = rtt
+        self.offset = ((t1 - t0) + (t2 - t3)) / 2
+    }
+
+    /// Uncertainty of ``offset`` (half the best round trip), µs.
+    public var uncertainty: Int64 { self.rtt == .max ? .max : self.rtt / 2 }
+}

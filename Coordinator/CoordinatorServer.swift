@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import LoadstarPlan
+import LoadstarProtocol
+import NIOCore
+import NIOPosix
+
+/// Settings of a coordinator.
+public struct CoordinatorOptions: Sendable {
+    public var host: String
+    public var port: Int
+    /// Shared secret agents must present; `nil` accepts any agent (loopback and trusted networks only).
+    public var authToken: String?
+    /// An agent silent (disconnected) this long during a run is declared lost.
+    public var agentLostAfter: Double
+    /// How long a submitted run waits for enough agents.
+    public var agentWait: Double
+    /// Most connections served at once.
+    public var maximumConnections: Int
+
+    public init(
+        host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
+        agentWait: Double = 30, maximumConnections: Int = 4096
+    ) {
+        self.host = host
+        self.port = port
+        self.authToken = authToken
+        self.agentLostAfter = agentLostAfter
+        self.agentWait = agentWait
+        self.maximumConnections = maximumConnections
+    }
+}
+
+/// Microseconds since the epoch on the coordinator's clock.
+func coordinatorNow() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+}
+
+/// The coordinator: accepts agents and run submissions over the wire protocol, splits plans
+/// into shards, and writes every sample to PostgreSQL, acknowledging a batch only after commit.
+public final class CoordinatorServer: Sendable {
+    private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<Message, Message>, Never>
+    private let state: CoordinatorState
+    private let options: CoordinatorOptions
+    private let logger: Logger
+
+    /// The port actually bound (useful with port 0).
+    public let port: Int
+
+    private init(
+        channel: NIOAsyncChannel<NIOAsyncChannel<Message, Message>, Never>, state: CoordinatorState,
+        options: CoordinatorOptions, logger: Logger
+    ) {
+        self.serverChannel = channel
+        self.state = state
+        self.options = options
+        self.logger = logger
+        self.port = channel.channel.localAddress?.port ?? options.port
+    }
+
+    /// Migrates the database and binds the listening socket.
+    public static func bind(options: CoordinatorOptions, database: Database, logger: Logger) async throws -> CoordinatorServer {
+        let applied = try await database.migrate()
+        if !applied.isEmpty { logger.info("applied schema migrations", metadata: ["versions": "\(applied)"]) }
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: options.host, port: options.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecoder(), maximumBufferSize: Frame.defaultMaximumPayloadLength + Frame.headerSize))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let state = CoordinatorState(database: database, options: options, logger: logger)
+        return CoordinatorServer(channel: channel, state: state, options: options, logger: logger)
+    }
+
+    /// Serves connections until the task is cancelled.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await self.serverChannel.executeThenClose { inbound in
+                for try await connection in inbound {
+                    guard await self.state.openConnection() else {
+                        try? await connection.channel.close()
+                        continue
+                    }
+                    group.addTask {
+                        await self.serve(connection)
+                        await self.state.closeConnection()
+                    }
+                }
+            }
+        }
+    }
+
+    /// One peer: an agent (opens with hello) or a `loadstar run` client (opens with submitRun).
+    /// Any protocol error closes this connection only.
+    private func serve(_ connection: NIOAsyncChannel<Message, Message>) async {
+        let address = connection.channel.remoteAddress?.description ?? "?"
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var messages = inbound.makeAsyncIterator()
+                guard let first = try await messages.next() else { return }
+                switch first {
+                case .hello(let hello):
+                    try await self.state.serveAgent(hello, address: address, messages: &messages, outbound: outbound)
+                case .submitRun(let submit):
+                    try await self.state.serveClient(submit, messages: messages, outbound: outbound)
+                default:
+                    try await outbound.write(.reject(Reject(code: .protocolViolation, reason: "expected hello or submitRun first")))
+                }
+            }
+        } catch {
+            self.logger.info("connection closed on error", metadata: ["peer": "\(address)", "error": "\(error)"])
+        }
+    }
+}

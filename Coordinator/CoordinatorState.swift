@@ -1,0 +1,361 @@
+import Foundation
+import Logging
+import LoadstarPlan
+import LoadstarProtocol
+import NIOCore
+
+typealias MessageIterator = NIOAsyncChannelInboundStream<Message>.AsyncIterator
+typealias MessageWriter = NIOAsyncChannelOutboundWriter<Message>
+
+/// The coordinator's registry of agents and its active run. Connection tasks call in here; the
+/// I/O itself stays in those tasks.
+actor CoordinatorState {
+    let database: Database
+    let options: CoordinatorOptions
+    let logger: Logger
+    let coordinatorID = UUID().uuidString
+
+    struct AgentEntry {
+        var hello: Hello
+        var session: Int
+        var writer: MessageWriter?
+        var clock = ClockEstimate()
+        var heartbeat: Heartbeat?
+        var disconnectedAt: Int64?
+    }
+
+    struct ShardProgress {
+        var agentID: String
+        var agentName: String
+        var done: ShardDone?
+        var complete = false
+        var lost = false
+    }
+
+    struct ActiveRun {
+        var id: UInt64
+        var shards: [UInt32: ShardProgress]
+        var aborting = false
+        var stored: UInt64 = 0
+    }
+
+    private var agents: [String: AgentEntry] = [:]
+    private var nextSession = 0
+    private var connections = 0
+    private var run: ActiveRun?
+    private var runQueueBusy = false
+
+    init(database: Database, options: CoordinatorOptions, logger: Logger) {
+        self.database = database
+        self.options = options
+        self.logger = logger
+    }
+
+    func openConnection() -> Bool {
+        guard self.connections < self.options.maximumConnections else { return false }
+        self.connections += 1
+        return true
+    }
+
+    func closeConnection() { self.connections -= 1 }
+
+    // MARK: agents
+
+    nonisolated func serveAgent(_ hello: Hello, address: String, messages: inout MessageIterator, outbound: MessageWriter) async throws {
+        if hello.protocolVersion != loadstarProtocolVersion {
+            try await outbound.write(.reject(Reject(
+                code: .badVersion,
+                reason: "agent speaks protocol \(hello.protocolVersion), coordinator speaks \(loadstarProtocolVersion); run the same Loadstar version on both")))
+            return
+        }
+        if let token = self.options.authToken, !constantTimeEquals(token, hello.auth) {
+            try await outbound.write(.reject(Reject(code: .unauthorized, reason: "missing or wrong agent token (--token / LOADSTAR_TOKEN)")))
+            return
+        }
+        if hello.agentID.isEmpty || hello.name.isEmpty {
+            try await outbound.write(.reject(Reject(code: .protocolViolation, reason: "hello needs an agent id and a name")))
+            return
+        }
+        try await self.database.upsertAgent(hello, address: address)
+        try await outbound.write(.welcome(Welcome(coordinatorID: self.coordinatorID, heartbeatIntervalMilliseconds: 1000)))
+        let session = await self.agentConnected(hello, writer: outbound)
+        self.logger.info("agent connected", metadata: ["agent.name": "\(hello.name)", "agent.region": "\(hello.region)", "peer": "\(address)"])
+        defer { Task { await self.agentDisconnected(hello.agentID, session: session) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Clock probes: a burst at connect (the minimum-RTT filter keeps the best), then periodically.
+                var probe: UInt32 = 0
+                while !Task.isCancelled {
+                    for _ in 0..<8 {
+                        probe += 1
+                        try await outbound.write(.clockProbe(ClockProbe(probeID: probe, coordinatorSendTime: coordinatorNow())))
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    try await Task.sleep(for: .seconds(10))
+                }
+            }
+            while let message = try await messages.next() {
+                switch message {
+                case .clockReply(let reply):
+                    await self.clockReply(hello.agentID, reply, receivedAt: coordinatorNow())
+                case .heartbeat(let heartbeat):
+                    await self.heartbeat(hello.agentID, heartbeat)
+                case .sampleBatch(let batch):
+                    // Acknowledge only after commit. A database failure closes the link: the
+                    // agent keeps the batch and sends it again when it reconnects.
+                    let offset = await self.clockOffset(hello.agentID)
+                    let isNew = try await self.database.store(batch, clockOffset: offset)
+                    try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                    if isNew { await self.batchStored(batch) }
+                case .shardDone(let done):
+                    try await self.database.recordShardDone(done)
+                    await self.shardDone(done)
+                case .goodbye:
+                    group.cancelAll()
+                    return
+                default:
+                    self.logger.info("unexpected message from agent", metadata: ["agent.name": "\(hello.name)", "type": "\(message.type)"])
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func agentConnected(_ hello: Hello, writer: MessageWriter) -> Int {
+        self.nextSession += 1
+        var entry = self.agents[hello.agentID] ?? AgentEntry(hello: hello, session: self.nextSession)
+        entry.hello = hello
+        entry.session = self.nextSession
+        entry.writer = writer
+        entry.disconnectedAt = nil
+        self.agents[hello.agentID] = entry
+        return self.nextSession
+    }
+
+    private func agentDisconnected(_ id: String, session: Int) {
+        guard var entry = self.agents[id], entry.session == session else { return }
+        entry.writer = nil
+        entry.disconnectedAt = coordinatorNow()
+        self.agents[id] = entry
+        self.logger.info("agent disconnected", metadata: ["agent.name": "\(entry.hello.name)"])
+        // An idle agent that is gone is forgotten; one with a shard is kept until it returns or is lost.
+        if !(self.run?.shards.values.contains { $0.agentID == id && !$0.complete } ?? false) {
+            self.agents[id] = nil
+        }
+    }
+
+    private func clockReply(_ id: String, _ reply: ClockReply, receivedAt: Int64) {
+        self.agents[id]?.clock.add(reply, receivedAt: receivedAt)
+    }
+
+    private func clockOffset(_ id: String) -> Int64 { self.agents[id]?.clock.offset ?? 0 }
+
+    private func heartbeat(_ id: String, _ heartbeat: Heartbeat) { self.agents[id]?.heartbeat = heartbeat }
+
+    private func batchStored(_ batch: SampleBatch) async {
+        guard self.run?.id == batch.runID else { return }
+        self.run?.stored += UInt64(batch.samples.count)
+        await self.checkShardComplete(batch.runID, batch.shardIndex)
+    }
+
+    private func shardDone(_ done: ShardDone) async {
+        guard self.run?.id == done.runID else { return }
+        self.run?.shards[done.shardIndex]?.done = done
+        await self.checkShardComplete(done.runID, done.shardIndex)
+    }
+
+    /// A shard is complete when the agent said it is done and every one of its batches is stored.
+    private func checkShardComplete(_ runID: UInt64, _ shardIndex: UInt32) async {
+        guard let shard = self.run?.shards[shardIndex], let done = shard.done, !shard.complete else { return }
+        let stored = (try? await self.database.storedBatches(runID: runID, shardIndex: shardIndex)) ?? -1
+        if stored == Int(done.batches), self.run?.id == runID {
+            self.run?.shards[shardIndex]?.complete = true
+        }
+    }
+
+    // MARK: runs
+
+    nonisolated func serveClient(_ submit: SubmitRun, messages: MessageIterator, outbound: MessageWriter) async throws {
+        let plan: Plan
+        do {
+            plan = try PlanParser.parse(yaml: submit.planYAML, file: submit.planName)
+        } catch {
+            try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
+            return
+        }
+        // One run at a time: later submissions wait their turn.
+        while !(await self.claimRunSlot()) {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        var runID: UInt64?
+        defer { Task { await self.releaseRunSlot() } }
+        let minimum = max(1, Int(submit.minimumAgents))
+        let deadline = coordinatorNow() + Int64(self.options.agentWait * 1_000_000)
+        var selected = await self.readyAgents()
+        while selected.count < minimum {
+            if coordinatorNow() > deadline {
+                try await outbound.write(.reject(Reject(
+                    code: .notEnoughAgents,
+                    reason: "\(selected.count) agent(s) connected after \(Int(self.options.agentWait)) s, the run needs \(minimum); "
+                        + "start agents with `loadstar agent --coordinator HOST:PORT`")))
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            selected = await self.readyAgents()
+        }
+        let specs = ShardSplitter.split(plan, capacities: selected.map { Int($0.hello.capacity) })
+        let records = zip(specs, selected).map { spec, agent in
+            Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)
+        }
+        let id = try await self.database.createRun(plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records)
+        runID = id
+        await self.startRun(id, records)
+        self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
+        try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
+
+        // Shards go out first; all agents then start at one common instant, each told it on its own clock.
+        let start = coordinatorNow() + 1_000_000
+        for (spec, agent) in zip(specs, selected) {
+            let json = (try? JSONEncoder().encode(spec)) ?? Data()
+            let assignment = ShardAssignment(
+                runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
+                spec: Array(json), secrets: submit.secrets)
+            try? await agent.writer?.write(.assignShard(assignment))
+            try? await agent.writer?.write(.startAt(StartAt(runID: id, startTime: start + agent.clock.offset)))
+        }
+        for spec in specs {
+            try? await self.database.setShardStatus(runID: id, shardIndex: UInt32(spec.shardIndex), status: "running")
+        }
+
+        // Watch the run; the client may ask to abort (or vanish, which aborts too). The client's
+        // iterator moves into the reading task and is never touched here again.
+        let clientMessages = OwnershipTransfer(messages)
+        let status: (String, String?) = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var ticks = 0
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(250))
+                    ticks += 1
+                    if ticks % 4 == 0, let line = await self.progressLine() {
+                        try? await outbound.write(.runProgress(RunProgress(runID: id, line: line)))
+                    }
+                    if await self.runFinished() { return }
+                }
+            }
+            group.addTask {
+                var messages = clientMessages.value
+                while let message = try? await messages.next() {
+                    if case .abort(let abort) = message, abort.runID == id {
+                        await self.abortRun(reason: abort.reason)
+                    }
+                }
+                await self.abortRun(reason: "the submitting client disconnected")
+                try await Task.sleep(for: .seconds(3600))
+            }
+            try await group.next()
+            group.cancelAll()
+            return await self.finalStatus()
+        }
+        try await self.database.finishRun(id, status: status.0, reason: status.1)
+        await self.endRun()
+        self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
+        let report = try await Report.table(database: self.database, runID: id)
+        try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report)))
+        _ = runID
+    }
+
+    private func claimRunSlot() -> Bool {
+        if self.runQueueBusy { return false }
+        self.runQueueBusy = true
+        return true
+    }
+
+    private func releaseRunSlot() { self.runQueueBusy = false }
+
+    /// Connected agents with no shard, in a stable order.
+    private func readyAgents() -> [AgentEntry] {
+        let ready = self.agents.values.filter { $0.writer != nil && $0.clock.probes > 0 }
+        return ready.sorted { ($0.hello.name, $0.hello.agentID) < ($1.hello.name, $1.hello.agentID) }
+    }
+
+    private func startRun(_ id: UInt64, _ records: [Database.ShardRecord]) {
+        var shards: [UInt32: ShardProgress] = [:]
+        for record in records {
+            let name = self.agents[record.agentID]?.hello.name ?? record.agentID
+            shards[UInt32(record.spec.shardIndex)] = ShardProgress(agentID: record.agentID, agentName: name)
+        }
+        self.run = ActiveRun(id: id, shards: shards)
+    }
+
+    private func endRun() {
+        self.run = nil
+        for (id, entry) in self.agents where entry.writer == nil { self.agents[id] = nil }
+    }
+
+    /// Whether every shard is complete or lost; declares lost the agents gone too long.
+    private func runFinished() async -> Bool {
+        guard var run = self.run else { return true }
+        let now = coordinatorNow()
+        for (index, shard) in run.shards where !shard.complete && !shard.lost {
+            let entry = self.agents[shard.agentID]
+            let gone = entry.map { $0.disconnectedAt.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false } ?? true
+            if gone {
+                run.shards[index]?.lost = true
+                self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
+                try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
+            }
+        }
+        self.run?.shards = run.shards
+        return run.shards.values.allSatisfy { $0.complete || $0.lost }
+    }
+
+    private func finalStatus() -> (String, String?) {
+        guard let run = self.run else { return ("failed", "run state lost") }
+        let lost = run.shards.values.filter(\.lost).map(\.agentName)
+        if run.aborting { return ("aborted", "stopped on request; every sample fired before the stop is stored") }
+        if !lost.isEmpty {
+            return ("partial", "agent(s) \(lost.sorted().joined(separator: ", ")) lost mid-run; their samples up to then are stored")
+        }
+        return ("completed", nil)
+    }
+
+    private func abortRun(reason: String) async {
+        guard var run = self.run, !run.aborting else { return }
+        run.aborting = true
+        self.run = run
+        self.logger.info("aborting run", metadata: ["run.id": "\(run.id)", "reason": "\(reason)"])
+        for shard in run.shards.values {
+            try? await self.agents[shard.agentID]?.writer?.write(.abort(Abort(runID: run.id, reason: reason)))
+        }
+    }
+
+    private func progressLine() -> String? {
+        guard let run = self.run else { return nil }
+        var parts: [String] = []
+        for index in run.shards.keys.sorted() {
+            let shard = run.shards[index]!
+            let entry = self.agents[shard.agentID]
+            let hb = entry?.heartbeat
+            let state = shard.complete ? "done" : shard.lost ? "LOST" : entry?.writer == nil ? "disconnected" : "running"
+            parts.append("\(shard.agentName): \(state) fired \(hb?.fired ?? 0) in-flight \(hb?.inFlight ?? 0) errors \(hb?.errors ?? 0)")
+        }
+        return "stored \(run.stored) samples | " + parts.joined(separator: " | ")
+    }
+}
+
+/// Compares secrets without leaking their length of common prefix through timing.
+func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(x.count == y.count ? 0 : 1)
+    for i in 0..<max(x.count, y.count) {
+        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+    }
+    return diff == 0
+}
+
+/// Moves a non-Sendable value into exactly one other task. The sender must not use the value
+/// after wrapping it; this is an ownership hand-over the compiler cannot see through a task group.
+struct OwnershipTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: consuming Value) { self.value = value }
+}

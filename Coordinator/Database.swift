@@ -1,0 +1,212 @@
+import Foundation
+import LoadstarPlan
+import LoadstarProtocol
+import NIOCore
+import NIOPosix
+
+/// Loadstar's PostgreSQL: schema, run bookkeeping and sample ingest. libpq blocks, so the actor
+/// runs on a thread of its own and never on the cooperative pool.
+public actor Database {
+    private let conninfo: String
+    private let group: MultiThreadedEventLoopGroup
+    private let loop: any EventLoop
+    private var connection: PGConnection?
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        self.loop.executor.asUnownedSerialExecutor()
+    }
+
+    public init(conninfo: String) {
+        self.conninfo = conninfo
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.loop = self.group.next()
+    }
+
+    deinit { self.group.shutdownGracefully { _ in } }
+
+    private func connected() throws(DatabaseError) -> PGConnection {
+        if let connection = self.connection, connection.isHealthy { return connection }
+        self.connection = nil
+        let connection = try PGConnection(conninfo: self.conninfo)
+        self.connection = connection
+        return connection
+    }
+
+    /// Runs `body` with the connection; a broken connection is dropped so the next call reconnects.
+    private func with<T>(_ body: (PGConnection) throws(DatabaseError) -> T) throws(DatabaseError) -> T {
+        let connection = try self.connected()
+        do {
+            return try body(connection)
+        } catch {
+            if !connection.isHealthy { self.connection = nil }
+            throw error
+        }
+    }
+
+    /// Applies every migration not yet applied, in one transaction each. Returns the versions applied.
+    @discardableResult
+    public func migrate() throws(DatabaseError) -> [Int] {
+        try self.with { db throws(DatabaseError) in
+            try db.execute("""
+                CREATE TABLE IF NOT EXISTS loadstar_migrations (
+                    version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+                """)
+            // Serialise concurrent coordinators starting against one database.
+            try db.execute("SELECT pg_advisory_lock(7400)")
+            defer { _ = try? db.execute("SELECT pg_advisory_unlock(7400)") }
+            let applied = Set(try db.query("SELECT version FROM loadstar_migrations").compactMap { $0[0].flatMap { Int($0) } })
+            var done: [Int] = []
+            for migration in Schema.migrations where !applied.contains(migration.version) {
+                try db.execute("BEGIN")
+                do throws(DatabaseError) {
+                    try db.execute(migration.sql)
+                    _ = try db.query(
+                        "INSERT INTO loadstar_migrations (version, name) VALUES ($1, $2)",
+                        [String(migration.version), migration.name])
+                    try db.execute("COMMIT")
+                } catch {
+                    _ = try? db.execute("ROLLBACK")
+                    throw error
+                }
+                done.append(migration.version)
+            }
+            return done
+        }
+    }
+
+    public func upsertAgent(_ hello: Hello, address: String) throws(DatabaseError) {
+        let labels = (try? JSONSerialization.data(withJSONObject: hello.labels, options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query("""
+                INSERT INTO agents (id, name, region, labels, capacity, software_version, address)
+                VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region, labels = EXCLUDED.labels,
+                    capacity = EXCLUDED.capacity, software_version = EXCLUDED.software_version,
+                    address = EXCLUDED.address, last_seen = now()
+                """,
+                [hello.agentID, hello.name, hello.region, labels, String(hello.capacity), hello.softwareVersion, address])
+        }
+    }
+
+    /// One shard as it is recorded when a run starts.
+    public struct ShardRecord: Sendable {
+        public var spec: ShardSpec
+        public var agentID: String
+        public var clockOffset: Int64
+        public var clockRTT: Int64
+    }
+
+    /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
+    public func createRun(plan: Plan, planName: String, planYAML: String, shards: [ShardRecord]) throws(DatabaseError) -> UInt64 {
+        try self.with { db throws(DatabaseError) in
+            let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
+            try db.execute("BEGIN")
+            do throws(DatabaseError) {
+                let rows = try db.query("""
+                    INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at)
+                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now()) RETURNING id
+                    """, [plan.name, planName, planYAML, planJSON, String(Int64(bitPattern: plan.seed))])
+                guard let id = rows.first?[0].flatMap({ UInt64($0) }) else {
+                    throw DatabaseError(kind: .query, message: "INSERT INTO runs returned no id")
+                }
+                for (index, target) in plan.targets.enumerated() {
+                    _ = try db.query(
+                        "INSERT INTO targets (run_id, target_index, name, kind, base_url, model) VALUES ($1, $2, $3, $4, $5, $6)",
+                        [String(id), String(index), target.name, target.kind.rawValue, target.baseURL, target.model])
+                }
+                for cell in plan.cells {
+                    _ = try db.query(
+                        "INSERT INTO cells (run_id, cell_index, name, target_index, scenario) VALUES ($1, $2, $3, $4, $5)",
+                        [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name])
+                }
+                for shard in shards {
+                    let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
+                    _ = try db.query("""
+                        INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us)
+                        VALUES ($1, $2, $3, $4, $5::jsonb, 'assigned', $6, $7)
+                        """,
+                        [String(id), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec,
+                         String(shard.clockOffset), String(shard.clockRTT)])
+                }
+                try db.execute("CREATE TABLE samples_run_\(id) PARTITION OF samples FOR VALUES IN (\(id))")
+                try db.execute("COMMIT")
+                return id
+            } catch {
+                _ = try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Stores a batch with COPY and records it, in one transaction. Returns `false` when the batch
+    /// was already stored (a resend): nothing is written twice. Returns only after commit.
+    public func store(_ batch: SampleBatch, clockOffset: Int64) throws(DatabaseError) -> Bool {
+        var encoder = SampleCopyEncoder()
+        for sample in batch.samples {
+            encoder.append(sample, runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq, clockOffset: clockOffset)
+        }
+        let data = encoder.finish()
+        return try self.with { db throws(DatabaseError) in
+            try db.execute("BEGIN")
+            do throws(DatabaseError) {
+                let inserted = try db.query("""
+                    INSERT INTO sample_batches (run_id, shard_index, batch_seq, rows) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT DO NOTHING RETURNING 1
+                    """, [String(batch.runID), String(batch.shardIndex), String(batch.batchSeq), String(batch.samples.count)])
+                guard !inserted.isEmpty else {
+                    try db.execute("ROLLBACK")
+                    return false
+                }
+                let rows = try db.copyIn("COPY samples FROM STDIN (FORMAT binary)", data: data)
+                guard rows == batch.samples.count else {
+                    throw DatabaseError(kind: .copy, message: "COPY stored \(rows) rows of \(batch.samples.count)")
+                }
+                try db.execute("COMMIT")
+                return true
+            } catch {
+                _ = try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Number of distinct batches stored for a shard.
+    public func storedBatches(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Int {
+        try self.with { db throws(DatabaseError) in
+            let rows = try db.query(
+                "SELECT count(*) FROM sample_batches WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)])
+            return rows.first?[0].flatMap { Int($0) } ?? 0
+        }
+    }
+
+    public func recordShardDone(_ done: ShardDone) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query("""
+                UPDATE shards SET status = $3, fired = $4, succeeded = $5, failed = $6, late = $7, dropped = $8, batches = $9
+                WHERE run_id = $1 AND shard_index = $2
+                """,
+                [String(done.runID), String(done.shardIndex), done.aborted ? "aborted" : "done", String(done.fired),
+                 String(done.succeeded), String(done.failed), String(done.late), String(done.dropped), String(done.batches)])
+        }
+    }
+
+    public func setShardStatus(runID: UInt64, shardIndex: UInt32, status: String) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query("UPDATE shards SET status = $3 WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex), status])
+        }
+    }
+
+    public func finishRun(_ runID: UInt64, status: String, reason: String?) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query(
+                "UPDATE runs SET status = $2, status_reason = $3, finished_at = now() WHERE id = $1",
+                [String(runID), status, reason])
+        }
+    }
+
+    /// Runs a read-only query for reports and tools.
+    public func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> (columns: [String], rows: [[String?]]) {
+        try self.with { db throws(DatabaseError) in try db.queryWithColumns(sql, parameters) }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import LoadstarProtocol
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Why `loadstar run` could not get a result, in words a user can act on.
+public enum RunClientError: Error, CustomStringConvertible {
+    case coordinatorUnreachable(address: String, underlying: String)
+    case rejected(Reject)
+    case connectionLost(address: String)
+    case missingSecret(String)
+
+    public var description: String {
+        switch self {
+        case .coordinatorUnreachable(let address, let underlying):
+            return "cannot reach the coordinator at \(address) (\(underlying)); start it with `loadstar coordinator --listen \(address)` or pass --local-agents N"
+        case .rejected(let reject):
+            return "the coordinator refused the run: \(reject.reason)"
+        case .connectionLost(let address):
+            return "lost the connection to the coordinator at \(address) before the run finished; see `loadstar report` for what was stored"
+        case .missingSecret(let name):
+            return "the plan uses ${\(name)} but \(name) is not set in the environment"
+        }
+    }
+}
+
+/// Submits a plan to a coordinator and follows it to the end.
+public enum RunClient {
+    /// Values of the `${NAME}` placeholders the plan uses, from `environment`.
+    public static func secrets(for planYAML: String, environment: [String: String]) throws -> [String: String] {
+        var names = Set<String>()
+        var rest = Substring(planYAML)
+        while let open = rest.range(of: "${") {
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else { break }
+            names.insert(String(rest[open.upperBound..<close]))
+            rest = rest[rest.index(after: close)...]
+        }
+        var values: [String: String] = [:]
+        for name in names.sorted() {
+            guard let value = environment[name] else { throw RunClientError.missingSecret(name) }
+            values[name] = value
+        }
+        return values
+    }
+
+    /// Submits, reports progress lines, forwards an abort when `interrupts` yields, and returns
+    /// the coordinator's final word.
+    public static func submit(
+        host: String, port: Int, submission: SubmitRun, interrupts: AsyncStream<Void>,
+        onAccepted: @escaping @Sendable (RunAccepted) -> Void, onProgress: @escaping @Sendable (String) -> Void
+    ) async throws -> RunFinished {
+        let address = "\(host):\(port)"
+        let channel: NIOAsyncChannel<Message, Message>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(5))
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                        return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw RunClientError.coordinatorUnreachable(address: address, underlying: "\(error)")
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(.submitRun(submission))
+            return try await withThrowingTaskGroup(of: RunFinished?.self) { group in
+                let runID = RunIDBox()
+                group.addTask {
+                    for await _ in interrupts {
+                        if let id = runID.value { try? await outbound.write(.abort(Abort(runID: id, reason: "interrupted by the user"))) }
+                    }
+                    return nil
+                }
+                var finished: RunFinished?
+                for try await message in inbound {
+                    switch message {
+                    case .runAccepted(let accepted):
+                        runID.value = accepted.runID
+                        onAccepted(accepted)
+                    case .runProgress(let progress):
+                        onProgress(progress.line)
+                    case .runFinished(let result):
+                        finished = result
+                    case .reject(let reject):
+                        group.cancelAll()
+                        throw RunClientError.rejected(reject)
+                    default:
+                        break
+                    }
+                    if finished != nil { break }
+                }
+                group.cancelAll()
+                guard let finished else { throw RunClientError.connectionLost(address: address) }
+                return finished
+            }
+        }
+    }
+}
+
+/// The run id, once the coordinator has given one; read by the interrupt task.
+final class RunIDBox: Sendable {
+    private let storage = Mutex<UInt64?>(nil)
+    var value: UInt64? {
+        get { self.storage.withLock { $0 } }
+        set { self.storage.withLock { $0 = newValue } }
+    }
+}

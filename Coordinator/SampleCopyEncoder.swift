@@ -1,0 +1,84 @@
+import LoadstarProtocol
+import NIOCore
+
+/// Encodes samples as PostgreSQL binary COPY tuples for the `samples` table, in column order.
+struct SampleCopyEncoder {
+    /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
+    static let postgresEpochOffset: Int64 = 946_684_800_000_000
+    static let int4OID: UInt32 = 23
+    static let columnCount: Int16 = 27
+
+    private(set) var buffer: ByteBuffer
+
+    init(allocator: ByteBufferAllocator = ByteBufferAllocator(), capacity: Int = 256 * 1024) {
+        self.buffer = allocator.buffer(capacity: capacity)
+        self.buffer.writeBytes(Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00])
+        self.buffer.writeMultipleIntegers(Int32(0), Int32(0))
+    }
+
+    /// Appends one row. `clockOffset` is the agent's clock minus the coordinator's (µs): sample
+    /// times are stored on the coordinator's clock.
+    mutating func append(_ s: Sample, runID: UInt64, shardIndex: UInt32, batchSeq: UInt64, clockOffset: Int64) {
+        self.buffer.writeInteger(Self.columnCount)
+        self.int8(Int64(runID))
+        self.int4(Int32(shardIndex))
+        self.int8(Int64(batchSeq))
+        self.int8(Int64(s.requestIndex))
+        self.int4(Int32(s.cellIndex))
+        self.int4(Int32(s.stageIndex))
+        self.int4(Int32(bitPattern: s.userIndex))
+        self.timestamp(s.intendedAt - clockOffset)
+        self.timestamp(s.sentAt - clockOffset)
+        self.int8(s.sentAt - s.intendedAt)
+        self.optionalInt8(s.ttfb)
+        self.optionalInt8(s.ttft)
+        self.optionalInt8(s.e2e)
+        self.optionalInt4(s.dns)
+        self.optionalInt4(s.connect)
+        self.optionalInt4(s.tls)
+        self.int4(s.promptTokensRequested)
+        self.optionalInt4(s.promptTokens)
+        self.int4(s.outputTokens)
+        self.bool(s.flags.contains(.outputTokensEstimated))
+        self.optionalInt4(s.cachedTokens)
+        self.int4(Int32(s.httpStatus))
+        self.text(s.errorClass.name)
+        if s.errorDetail.isEmpty { self.null() } else { self.text(s.errorDetail) }
+        self.bool(s.flags.contains(.connectionReused))
+        self.bool(s.flags.contains(.excluded))
+        self.int4Array(s.gaps)
+    }
+
+    /// Ends the COPY stream and returns the bytes to send.
+    mutating func finish() -> ByteBuffer {
+        self.buffer.writeInteger(Int16(-1))
+        return self.buffer
+    }
+
+    private mutating func null() { self.buffer.writeInteger(Int32(-1)) }
+    private mutating func int8(_ v: Int64) { self.buffer.writeMultipleIntegers(Int32(8), v) }
+    private mutating func int4(_ v: Int32) { self.buffer.writeMultipleIntegers(Int32(4), v) }
+    private mutating func bool(_ v: Bool) { self.buffer.writeMultipleIntegers(Int32(1), UInt8(v ? 1 : 0)) }
+    private mutating func timestamp(_ unixMicros: Int64) { self.int8(unixMicros - Self.postgresEpochOffset) }
+    private mutating func optionalInt8(_ v: Int64) { if v < 0 { self.null() } else { self.int8(v) } }
+    private mutating func optionalInt4(_ v: Int32) { if v < 0 { self.null() } else { self.int4(v) } }
+
+    private mutating func text(_ v: String) {
+        self.buffer.writeInteger(Int32(v.utf8.count))
+        self.buffer.writeString(v)
+    }
+
+    /// One-dimensional `int4[]` in PostgreSQL's binary array format.
+    private mutating func int4Array(_ values: [UInt32]) {
+        if values.isEmpty {
+            // ndim 0: the empty array.
+            self.buffer.writeMultipleIntegers(Int32(12), Int32(0), Int32(0), Self.int4OID)
+            return
+        }
+        self.buffer.writeInteger(Int32(20 + values.count * 8))
+        self.buffer.writeMultipleIntegers(Int32(1), Int32(0), Self.int4OID, Int32(values.count), Int32(1))
+        for v in values {
+            self.buffer.writeMultipleIntegers(Int32(4), Int32(clamping: v))
+        }
+    }
+}

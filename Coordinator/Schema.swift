@@ -1,0 +1,166 @@
+/// Versioned schema migrations, applied in order by the coordinator at start. A migration is
+/// never edited once released: add a new one. Documented in `docs/sql.md`.
+enum Schema {
+    struct Migration {
+        let version: Int
+        let name: String
+        let sql: String
+    }
+
+    static let migrations: [Migration] = [
+        Migration(version: 1, name: "runs, agents, shards, samples", sql: """
+            CREATE TABLE agents (
+                id               text PRIMARY KEY,
+                name             text NOT NULL,
+                region           text NOT NULL,
+                labels           jsonb NOT NULL DEFAULT '{}',
+                capacity         int NOT NULL,
+                software_version text NOT NULL,
+                address          text,
+                first_seen       timestamptz NOT NULL DEFAULT now(),
+                last_seen        timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE TABLE runs (
+                id            bigserial PRIMARY KEY,
+                name          text NOT NULL,
+                plan_name     text NOT NULL,
+                plan_yaml     text NOT NULL,
+                plan          jsonb NOT NULL,
+                seed          bigint NOT NULL,
+                status        text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'aborted', 'partial', 'failed')),
+                status_reason text,
+                created_at    timestamptz NOT NULL DEFAULT now(),
+                started_at    timestamptz,
+                finished_at   timestamptz
+            );
+            CREATE TABLE targets (
+                run_id       bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+                target_index int NOT NULL,
+                name         text NOT NULL,
+                kind         text NOT NULL,
+                base_url     text NOT NULL,
+                model        text NOT NULL,
+                PRIMARY KEY (run_id, target_index)
+            );
+            CREATE TABLE cells (
+                run_id       bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+                cell_index   int NOT NULL,
+                name         text NOT NULL,
+                target_index int NOT NULL,
+                scenario     text NOT NULL,
+                PRIMARY KEY (run_id, cell_index),
+                FOREIGN KEY (run_id, target_index) REFERENCES targets
+            );
+            CREATE TABLE shards (
+                run_id          bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+                shard_index     int NOT NULL,
+                agent_id        text NOT NULL REFERENCES agents,
+                seed            bigint NOT NULL,
+                spec            jsonb NOT NULL,
+                status          text NOT NULL CHECK (status IN ('assigned', 'running', 'done', 'aborted', 'lost')),
+                clock_offset_us bigint,
+                clock_rtt_us    bigint,
+                fired           bigint,
+                succeeded       bigint,
+                failed          bigint,
+                late            bigint,
+                dropped         bigint,
+                batches         bigint,
+                PRIMARY KEY (run_id, shard_index)
+            );
+            -- One row per committed sample batch: a resent batch is recognised and stored once.
+            CREATE TABLE sample_batches (
+                run_id       bigint NOT NULL,
+                shard_index  int NOT NULL,
+                batch_seq    bigint NOT NULL,
+                rows         int NOT NULL,
+                committed_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (run_id, shard_index, batch_seq),
+                FOREIGN KEY (run_id, shard_index) REFERENCES shards ON DELETE CASCADE
+            );
+            -- Raw samples, one row per fired request, partitioned by run (one partition per run).
+            CREATE TABLE samples (
+                run_id                  bigint NOT NULL,
+                shard_index             int NOT NULL,
+                batch_seq               bigint NOT NULL,
+                request_index           bigint NOT NULL,
+                cell_index              int NOT NULL,
+                stage_index             int NOT NULL,
+                user_index              int NOT NULL,
+                intended_at             timestamptz NOT NULL,
+                sent_at                 timestamptz NOT NULL,
+                send_lag_us             bigint NOT NULL,
+                ttfb_us                 bigint,
+                ttft_us                 bigint,
+                e2e_us                  bigint,
+                dns_us                  int,
+                connect_us              int,
+                tls_us                  int,
+                prompt_tokens_requested int NOT NULL,
+                prompt_tokens           int,
+                output_tokens           int NOT NULL,
+                output_tokens_estimated boolean NOT NULL,
+                cached_tokens           int,
+                http_status             int NOT NULL,
+                error_class             text NOT NULL,
+                error_detail            text,
+                connection_reused       boolean NOT NULL,
+                excluded                boolean NOT NULL,
+                itl_us                  int[] NOT NULL
+            ) PARTITION BY LIST (run_id);
+
+            -- Every sample with its labels.
+            CREATE VIEW request_samples AS
+            SELECT s.*, r.name AS run_name, t.name AS target, c.name AS cell, c.scenario,
+                   a.name AS agent, a.region,
+                   CASE WHEN s.output_tokens >= 2 AND s.ttft_us IS NOT NULL
+                        THEN (s.e2e_us - s.ttft_us)::double precision / (s.output_tokens - 1) END AS tpot_us
+            FROM samples s
+            JOIN runs r ON r.id = s.run_id
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+            JOIN agents a ON a.id = sh.agent_id;
+
+            -- Per run × target × scenario: requests, error rate and latency percentiles in
+            -- milliseconds, from the raw rows of the whole fleet. Warm-up and cool-down samples are
+            -- excluded; latency percentiles are over successful requests; inter-token latency is
+            -- over every gap of every request (pooled), not per-request means.
+            CREATE VIEW latency_summary AS
+            WITH requests AS (
+                SELECT run_id, target, scenario,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY ttft_us)
+                           FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e2e_us)
+                           FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY tpot_us)
+                           FILTER (WHERE error_class = 'none') AS tpot,
+                       sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, target, scenario
+            ), gaps AS (
+                SELECT run_id, target, scenario,
+                       count(*) AS gaps,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY gap) AS itl
+                FROM request_samples, unnest(itl_us) AS gap
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, target, scenario
+            )
+            SELECT r.run_id, r.target, r.scenario, r.requests, r.errors,
+                   round(r.errors::numeric / r.requests, 4) AS error_rate,
+                   r.ttft[1] / 1000 AS ttft_p50_ms, r.ttft[2] / 1000 AS ttft_p90_ms,
+                   r.ttft[3] / 1000 AS ttft_p95_ms, r.ttft[4] / 1000 AS ttft_p99_ms,
+                   g.itl[1] / 1000 AS itl_p50_ms, g.itl[2] / 1000 AS itl_p90_ms,
+                   g.itl[3] / 1000 AS itl_p95_ms, g.itl[4] / 1000 AS itl_p99_ms,
+                   r.tpot[1] / 1000 AS tpot_p50_ms, r.tpot[4] / 1000 AS tpot_p99_ms,
+                   r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
+                   r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms,
+                   r.output_tokens
+            FROM requests r
+            LEFT JOIN gaps g USING (run_id, target, scenario);
+            """),
+    ]
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import LoadstarAgent
+import LoadstarCoordinator
+import LoadstarProtocol
+import Logging
+
+extension Loadstar {
+    struct Coordinate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "coordinator", abstract: "Run the coordinator: accepts agents and runs, writes samples to PostgreSQL.")
+
+        @Option(help: "Address to listen on for agents and run submissions.") var listen = "0.0.0.0:7400"
+        @Option(help: "Shared secret agents must present (default: $LOADSTAR_TOKEN; none accepts any agent).") var token: String?
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            self.common.bootstrap(default: .info)
+            let logger = Logger(label: "loadstar.coordinator")
+            let address = try Address(self.listen, option: "--listen")
+            let server: CoordinatorServer
+            do {
+                let url = try self.database.resolve()
+                let options = CoordinatorOptions(
+                    host: address.host, port: address.port,
+                    authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"])
+                server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
+            } catch {
+                throw fail("\(error)")
+            }
+            logger.info("coordinator listening", metadata: ["address": "\(address.host):\(server.port)"])
+            try await server.run()
+        }
+    }
+
+    struct AgentCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "agent", abstract: "Run an agent: connects to a coordinator and fires the shards it is given.")
+
+        @Option(help: "Coordinator address, HOST:PORT.") var coordinator: String
+        @Option(help: "Name shown in reports (default: the host name).") var name: String?
+        @Option(help: "Region label.") var region = "local"
+        @Option(parsing: .singleValue, help: "Extra label KEY=VALUE (repeatable).") var label: [String] = []
+        @Option(help: "Relative capacity when plans are split.") var capacity: UInt32 = 1
+        @Option(help: "Stable agent id (default: a new UUID per process).") var id: String?
+        @Option(help: "Shared secret (default: $LOADSTAR_TOKEN).") var token: String?
+        @Option(help: "Also write every sample as JSON lines to this file.") var record: String?
+        @Option(help: "Seconds to keep trying a coordinator that was never reached.") var connectTimeout = 30.0
+        @Flag(help: "Exit after one shard is finished and acknowledged.") var once = false
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            self.common.bootstrap(default: .info)
+            let address = try Address(self.coordinator, option: "--coordinator")
+            var labels: [String: String] = [:]
+            for pair in self.label {
+                guard let eq = pair.firstIndex(of: "=") else { throw ValidationError("--label must be KEY=VALUE, got '\(pair)'") }
+                labels[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+            }
+            let hello = Hello(
+                agentID: self.id ?? UUID().uuidString, name: self.name ?? ProcessInfo.processInfo.hostName,
+                region: self.region, labels: labels, capacity: max(1, self.capacity), softwareVersion: Loadstar.version,
+                auth: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"] ?? "")
+            let options = AgentOptions(
+                host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
+                exitAfterShard: self.once, recordPath: self.record)
+            do {
+                try await AgentDaemon(options: options, logger: Logger(label: "loadstar.agent")).run()
+            } catch {
+                throw fail("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Loadstar: AsyncParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "loadstar",
+        abstract: "Distributed load generator for LLM inference endpoints.",
+        version: Self.version,
+        subcommands: [Run.self, Report.self, Coordinate.self, AgentCommand.self, Sim.self, DB.self, PlanCommand.self])
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: Logger.Level?
+
+    /// Sets up logging to stderr once per process.
+    func bootstrap(default level: Logger.Level) {
+        let chosen = self.logLevel ?? level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = chosen
+            return handler
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `HOST:PORT`, validated.
+struct Address {
+    var host: String
+    var port: Int
+
+    init(_ text: String, option: String) throws {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("\(option) must be HOST:PORT, got '\(text)'")
+        }
+        self.host = String(text[..<colon])
+        self.port = port
+        if self.host.isEmpty { self.host = "127.0.0.1" }
+    }
+}
+
+/// Prints one actionable line on stderr and exits non-zero.
+func fail(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("loadstar: \(message)\n".utf8))
+    return ExitCode.failure
+}

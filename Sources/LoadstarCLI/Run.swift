@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import LoadstarCoordinator
+import LoadstarPlan
+import LoadstarProtocol
+import Logging
+
+extension Loadstar {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a plan, follow it live, and print the percentile report.",
+            discussion: "Exit status: 0 when the run completed, 1 when it was aborted, partial or failed.")
+
+        @Argument(help: "The plan file (YAML).") var plan: String
+        @Option(help: "Submit to this coordinator, HOST:PORT.") var coordinator: String?
+        @Option(help: "Run a coordinator and this many agent processes on this machine.") var localAgents: Int?
+        @Option(help: "Wait for at least this many agents (with --coordinator).") var minAgents: UInt32 = 1
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            if (self.coordinator == nil) == (self.localAgents == nil) {
+                throw ValidationError("give either --coordinator HOST:PORT or --local-agents N")
+            }
+            if let n = self.localAgents, !(1...256).contains(n) { throw ValidationError("--local-agents must be 1…256") }
+        }
+
+        func run() async throws {
+            self.common.bootstrap(default: .warning)
+            let logger = Logger(label: "loadstar.run")
+            let yaml: String
+            do {
+                yaml = try String(contentsOfFile: self.plan, encoding: .utf8)
+                _ = try PlanParser.parse(yaml: yaml, file: self.plan)
+            } catch let error as PlanError {
+                throw fail(error.description)
+            } catch {
+                throw fail("cannot read plan \(self.plan): \(error.localizedDescription)")
+            }
+            let secrets: [String: String]
+            do {
+                secrets = try RunClient.secrets(for: yaml, environment: ProcessInfo.processInfo.environment)
+            } catch {
+                throw fail("\(error)")
+            }
+            var agents: [Process] = []
+            var server: CoordinatorServer?
+            var serverTask: Task<Void, any Error>?
+            let address: Address
+            var minimum = self.minAgents
+            if let count = self.localAgents {
+                do {
+                    let url = try self.database.resolve()
+                    let local = try await CoordinatorServer.bind(
+                        options: CoordinatorOptions(host: "127.0.0.1", port: 0), database: Database(conninfo: url), logger: logger)
+                    server = local
+                    serverTask = Task { try await local.run() }
+                    address = try Address("127.0.0.1:\(local.port)", option: "--coordinator")
+                    agents = try (0..<count).map { try Self.spawnAgent(index: $0, port: local.port) }
+                    minimum = UInt32(count)
+                } catch {
+                    throw fail("\(error)")
+                }
+            } else {
+                address = try Address(self.coordinator!, option: "--coordinator")
+            }
+            defer {
+                for agent in agents where agent.isRunning { agent.terminate() }
+                serverTask?.cancel()
+                _ = server
+            }
+            let interrupts = SignalStream.interrupts()
+            let submission = SubmitRun(
+                planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets)
+            let finished: RunFinished
+            do {
+                finished = try await RunClient.submit(
+                    host: address.host, port: address.port, submission: submission, interrupts: interrupts,
+                    onAccepted: { accepted in
+                        Self.status("run \(accepted.runID) started on \(accepted.agents) agent(s)")
+                    },
+                    onProgress: { Self.status($0) })
+            } catch {
+                throw fail("\(error)")
+            }
+            print(finished.report, terminator: "")
+            if finished.status != "completed" {
+                throw fail("run \(finished.runID) ended \(finished.status)")
+            }
+        }
+
+        static func status(_ line: String) {
+            FileHandle.standardError.write(Data("[loadstar] \(line)\n".utf8))
+        }
+
+        static func spawnAgent(index: Int, port: Int) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            process.arguments = [
+                "agent", "--coordinator", "127.0.0.1:\(port)", "--name", "local-\(index + 1)", "--region", "local",
+                "--once", "--log-level", "warning",
+            ]
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+    }
+
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a run's percentile report again, from SQL.")
+        @Argument(help: "The run id.") var runID: UInt64
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            do {
+                let db = Database(conninfo: try self.database.resolve())
+                print(try await LoadstarCoordinator.Report.table(database: db, runID: self.runID), terminator: "")
+            } catch {
+                throw fail("\(error)")
+            }
+        }
+    }
+
+    struct PlanCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "plan", abstract: "Check plans.", subcommands: [Check.self])
+
+        struct Check: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Validate a plan and report every error at once.")
+            @Argument(help: "The plan file (YAML).") var file: String
+            func run() async throws {
+                let yaml: String
+                do {
+                    yaml = try String(contentsOfFile: self.file, encoding: .utf8)
+                } catch {
+                    throw fail("cannot read \(self.file): \(error.localizedDescription)")
+                }
+                do {
+                    let plan = try PlanParser.parse(yaml: yaml, file: self.file)
+                    print("\(self.file): ok — \(plan.targets.count) target(s), \(plan.workloads.count) workload(s), \(plan.cells.count) cell(s), \(plan.load.stages.count) stage(s)")
+                } catch {
+                    throw fail(error.description)
+                }
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM as an async stream, so `run` can stop the agents instead of dying.
+enum SignalStream {
+    /// Signal sources live as long as the process; written once from the main task.
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+
+    static func interrupts() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                Loadstar.Run.status("stopping: the agents finish their in-flight requests and every sample is kept…")
+                continuation.yield()
+            }
+            source.resume()
+            Self.sources.append(source)
+        }
+        return stream
+    }
+}

@@ -1,4 +1,0 @@
-import LoadstarAgent
-import LoadstarCoordinator
-import ArgumentParser
-print("x")
