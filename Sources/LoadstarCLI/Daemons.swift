@@ -29,7 +29,7 @@ extension Loadstar {
             } catch {
                 throw fail("\(error)")
             }
-            logger.info("coordinator listening", metadata: ["address": "\(address.host):\(server.port)"])
+            announce("loadstar coordinator listening on \(address.host):\(server.port)")
             try await server.run()
         }
     }

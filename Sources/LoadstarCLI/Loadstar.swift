@@ -49,3 +49,8 @@ func fail(_ message: String) -> ExitCode {
     FileHandle.standardError.write(Data("loadstar: \(message)\n".utf8))
     return ExitCode.failure
 }
+
+/// Prints a line on stdout at once (unbuffered), for scripts that wait for it.
+func announce(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

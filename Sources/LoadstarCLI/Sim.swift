@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LoadstarSimulator
 import Logging
 
@@ -25,7 +26,7 @@ extension Loadstar {
             } catch {
                 throw fail("cannot listen on \(self.host):\(self.port): \(error)")
             }
-            print("loadstar sim listening on http://\(self.host):\(server.port)")
+            announce("loadstar sim listening on http://\(self.host):\(server.port)")
             try await server.waitUntilClosed()
         }
     }

@@ -1,0 +1,126 @@
+import LoadstarAgent
+import LoadstarPlan
+import Testing
+
+func events(_ text: String, kind: Target.Kind = .openAIChat, splitAt chunkSize: Int? = nil) -> [StreamEvent] {
+    var parser = SSEParser(kind: kind)
+    var out: [StreamEvent] = []
+    let bytes = Array(text.utf8)
+    let size = chunkSize ?? max(bytes.count, 1)
+    var start = 0
+    while start < bytes.count {
+        let end = min(start + size, bytes.count)
+        bytes[start..<end].withUnsafeBytes { parser.feed($0) { out.append($0) } }
+        start = end
+    }
+    parser.finish { out.append($0) }
+    return out
+}
+
+let chatStream = """
+    : keep-alive comment\r
+    data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\r
+    \r
+    data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\r
+    \r
+    data: {"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}
+
+    data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}
+
+    data: {"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}}
+
+    data: [DONE]
+
+
+    """
+
+@Suite struct SSEParserTests {
+    @Test func openAIChatEventsAreInterpreted() {
+        let got = events(chatStream)
+        #expect(got.count == 6)
+        #expect(got.map(\.carriesOutput) == [false, true, true, true, false, false])
+        #expect(got[4].promptTokens == 12 && got[4].completionTokens == 3 && got[4].cachedTokens == 8)
+        #expect(got.last?.isDone == true)
+        #expect(got.allSatisfy { $0.error == nil })
+    }
+
+    @Test func splittingAtEveryChunkSizeGivesTheSameEvents() {
+        let whole = events(chatStream)
+        for size in 1...40 {
+            #expect(events(chatStream, splitAt: size) == whole, "chunk size \(size)")
+        }
+    }
+
+    @Test func multiLineDataIsJoined() {
+        let got = events("data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"x\"}}]}\n\n")
+        #expect(got.count == 1)
+        #expect(got[0].carriesOutput)
+    }
+
+    @Test func garbageAndErrorEventsAreFlaggedNotFatal() {
+        let got = events("data: {not json\n\ndata: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: [DONE]\n\n")
+        #expect(got.count == 3)
+        #expect(got[0].error?.hasPrefix("malformed event data") == true)
+        #expect(got[1].error == "error event: overloaded")
+        #expect(got[2].isDone)
+    }
+
+    @Test func lastEventWithoutBlankLineIsStillDispatched() {
+        let got = events("data: [DONE]")
+        #expect(got.count == 1 && got[0].isDone)
+    }
+
+    @Test func anthropicMessagesEvents() {
+        let stream = """
+            event: message_start
+            data: {"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":5}}}
+
+            event: content_block_delta
+            data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}
+
+            event: message_delta
+            data: {"type":"message_delta","usage":{"output_tokens":7}}
+
+            event: message_stop
+            data: {"type":"message_stop"}
+
+
+            """
+        let got = events(stream, kind: .anthropicMessages)
+        #expect(got.count == 4)
+        #expect(got[0].promptTokens == 25 && got[0].cachedTokens == 5)
+        #expect(got[1].carriesOutput)
+        #expect(got[2].completionTokens == 7)
+        #expect(got[3].isDone)
+    }
+
+    @Test func completionsAndGenericKinds() {
+        let completions = events("data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n", kind: .openAICompletions)
+        #expect(completions.map(\.carriesOutput) == [true, false])
+        let generic = events("data: anything\n\ndata: more\n\ndata: [DONE]\n\n", kind: .genericSSE)
+        #expect(generic.map(\.carriesOutput) == [true, true, false])
+        #expect(generic.last?.isDone == true)
+    }
+}
+
+@Suite struct RequestBodyTests {
+    @Test func promptHasExactlyTheRequestedWordCount() {
+        for tokens in [1, 2, 255, 4096] {
+            let text = RequestBody.prompt(tokens: tokens, seed: 3)
+            #expect(text.split(separator: " ").count == tokens)
+        }
+        #expect(RequestBody.prompt(tokens: 50, seed: 3) == RequestBody.prompt(tokens: 50, seed: 3))
+        #expect(RequestBody.prompt(tokens: 50, seed: 3) != RequestBody.prompt(tokens: 50, seed: 4))
+    }
+
+    @Test func placeholdersAreSubstituted() {
+        #expect(RequestBody.substitute("Bearer ${KEY}", values: ["KEY": "abc"]) == "Bearer abc")
+        #expect(RequestBody.substitute("${A}-${B}", values: ["A": "1", "B": "2"]) == "1-2")
+        #expect(RequestBody.substitute("no placeholders", values: [:]) == "no placeholders")
+        #expect(RequestBody.substitute("broken ${X", values: ["X": "1"]) == "broken ${X")
+    }
+
+    @Test func jsonStringsAreEscaped() {
+        #expect(RequestBody.quote("a\"b\\c\n\u{1}") == "\"a\\\"b\\\\c\\n\\u0001\"")
+    }
+}

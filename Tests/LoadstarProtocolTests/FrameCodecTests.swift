@@ -1,0 +1,150 @@
+import LoadstarProtocol
+import NIOCore
+import NIOTestUtils
+import Testing
+
+/// One example of every message, with non-default values in every field.
+let everyMessage: [Message] = [
+    .hello(Hello(agentID: "A-1", name: "a1", region: "eu-west", labels: ["zone": "b", "gpu": "none"], capacity: 3,
+                 softwareVersion: "0.1.0", auth: "s3cret")),
+    .welcome(Welcome(coordinatorID: "C", heartbeatIntervalMilliseconds: 1000)),
+    .reject(Reject(code: .unauthorized, reason: "wrong token")),
+    .heartbeat(Heartbeat(agentTime: 1_700_000_000_000_000, runID: 7, fired: 10, completed: 9, errors: 1, inFlight: 2,
+                         ttftP50: 1200, ttftP99: 5400)),
+    .clockProbe(ClockProbe(probeID: 3, coordinatorSendTime: -5)),
+    .clockReply(ClockReply(probeID: 3, coordinatorSendTime: 10, agentReceiveTime: 20, agentSendTime: 21)),
+    .assignShard(ShardAssignment(runID: 7, shardIndex: 1, shardCount: 2, seed: .max, spec: Array("{\"a\":1}".utf8),
+                                 secrets: ["KEY": "v"])),
+    .startAt(StartAt(runID: 7, startTime: 1_700_000_001_000_000)),
+    .sampleBatch(SampleBatch(runID: 7, shardIndex: 1, batchSeq: 42, samples: [
+        Sample(requestIndex: 5, cellIndex: 1, stageIndex: 2, userIndex: 3, intendedAt: 100, sentAt: 101, ttfb: 3, ttft: 4,
+               e2e: 50, dns: 1, connect: 2, tls: -1, promptTokensRequested: 256, promptTokens: 257, outputTokens: 64,
+               cachedTokens: 128, httpStatus: 200, errorClass: .none, flags: [.connectionReused, .excluded],
+               gaps: [10, 20, 30], errorDetail: ""),
+        Sample(requestIndex: 6, errorClass: .http429, flags: [.outputTokensEstimated], errorDetail: "HTTP 429"),
+    ])),
+    .batchAck(BatchAck(runID: 7, shardIndex: 1, batchSeq: 42)),
+    .shardDone(ShardDone(runID: 7, shardIndex: 1, fired: 100, succeeded: 98, failed: 2, late: 1, dropped: 0, batches: 3,
+                         aborted: true)),
+    .abort(Abort(runID: 7, reason: "user")),
+    .goodbye(Goodbye(reason: "shutting down")),
+    .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"])),
+    .runAccepted(RunAccepted(runID: 7, agents: 2)),
+    .runProgress(RunProgress(runID: 7, line: "50 %")),
+    .runFinished(RunFinished(runID: 7, status: "completed", report: "table")),
+]
+
+func encoded(_ message: Message) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    Frame.encode(message, into: &buffer)
+    return buffer
+}
+
+@Suite struct FrameCodecTests {
+    @Test func examplesCoverEveryMessageType() {
+        #expect(Set(everyMessage.map(\.type)) == Set(MessageType.allCases))
+    }
+
+    @Test(arguments: everyMessage)
+    func roundTrip(_ message: Message) throws {
+        var buffer = encoded(message)
+        let decoded = try Frame.decode(from: &buffer)
+        #expect(decoded == message)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    @Test func decoderVerifierAcceptsSplitAndJoinedInput() throws {
+        let pairs = everyMessage.map { (encoded($0), [$0]) }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { FrameDecoder() }
+    }
+
+    @Test(arguments: everyMessage)
+    func everyTruncationWaitsOrFailsTyped(_ message: Message) throws {
+        let full = encoded(message)
+        for cut in 0..<full.readableBytes {
+            // A partial frame is "need more data", never an error or a crash.
+            var partial = full.getSlice(at: 0, length: cut)!
+            #expect(try Frame.decode(from: &partial) == nil)
+            #expect(partial.readableBytes == cut)
+        }
+        // A frame whose declared length covers a cut payload fails with a typed error.
+        var payload = full.getSlice(at: Frame.headerSize, length: full.readableBytes - Frame.headerSize)!
+        guard payload.readableBytes > 0 else { return }
+        payload.moveWriterIndex(to: payload.writerIndex - 1)
+        #expect(throws: WireError.self) { try MessageCodec.decodePayload(type: message.type, payload: payload) }
+    }
+
+    @Test func oversizedFrameIsRejectedBeforeItsPayloadArrives() {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(UInt8(1), MessageType.sampleBatch.rawValue, UInt32(64 << 20))
+        #expect(throws: WireError.frameTooLarge(length: 64 << 20, limit: Frame.defaultMaximumPayloadLength)) {
+            try Frame.decode(from: &buffer)
+        }
+    }
+
+    @Test func unknownTypeIsRejected() {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(UInt8(1), UInt8(200), UInt32(0))
+        #expect(throws: WireError.unknownMessageType(200)) { try Frame.decode(from: &buffer) }
+    }
+
+    @Test func wrongVersionIsRejected() {
+        var buffer = encoded(.goodbye(Goodbye(reason: "x")))
+        buffer.setInteger(UInt8(9), at: 0)
+        #expect(throws: WireError.unsupportedVersion(received: 9, supported: loadstarProtocolVersion)) {
+            try Frame.decode(from: &buffer)
+        }
+    }
+
+    @Test func trailingBytesAreRejected() {
+        var payload = ByteBuffer()
+        MessageCodec.encodePayload(.batchAck(BatchAck(runID: 1, shardIndex: 2, batchSeq: 3)), into: &payload)
+        payload.writeInteger(UInt8(0))
+        #expect(throws: WireError.trailingBytes(message: "batchAck", count: 1)) {
+            try MessageCodec.decodePayload(type: .batchAck, payload: payload)
+        }
+    }
+
+    @Test func hostileCountsDoNotAllocate() {
+        // A sample batch claiming four billion samples in a 24-byte payload.
+        var payload = ByteBuffer()
+        payload.writeMultipleIntegers(UInt64(1), UInt32(0), UInt64(0), UInt32.max)
+        #expect(throws: WireError.truncated(message: "sampleBatch")) {
+            try MessageCodec.decodePayload(type: .sampleBatch, payload: payload)
+        }
+    }
+
+    @Test func unknownEnumValuesAreRejected() {
+        var payload = ByteBuffer()
+        payload.writeInteger(UInt8(250))
+        payload.writeInteger(UInt32(0))
+        #expect(throws: WireError.invalidField(message: "reject", field: "code")) {
+            try MessageCodec.decodePayload(type: .reject, payload: payload)
+        }
+    }
+
+    @Test func randomAndMutatedInputNeverCrashes() {
+        var rng = SystemRandomNumberGenerator()
+        let frames = everyMessage.map { Array(encoded($0).readableBytesView) }
+        var decoded = 0, rejected = 0
+        for i in 0..<20_000 {
+            var bytes: [UInt8]
+            if i % 2 == 0 {
+                bytes = (0..<Int.random(in: 0..<64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            } else {
+                bytes = frames[i % frames.count]
+                for _ in 0..<Int.random(in: 1...4, using: &rng) where !bytes.isEmpty {
+                    bytes[Int.random(in: bytes.indices, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+            }
+            var buffer = ByteBuffer(bytes: bytes)
+            do {
+                if try Frame.decode(from: &buffer) != nil { decoded += 1 }
+            } catch {
+                rejected += 1
+            }
+        }
+        #expect(rejected > 0)
+        #expect(decoded + rejected <= 20_000)
+    }
+}
