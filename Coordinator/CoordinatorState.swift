@@ -260,7 +260,8 @@ actor CoordinatorState {
         await self.endRun()
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
-        try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report)))
+        let problems = try await Report.problems(database: self.database, runID: id)
+        try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
         _ = runID
     }
 

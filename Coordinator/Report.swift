@@ -42,6 +42,34 @@ public enum Report {
         out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
         for row in cells { out += line(row) + "\n" }
         if cells.isEmpty { out += "(no samples)\n" }
+        let errors = try await database.query("""
+            SELECT target, error_class, count(*), min(error_detail) FROM request_samples
+            WHERE run_id = $1 AND error_class <> 'none' GROUP BY 1, 2 ORDER BY 1, 3 DESC
+            """, [String(runID)]).rows
+        if !errors.isEmpty {
+            out += "\nerrors:\n"
+            for row in errors {
+                out += "  \(row[0] ?? "?")  \(row[1] ?? "?")  \(row[2] ?? "0")  \(row[3] ?? "")\n"
+            }
+        }
         return out
+    }
+
+    /// Targets whose every request failed, as sentences a user can act on.
+    public static func problems(database: Database, runID: UInt64) async throws -> [String] {
+        let rows = try await database.query("""
+            SELECT t.name, t.base_url, count(*), mode() WITHIN GROUP (ORDER BY s.error_class), min(s.error_detail)
+            FROM samples s
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            WHERE s.run_id = $1 AND s.error_class <> 'cancelled'
+            GROUP BY t.name, t.base_url
+            HAVING bool_and(s.error_class <> 'none')
+            ORDER BY t.name
+            """, [String(runID)]).rows
+        return rows.map { row in
+            "target \(row[0] ?? "?") failed all \(row[2] ?? "0") requests (\(row[3] ?? "?"): \(row[4] ?? "")); "
+                + "check that \(row[1] ?? "its base_url") is reachable and serves the plan's API"
+        }
     }
 }

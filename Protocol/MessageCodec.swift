@@ -62,6 +62,8 @@ public enum MessageCodec {
             buffer.writeInteger(m.runID)
             buffer.writeWireString(m.status)
             buffer.writeWireString(m.report)
+            buffer.writeInteger(UInt32(m.problems.count))
+            for problem in m.problems { buffer.writeWireString(problem) }
         }
     }
 
@@ -136,8 +138,12 @@ public enum MessageCodec {
         case .runProgress:
             message = .runProgress(RunProgress(runID: try r.integer(), line: try r.string("line")))
         case .runFinished:
-            message = .runFinished(
-                RunFinished(runID: try r.integer(), status: try r.string("status"), report: try r.string("report")))
+            let runID: UInt64 = try r.integer()
+            let status = try r.string("status")
+            let report = try r.string("report")
+            var problems: [String] = []
+            for _ in 0..<(try r.count("problems", minimumSize: 4)) { problems.append(try r.string("problem")) }
+            message = .runFinished(RunFinished(runID: runID, status: status, report: report, problems: problems))
         }
         try r.finish()
         return message

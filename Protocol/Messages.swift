@@ -331,9 +331,13 @@ public struct RunFinished: Equatable, Sendable {
     public var status: String
     /// The percentile report, rendered as a table from SQL.
     public var report: String
-    public init(runID: UInt64, status: String, report: String) {
+    /// Problems that make the run's result unusable even though it completed (for example a
+    /// target that failed every request), one actionable sentence each.
+    public var problems: [String]
+    public init(runID: UInt64, status: String, report: String, problems: [String] = []) {
         self.runID = runID
         self.status = status
         self.report = report
+        self.problems = problems
     }
 }

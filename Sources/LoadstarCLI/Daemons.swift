@@ -12,6 +12,8 @@ extension Loadstar {
 
         @Option(help: "Address to listen on for agents and run submissions.") var listen = "0.0.0.0:7400"
         @Option(help: "Shared secret agents must present (default: $LOADSTAR_TOKEN; none accepts any agent).") var token: String?
+        @Option(help: "Seconds an agent may stay disconnected during a run before it is declared lost.") var agentLostAfter = 10.0
+        @Option(help: "Seconds a submitted run waits for enough agents.") var agentWait = 30.0
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
@@ -24,7 +26,8 @@ extension Loadstar {
                 let url = try self.database.resolve()
                 let options = CoordinatorOptions(
                     host: address.host, port: address.port,
-                    authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"])
+                    authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
+                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait)
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")

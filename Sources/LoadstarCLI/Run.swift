@@ -87,6 +87,9 @@ extension Loadstar {
             if finished.status != "completed" {
                 throw fail("run \(finished.runID) ended \(finished.status)")
             }
+            if !finished.problems.isEmpty {
+                throw fail(finished.problems.joined(separator: "\nloadstar: "))
+            }
         }
 
         static func status(_ line: String) {

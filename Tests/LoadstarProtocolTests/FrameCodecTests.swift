@@ -31,7 +31,7 @@ let everyMessage: [Message] = [
     .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"])),
     .runAccepted(RunAccepted(runID: 7, agents: 2)),
     .runProgress(RunProgress(runID: 7, line: "50 %")),
-    .runFinished(RunFinished(runID: 7, status: "completed", report: "table")),
+    .runFinished(RunFinished(runID: 7, status: "completed", report: "table", problems: ["target t failed"])),
 ]
 
 func encoded(_ message: Message) -> ByteBuffer {
