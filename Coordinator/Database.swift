@@ -47,13 +47,13 @@ public actor Database {
     @discardableResult
     public func migrate() throws(DatabaseError) -> [Int] {
         try self.with { db throws(DatabaseError) in
+            // Serialise coordinators (and tests) starting against one database at the same time.
+            try db.execute("SELECT pg_advisory_lock(7400)")
+            defer { _ = try? db.execute("SELECT pg_advisory_unlock(7400)") }
             try db.execute("""
                 CREATE TABLE IF NOT EXISTS loadstar_migrations (
                     version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                 """)
-            // Serialise concurrent coordinators starting against one database.
-            try db.execute("SELECT pg_advisory_lock(7400)")
-            defer { _ = try? db.execute("SELECT pg_advisory_unlock(7400)") }
             let applied = Set(try db.query("SELECT version FROM loadstar_migrations").compactMap { $0[0].flatMap { Int($0) } })
             var done: [Int] = []
             for migration in Schema.migrations where !applied.contains(migration.version) {

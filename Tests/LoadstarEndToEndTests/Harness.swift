@@ -25,9 +25,20 @@ enum TestDatabase {
     static let url: Result<String, any Error> = Result {
         if let url = ProcessInfo.processInfo.environment["LOADSTAR_DATABASE_URL"], !url.isEmpty { return url }
         let directory = NSTemporaryDirectory() + "loadstar-e2e-\(getpid())"
-        return try EmbeddedPostgres(directory: directory).start()
+        let url = try EmbeddedPostgres(directory: directory).start()
+        ownedClusterDirectory = directory
+        atexit {
+            if let directory = ownedClusterDirectory {
+                try? EmbeddedPostgres(directory: directory).stop()
+                try? FileManager.default.removeItem(atPath: directory)
+            }
+        }
+        return url
     }
 }
+
+/// The cluster this test process started itself, stopped when the process exits.
+nonisolated(unsafe) private var ownedClusterDirectory: String?
 
 /// A child process whose output is kept in files, stopped when the test ends. Spawned and
 /// reaped with posix_spawn/waitpid so that its exit status is read exactly once, by us.

@@ -178,3 +178,34 @@ import Testing
         #expect(classes == [["connect"]])
     }
 }
+
+/// Every ```sql block in the README and docs/sql.md runs as printed against the real schema.
+@Suite struct DocumentedSQLTests {
+    static func sqlBlocks(in file: String) throws -> [String] {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent(file), encoding: .utf8)
+        var blocks: [String] = []
+        var current: [Substring]?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if current == nil, line.hasPrefix("```sql") {
+                current = []
+            } else if current != nil, line.hasPrefix("```") {
+                blocks.append(current!.joined(separator: "\n"))
+                current = nil
+            } else {
+                current?.append(line)
+            }
+        }
+        return blocks
+    }
+
+    @Test(arguments: ["README.md", "docs/sql.md"])
+    func examplesRunAsPrinted(_ file: String) async throws {
+        let blocks = try Self.sqlBlocks(in: file)
+        #expect(blocks.count >= 4)
+        let database = Database(conninfo: try TestDatabase.url.get())
+        try await database.migrate()
+        for block in blocks {
+            _ = try await database.query(block)
+        }
+    }
+}
