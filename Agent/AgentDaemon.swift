@@ -4,6 +4,7 @@ import LoadstarPlan
 import LoadstarProtocol
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
 /// How an agent finds and introduces itself to its coordinator.
@@ -55,13 +56,14 @@ public enum AgentError: Error, CustomStringConvertible {
 
 /// The long-lived agent: keeps a link to the coordinator (reconnecting with backoff), runs the
 /// shards it is given, and streams samples back in numbered batches that it keeps until acked.
-public actor AgentDaemon {
+public actor AgentDaemon: Service {
     private let options: AgentOptions
     private let logger: Logger
     private var writer: NIOAsyncChannelOutboundWriter<Message>?
     private var shard: ShardState?
     private var finishedShards = 0
     private var record: FileHandle?
+    private var shuttingDown = false
 
     /// Samples are sent at most this far apart…
     static let batchInterval: Int64 = 100_000
@@ -86,7 +88,26 @@ public actor AgentDaemon {
     }
 
     /// Runs until the process is stopped, or (with `exitAfterShard`) until one shard is complete.
+    /// On graceful shutdown (SIGTERM/SIGINT through a `ServiceGroup`) the running shard is
+    /// stopped, its samples — including the cancelled in-flight requests — are sent and
+    /// acknowledged, and the agent says goodbye.
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.connectLoop()
+        } onGracefulShutdown: {
+            Task { await self.beginShutdown() }
+        }
+    }
+
+    private func beginShutdown() {
+        self.shuttingDown = true
+        if let shard = self.shard {
+            self.logger.info("shutting down: stopping the shard and sending its samples", metadata: ["run.id": "\(shard.assignment.runID)"])
+            shard.stats.requestAbort()
+        }
+    }
+
+    private func connectLoop() async throws {
         if let path = self.options.recordPath {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
             self.record = FileHandle(forWritingAtPath: path)
@@ -101,11 +122,12 @@ public actor AgentDaemon {
                 everConnected = true
                 delay = 0.2
                 disconnectedSince = AgentClock.monotonicMicros()
-                if self.options.exitAfterShard && self.finishedShards > 0 { return }
+                if self.shouldExit { return }
                 self.logger.info("link to coordinator closed; reconnecting", metadata: ["coordinator": "\(address)"])
             } catch let error as AgentError {
                 throw error
             } catch {
+                if self.shuttingDown && self.shard == nil { return }
                 let limit = everConnected ? self.options.reconnectTimeout : self.options.firstConnectTimeout
                 let down = Double(AgentClock.monotonicMicros() - disconnectedSince) / 1_000_000
                 if down >= limit {
@@ -124,8 +146,7 @@ public actor AgentDaemon {
             .connectTimeout(.seconds(5))
             .connect(host: self.options.host, port: self.options.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    try channel.pipeline.syncOperations.addLoadstarFrameCodec()
                     return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                 }
             }
@@ -150,6 +171,12 @@ public actor AgentDaemon {
                         try await Task.sleep(for: .milliseconds(50))
                         ticks += 1
                         try await self.tick(heartbeat: ticks % 20 == 0)
+                        if await self.shouldExit {
+                            // Say goodbye and close: the read loop below then ends.
+                            try? await outbound.write(.goodbye(Goodbye(reason: "agent shutting down")))
+                            outbound.finish()
+                            return
+                        }
                     }
                 }
                 while let message = try await messages.next(isolation: #isolation) {
@@ -161,7 +188,10 @@ public actor AgentDaemon {
         }
     }
 
-    private var shouldExit: Bool { self.options.exitAfterShard && self.finishedShards > 0 }
+    /// Done: the one shard of `--once` is complete, or shutdown was asked and nothing is pending.
+    private var shouldExit: Bool {
+        (self.options.exitAfterShard && self.finishedShards > 0) || (self.shuttingDown && self.shard == nil)
+    }
 
     private func attach(_ writer: NIOAsyncChannelOutboundWriter<Message>) async {
         self.writer = writer

@@ -260,7 +260,8 @@ actor CoordinatorState {
         await self.endRun()
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
-        let problems = try await Report.problems(database: self.database, runID: id)
+        var problems = try await Report.problems(database: self.database, runID: id)
+        if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
         _ = runID
     }
@@ -316,6 +317,10 @@ actor CoordinatorState {
         if run.aborting { return ("aborted", "stopped on request; every sample fired before the stop is stored") }
         if !lost.isEmpty {
             return ("partial", "agent(s) \(lost.sorted().joined(separator: ", ")) lost mid-run; their samples up to then are stored")
+        }
+        let stopped = run.shards.values.filter { $0.done?.aborted == true }.map(\.agentName)
+        if !stopped.isEmpty {
+            return ("partial", "agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
         }
         return ("completed", nil)
     }

@@ -57,8 +57,7 @@ public enum RunClient {
                 .connectTimeout(.seconds(5))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                        try channel.pipeline.syncOperations.addLoadstarFrameCodec()
                         return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                     }
                 }

@@ -68,3 +68,17 @@ public struct FrameEncoder: MessageToByteEncoder {
         Frame.encode(data, into: &out)
     }
 }
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Adds the frame decoder (with its size limit) and encoder, then wraps the channel for
+    /// async use: the one way every Loadstar peer sets up a link.
+    public func addLoadstarFrameCodec(
+        maximumPayloadLength: Int = Frame.defaultMaximumPayloadLength
+    ) throws {
+        try self.addHandler(
+            ByteToMessageHandler(
+                FrameDecoder(maximumPayloadLength: maximumPayloadLength),
+                maximumBufferSize: maximumPayloadLength + Frame.headerSize))
+        try self.addHandler(MessageToByteHandler(FrameEncoder()))
+    }
+}

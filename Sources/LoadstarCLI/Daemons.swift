@@ -4,6 +4,8 @@ import LoadstarAgent
 import LoadstarCoordinator
 import LoadstarProtocol
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 extension Loadstar {
     struct Coordinate: AsyncParsableCommand {
@@ -68,8 +70,17 @@ extension Loadstar {
             let options = AgentOptions(
                 host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
                 exitAfterShard: self.once, recordPath: self.record)
+            let logger = Logger(label: "loadstar.agent")
+            var configuration = ServiceGroupConfiguration(
+                services: [
+                    // With --once the agent ends by itself, and that is success.
+                    .init(service: AgentDaemon(options: options, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger)
+            configuration.maximumGracefulShutdownDuration = .seconds(30)
             do {
-                try await AgentDaemon(options: options, logger: Logger(label: "loadstar.agent")).run()
+                try await ServiceGroup(configuration: configuration).run()
             } catch {
                 throw fail("\(error)")
             }

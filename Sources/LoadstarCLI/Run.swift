@@ -85,7 +85,8 @@ extension Loadstar {
             }
             print(finished.report, terminator: "")
             if finished.status != "completed" {
-                throw fail("run \(finished.runID) ended \(finished.status)")
+                let why = finished.problems.first.map { ": \($0)" } ?? ""
+                throw fail("run \(finished.runID) ended \(finished.status)\(why)")
             }
             if !finished.problems.isEmpty {
                 throw fail(finished.problems.joined(separator: "\nloadstar: "))

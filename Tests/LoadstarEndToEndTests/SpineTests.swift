@@ -128,6 +128,30 @@ import Testing
         #expect(try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows[0][0] == "partial")
     }
 
+    @Test func anAgentStoppedWithSIGTERMSendsEverySampleBeforeLeaving() async throws {
+        let cluster = try await Cluster.start()
+        defer { cluster.stop() }
+        let plan = Self.plan.replacingOccurrences(of: "duration: 3s", with: "duration: 8s")
+        let stays = try cluster.agent("stays")
+        let leaves = try cluster.agent("leaves")
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 2, environment: ["E2E_SECRET": "x"])
+        try await Task.sleep(for: .seconds(3))
+        leaves.signal(SIGTERM)
+        #expect(try await leaves.wait(seconds: 30) == 0, "stderr: \(leaves.stderr)")
+        #expect(try await run.wait(seconds: 90) != 0)
+        #expect(run.stderr.contains("leaves shut down mid-run"), "stderr: \(run.stderr)")
+        _ = try await stays.wait(seconds: 30)
+        let id = try #require(runID(fromReport: run.stdout))
+        let database = Database(conninfo: cluster.databaseURL)
+        let shards = try await database.query("""
+            SELECT a.name, s.status, s.fired, (SELECT count(*) FROM samples x WHERE x.run_id = s.run_id AND x.shard_index = s.shard_index)
+            FROM shards s JOIN agents a ON a.id = s.agent_id WHERE run_id = $1 ORDER BY 1
+            """, [String(id)]).rows
+        #expect(shards.map { $0[0] } == ["leaves", "stays"])
+        #expect(shards.map { $0[1] } == ["aborted", "done"])
+        for shard in shards { #expect(shard[2] == shard[3], "\(shard)") }
+    }
+
     @Test func unreachablePartsGiveOneClearMessageAndNonZeroExit() async throws {
         // A port with nothing listening.
         let closed = 1
