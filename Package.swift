@@ -117,6 +117,11 @@ let package = Package(
             path: "Tests/LoadstarAgentTests"
         ),
         .testTarget(
+            name: "LoadstarSimulatorTests",
+            dependencies: ["LoadstarSimulator"],
+            path: "Tests/LoadstarSimulatorTests"
+        ),
+        .testTarget(
             name: "LoadstarEndToEndTests",
             dependencies: ["LoadstarCoordinator"],
             path: "Tests/LoadstarEndToEndTests"

@@ -1,0 +1,235 @@
+/// The simulated server's scheduler, as a value type with no I/O and no clock of its own:
+/// continuous batching with KV-cache admission, chunked prefill, memory-bound decode, a
+/// shared-prefix cache and cold starts. The server asks it for the next engine step and carries
+/// the step out in real time; tests run it in virtual time.
+public struct EngineModel: Sendable {
+    public struct Request: Sendable, Equatable {
+        public var id: UInt64
+        public var promptTokens: Int
+        public var maxTokens: Int
+        /// Hashes of the prompt's leading blocks (see ``PrefixHasher``), for the prefix cache.
+        public var prefixBlocks: [UInt64]
+
+        public init(id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = []) {
+            self.id = id
+            self.promptTokens = promptTokens
+            self.maxTokens = max(1, maxTokens)
+            self.prefixBlocks = prefixBlocks
+        }
+    }
+
+    /// One output token that the step produces, written when the step ends.
+    public struct Emission: Sendable, Equatable {
+        public var id: UInt64
+        /// 0 for the first token.
+        public var index: Int
+        public var isLast: Bool
+        /// Prompt tokens served from the prefix cache (set on the first token).
+        public var cachedTokens: Int
+
+        public init(id: UInt64, index: Int, isLast: Bool, cachedTokens: Int) {
+            self.id = id
+            self.index = index
+            self.isLast = isLast
+            self.cachedTokens = cachedTokens
+        }
+    }
+
+    /// What one engine step does and how long it takes.
+    public struct Step: Sendable, Equatable {
+        public var duration: Int64
+        public var emissions: [Emission]
+        public var prefillTokens: Int
+        public var batchSize: Int
+    }
+
+    private struct Sequence {
+        var request: Request
+        var cached: Int
+        var prefilled: Int
+        var generated: Int
+        var prefillNeeded: Int { self.request.promptTokens - self.cached }
+        var reservation: Int { self.request.promptTokens + self.request.maxTokens }
+    }
+
+    public let profile: SimulatorProfile
+    private var waiting: [Request] = []
+    private var waitingHead = 0
+    private var running: [Sequence] = []
+    private var reserved = 0
+    private var cache: PrefixCache
+    private var lastBusyEnd: Int64?
+
+    public init(profile: SimulatorProfile) {
+        self.profile = profile
+        self.cache = PrefixCache(capacityBlocks: profile.prefixCacheTokens / max(1, profile.prefixBlockTokens))
+    }
+
+    /// Requests waiting for KV-cache room.
+    public var queued: Int { self.waiting.count - self.waitingHead }
+    public var batchSize: Int { self.running.count }
+    public var isIdle: Bool { self.running.isEmpty && self.queued == 0 }
+
+    /// Whether a request could ever be admitted (its prompt plus output fits the whole cache).
+    public func fits(_ request: Request) -> Bool { request.promptTokens + request.maxTokens <= self.profile.kvCapacityTokens }
+
+    public mutating func submit(_ request: Request) {
+        self.waiting.append(request)
+    }
+
+    /// Forgets a request whose client went away, freeing its KV cache.
+    public mutating func cancel(_ id: UInt64) {
+        if let index = self.running.firstIndex(where: { $0.request.id == id }) {
+            self.reserved -= self.running[index].reservation
+            self.running.remove(at: index)
+        } else if let index = self.waiting[self.waitingHead...].firstIndex(where: { $0.id == id }) {
+            self.waiting.remove(at: index)
+        }
+    }
+
+    /// Plans the next step starting at `now` (µs) and advances the state as if it completed.
+    /// Returns `nil` when there is nothing to do.
+    public mutating func step(now: Int64) -> Step? {
+        self.admit()
+        guard !self.running.isEmpty else {
+            return nil
+        }
+        var duration: Double = 0
+        if let last = self.lastBusyEnd, self.profile.coldStartMs > 0,
+            Double(now - last) > self.profile.coldAfterIdleSeconds * 1_000_000
+        {
+            duration += self.profile.coldStartMs * 1000
+        }
+        var emissions: [Emission] = []
+        var budget = self.profile.prefillChunkTokens
+        var prefillTokens = 0
+        var kvInDecode = 0
+        var decoding = 0
+        for i in self.running.indices {
+            var s = self.running[i]
+            if s.prefilled < s.prefillNeeded {
+                guard budget > 0 else { continue }
+                let take = min(budget, s.prefillNeeded - s.prefilled)
+                budget -= take
+                prefillTokens += take
+                s.prefilled += take
+                if s.prefilled == s.prefillNeeded {
+                    // Prefill ends with the first token.
+                    s.generated = 1
+                    self.cache.insert(s.request.prefixBlocks)
+                    emissions.append(Emission(id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached))
+                }
+            } else {
+                decoding += 1
+                kvInDecode += s.request.promptTokens + s.generated
+                emissions.append(Emission(id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached))
+                s.generated += 1
+            }
+            self.running[i] = s
+        }
+        duration += Double(prefillTokens) / self.profile.prefillTokensPerSecond * 1_000_000
+        if decoding > 0 {
+            duration += self.profile.decodeStepMs * 1000 + self.profile.decodeMicrosPerKVToken * Double(kvInDecode)
+        }
+        let finished = Set(emissions.filter(\.isLast).map(\.id))
+        if !finished.isEmpty {
+            for s in self.running where finished.contains(s.request.id) { self.reserved -= s.reservation }
+            self.running.removeAll { finished.contains($0.request.id) }
+        }
+        let micros = Int64(duration.rounded())
+        self.lastBusyEnd = now + micros
+        return Step(duration: micros, emissions: emissions, prefillTokens: prefillTokens, batchSize: decoding)
+    }
+
+    private mutating func admit() {
+        while self.waitingHead < self.waiting.count, self.running.count < self.profile.maxBatch {
+            let request = self.waiting[self.waitingHead]
+            let need = request.promptTokens + request.maxTokens
+            guard self.reserved + need <= self.profile.kvCapacityTokens || self.running.isEmpty else { break }
+            self.waitingHead += 1
+            let blocks = self.cache.leadingHits(request.prefixBlocks)
+            let cached = min(blocks * self.profile.prefixBlockTokens, request.promptTokens - 1)
+            self.running.append(Sequence(request: request, cached: max(0, cached), prefilled: 0, generated: 0))
+            self.reserved += need
+        }
+        if self.waitingHead > 1024 && self.waitingHead * 2 > self.waiting.count {
+            self.waiting.removeFirst(self.waitingHead)
+            self.waitingHead = 0
+        }
+    }
+}
+
+/// Least-recently-used set of prefix-block hashes.
+struct PrefixCache: Sendable {
+    let capacityBlocks: Int
+    private var stamps: [UInt64: UInt64] = [:]
+    private var order: [(hash: UInt64, stamp: UInt64)] = []
+    private var orderHead = 0
+    private var clock: UInt64 = 0
+
+    init(capacityBlocks: Int) { self.capacityBlocks = capacityBlocks }
+
+    /// How many of `blocks`, from the start, are cached (and marks them used).
+    mutating func leadingHits(_ blocks: [UInt64]) -> Int {
+        var hits = 0
+        for block in blocks {
+            guard self.stamps[block] != nil else { break }
+            self.touch(block)
+            hits += 1
+        }
+        return hits
+    }
+
+    mutating func insert(_ blocks: [UInt64]) {
+        guard self.capacityBlocks > 0 else { return }
+        for block in blocks { self.touch(block) }
+        while self.stamps.count > self.capacityBlocks, self.orderHead < self.order.count {
+            let (hash, stamp) = self.order[self.orderHead]
+            self.orderHead += 1
+            if self.stamps[hash] == stamp { self.stamps[hash] = nil }
+        }
+        if self.orderHead > 4096 && self.orderHead * 2 > self.order.count {
+            self.order.removeFirst(self.orderHead)
+            self.orderHead = 0
+        }
+    }
+
+    private mutating func touch(_ block: UInt64) {
+        self.clock += 1
+        self.stamps[block] = self.clock
+        self.order.append((block, self.clock))
+    }
+}
+
+/// Counts prompt tokens by the simulator's rule and hashes whole leading blocks of them, so that
+/// prompts sharing a prefix share leading block hashes.
+public enum PrefixHasher {
+    public static func blocks(of texts: [String], blockTokens: Int) -> (tokens: Int, blocks: [UInt64]) {
+        var tokens = 0
+        var blocks: [UInt64] = []
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var inWord = false
+        for text in texts {
+            for byte in text.utf8 {
+                let space = byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D
+                if space {
+                    if inWord {
+                        inWord = false
+                        if blockTokens > 0 && tokens % blockTokens == 0 { blocks.append(hash) }
+                    }
+                    hash = (hash ^ 0x20) &* 0x100_0000_01b3
+                } else {
+                    if !inWord { tokens += 1 }
+                    inWord = true
+                    hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+                }
+            }
+            if inWord {
+                inWord = false
+                if blockTokens > 0 && tokens % blockTokens == 0 { blocks.append(hash) }
+            }
+            hash = (hash ^ 0x0A) &* 0x100_0000_01b3
+        }
+        return (tokens, blocks)
+    }
+}
