@@ -5,28 +5,52 @@ import Logging
 
 extension Loadstar {
     struct Sim: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the built-in OpenAI-compatible streaming simulator.")
+        static let configuration = CommandConfiguration(
+            abstract: "Run the built-in OpenAI/Anthropic-compatible streaming simulator.",
+            discussion: """
+                Without --profile, one server with fixed timing (the flags below) listens on --port. With \
+                --profile NAME[=PORT] (repeatable), each profile gets its own port (default: --port, --port+1, …) \
+                and every profile is also reachable on every port as /NAME/v1/…. Built-in profiles: \
+                \(SimulatorProfile.builtIn.map(\.name).joined(separator: ", ")); more from --profiles-file.
+                """)
 
         @Option(help: "Address to listen on.") var host = "127.0.0.1"
-        @Option(help: "Port to listen on.") var port = 8000
-        @Option(help: "Gap between output tokens, milliseconds.") var tokenIntervalMs = 10.0
-        @Option(help: "Prefill time per prompt token, microseconds.") var prefillUsPerToken = 20.0
-        @Option(help: "Fixed delay before the first token, milliseconds.") var baseLatencyMs = 2.0
+        @Option(help: "Port to listen on (the first profile's port).") var port = 8000
+        @Option(parsing: .singleValue, help: "A profile to serve, NAME or NAME=PORT (repeatable).") var profile: [String] = []
+        @Option(help: "YAML file with more profiles (see docs/simulator.md).") var profilesFile: String?
+        @Option(help: "Write every request's arrival and token write times as JSON lines to this file.") var truthLog: String?
+        @Option(help: "Fixed timing: gap between output tokens, milliseconds.") var tokenIntervalMs = 10.0
+        @Option(help: "Fixed timing: prefill time per prompt token, microseconds.") var prefillUsPerToken = 20.0
         @Option(help: "Output tokens when a request sets no max_tokens.") var defaultMaxTokens = 128
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             self.common.bootstrap(default: .info)
-            let configuration = SimulatorConfiguration(
-                baseLatencyMicros: Int64(self.baseLatencyMs * 1000), prefillMicrosPerToken: self.prefillUsPerToken,
-                tokenIntervalMicros: Int64(self.tokenIntervalMs * 1000), defaultMaxTokens: self.defaultMaxTokens)
+            var profiles = SimulatorProfile.builtIn
+            profiles.append(.fixed(tokenIntervalMs: self.tokenIntervalMs, prefillMicrosPerToken: self.prefillUsPerToken, defaultMaxTokens: self.defaultMaxTokens))
             let server: SimulatorServer
+            var listeners: [(port: Int, profile: String)] = []
             do {
-                server = try await SimulatorServer.start(host: self.host, port: self.port, configuration: configuration)
+                if let file = self.profilesFile { profiles += try ProfileFile.load(path: file) }
+                if self.profile.isEmpty {
+                    listeners = [(self.port, "default")]
+                } else {
+                    for (index, entry) in self.profile.enumerated() {
+                        let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                        let port = parts.count == 2 ? Int(parts[1]) : (self.port == 0 ? 0 : self.port + index)
+                        guard let port else { throw ValidationError("--profile must be NAME or NAME=PORT, got '\(entry)'") }
+                        listeners.append((port, parts[0]))
+                    }
+                }
+                server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog)
+            } catch let error as ValidationError {
+                throw error
             } catch {
-                throw fail("cannot listen on \(self.host):\(self.port): \(error)")
+                throw fail("cannot start the simulator on \(self.host): \(error)")
             }
-            announce("loadstar sim listening on http://\(self.host):\(server.port)")
+            for (listener, port) in zip(listeners, server.ports) {
+                announce("loadstar sim listening on http://\(self.host):\(port) (profile \(listener.profile))")
+            }
             try await server.waitUntilClosed()
         }
     }

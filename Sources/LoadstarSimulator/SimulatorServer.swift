@@ -3,71 +3,148 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 
-/// `loadstar sim`: an OpenAI-compatible streaming server for demos and tests.
+/// `loadstar sim`: OpenAI- and Anthropic-compatible streaming servers whose timing comes from an
+/// ``EngineModel`` per profile. Everything runs on one event loop (one core), so there are no
+/// locks between connections and engines.
 public final class SimulatorServer: Sendable {
-    public let configuration: SimulatorConfiguration
-    private let channel: any Channel
+    private let channels: [any Channel]
+    private let group: MultiThreadedEventLoopGroup
 
-    /// The port actually bound (useful with port 0).
-    public var port: Int { self.channel.localAddress?.port ?? 0 }
+    /// The ports actually bound, in the order given (useful with port 0).
+    public var ports: [Int] { self.channels.map { $0.localAddress?.port ?? 0 } }
 
-    private init(configuration: SimulatorConfiguration, channel: any Channel) {
-        self.configuration = configuration
-        self.channel = channel
+    private init(channels: [any Channel], group: MultiThreadedEventLoopGroup) {
+        self.channels = channels
+        self.group = group
     }
 
-    /// Binds and starts serving.
+    /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
+    /// and `/<profile>/v1/…` reaches any profile from any port.
     public static func start(
-        host: String, port: Int, configuration: SimulatorConfiguration,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?
     ) async throws -> SimulatorServer {
-        let counter = RequestCounter()
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(
-                        SimulatorHandler(configuration: configuration, counter: counter))
-                }
+        let known = profiles.map(\.name)
+        for listener in listeners where !known.contains(listener.profile) {
+            throw SimulatorError.unknownProfile(listener.profile, known: known)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
+        let state = try await loop.submit {
+            NIOLoopBound(SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog), eventLoop: loop)
+        }.get()
+        if truthLog != nil {
+            loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
+                state.value.truthLog?.flush()
             }
-            .bind(host: host, port: port).get()
-        return SimulatorServer(configuration: configuration, channel: channel)
+        }
+        var channels: [any Channel] = []
+        for listener in listeners {
+            let profile = listener.profile
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 4096)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(SimulatorHandler(state: state.value, defaultProfile: profile))
+                    }
+                }
+                .bind(host: host, port: listener.port).get()
+            channels.append(channel)
+        }
+        return SimulatorServer(channels: channels, group: group)
     }
 
-    /// Waits until the server is closed.
+    /// Waits until every listener is closed.
     public func waitUntilClosed() async throws {
-        try await self.channel.closeFuture.get()
+        for channel in self.channels { try await channel.closeFuture.get() }
     }
 
     public func close() async throws {
-        try await self.channel.close()
+        for channel in self.channels { try await channel.close() }
     }
 }
 
-/// Hands out request ids; shared by all connections.
-final class RequestCounter: Sendable {
-    private let value = Atomic<UInt64>(0)
-    func next() -> UInt64 { self.value.add(1, ordering: .relaxed).newValue }
+/// Engines, request ids, fault dice and the truth log. Confined to the simulator's loop.
+final class SimulatorState {
+    let engines: [String: InferenceEngine]
+    let truthLog: TruthLog?
+    private var nextID: UInt64 = 0
+    private var dice = SystemRandomNumberGenerator()
+
+    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?) {
+        var engines: [String: InferenceEngine] = [:]
+        for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
+        self.engines = engines
+        self.truthLog = truthLog
+    }
+
+    func newID() -> UInt64 {
+        self.nextID += 1
+        return self.nextID
+    }
+
+    func roll(_ probability: Double) -> Bool {
+        probability > 0 && Double.random(in: 0..<1, using: &self.dice) < probability
+    }
 }
 
-/// One HTTP connection. Confined to its event loop.
-final class SimulatorHandler: ChannelInboundHandler {
+/// A fault to inject into one request.
+enum Fault: String {
+    case http429 = "429"
+    case http500 = "500"
+    case http503 = "503"
+    case cut
+    case malformed
+    case stall
+    case slowHeaders = "slow-headers"
+}
+
+/// One HTTP connection. Confined to the simulator's loop.
+final class SimulatorHandler: ChannelInboundHandler, TokenSink {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let configuration: SimulatorConfiguration
-    private let counter: RequestCounter
+    private let state: SimulatorState
+    private let defaultProfile: String
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
-    private var streaming = false
+    private var context: ChannelHandlerContext?
+    private var active: ActiveRequest?
 
-    init(configuration: SimulatorConfiguration, counter: RequestCounter) {
-        self.configuration = configuration
-        self.counter = counter
+    /// The request being served on this connection (HTTP/1.1 serves one at a time).
+    struct ActiveRequest {
+        var id: UInt64
+        var engine: InferenceEngine
+        var writer: StreamWriter
+        var streaming: Bool
+        var keepAlive: Bool
+        var version: HTTPVersion
+        var arrival: Int64
+        var maxTokens: Int
+        var tokenTimes: [Int64] = []
+        var cachedTokens = 0
+        var fault: Fault?
+        var stalledUntil: NIODeadline?
+        var held = ""
+    }
+
+    init(state: SimulatorState, defaultProfile: String) {
+        self.state = state
+        self.defaultProfile = defaultProfile
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let active = self.active {
+            active.engine.cancel(active.id)
+            self.log(active, outcome: "client_closed")
+            self.active = nil
+        }
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -85,24 +162,39 @@ final class SimulatorHandler: ChannelInboundHandler {
     }
 
     private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        var path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        var profile = self.defaultProfile
+        let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
+        if let first = parts.first, first != "v1", first != "health", self.state.engines[String(first)] != nil {
+            profile = String(first)
+            path = "/" + (parts.count > 1 ? String(parts[1]) : "")
+        }
         switch (head.method, path) {
         case (.GET, "/health"):
             self.respond(context, head, status: .ok, json: #"{"status":"ok"}"#)
         case (.GET, "/v1/models"):
-            let name = self.configuration.modelName
-            self.respond(context, head, status: .ok, json: #"{"object":"list","data":[{"id":"\#(name)","object":"model","owned_by":"loadstar"}]}"#)
+            let models = self.state.engines.keys.sorted().map { #"{"id":"\#($0)","object":"model","owned_by":"loadstar-sim"}"# }
+            self.respond(context, head, status: .ok, json: #"{"object":"list","data":[\#(models.joined(separator: ","))]}"#)
         case (.POST, "/v1/chat/completions"):
-            self.chatCompletion(head, context: context)
+            self.generate(head, format: .chat, profile: profile, context: context)
+        case (.POST, "/v1/completions"):
+            self.generate(head, format: .completions, profile: profile, context: context)
+        case (.POST, "/v1/messages"):
+            self.generate(head, format: .anthropic, profile: profile, context: context)
         default:
-            self.respond(context, head, status: .notFound, json: #"{"error":{"message":"no route for \#(head.method) \#(path)","type":"not_found"}}"#)
+            self.respond(context, head, status: .notFound, json: Self.error("no route for \(head.method) \(path)", type: "not_found"))
         }
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String) {
+    private static func error(_ message: String, type: String) -> String {
+        #"{"error":{"message":"\#(message)","type":"\#(type)"}}"#
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil) {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
+        if let id { headers.add(name: "x-request-id", value: "sim-\(id)") }
         if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
         context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: json)))), promise: nil)
@@ -112,132 +204,147 @@ final class SimulatorHandler: ChannelInboundHandler {
         }
     }
 
-    private func chatCompletion(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        guard let request = ChatRequest(body: self.body) else {
-            self.respond(context, head, status: .badRequest, json: #"{"error":{"message":"body is not a chat completion request","type":"invalid_request_error"}}"#)
+    private func generate(_ head: HTTPRequestHead, format: APIFormat, profile: String, context: ChannelHandlerContext) {
+        let arrival = wallMicros()
+        let engine = self.state.engines[profile]!
+        guard let bytes = self.body.getBytes(at: self.body.readerIndex, length: self.body.readableBytes),
+            let body = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+            let texts = format.promptTexts(body)
+        else {
+            self.respond(context, head, status: .badRequest, json: Self.error("body is not a valid request for this endpoint", type: "invalid_request_error"))
             return
         }
-        let id = self.counter.next()
-        let maxTokens = request.maxTokens ?? self.configuration.defaultMaxTokens
-        let ttft = self.configuration.timeToFirstToken(promptTokens: request.promptTokens)
-        let stream = TokenStream(
-            id: id, model: request.model ?? self.configuration.modelName, promptTokens: request.promptTokens,
-            outputTokens: maxTokens, includeUsage: request.includeUsage)
-        var headers = HTTPHeaders()
-        headers.add(name: "x-request-id", value: "sim-\(id)")
-        if request.stream {
-            headers.add(name: "content-type", value: "text/event-stream")
-            headers.add(name: "cache-control", value: "no-cache")
-            let responseHead = HTTPResponseHead(version: head.version, status: .ok, headers: headers)
-            context.writeAndFlush(self.wrapOutboundOut(.head(responseHead)), promise: nil)
-            self.streamTokens(stream, keepAlive: head.isKeepAlive, firstDelay: ttft, context: context)
+        let faults = engine.profile.faults
+        var fault = head.headers.first(name: "x-loadstar-fault").flatMap(Fault.init(rawValue:))
+        if fault == nil {
+            if self.state.roll(faults.http429) { fault = .http429 }
+            else if self.state.roll(faults.http500) { fault = .http500 }
+            else if self.state.roll(faults.http503) { fault = .http503 }
+            else if self.state.roll(faults.cut) { fault = .cut }
+            else if self.state.roll(faults.malformed) { fault = .malformed }
+            else if self.state.roll(faults.stall) { fault = .stall }
+        }
+        let id = self.state.newID()
+        let streaming = body["stream"] as? Bool ?? false
+        let (promptTokens, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
+        let maxTokens = max(1, format.maxTokens(body) ?? engine.profile.defaultMaxTokens)
+        let model = body["model"] as? String ?? profile
+        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens, prefixBlocks: blocks)
+        let start = {
+            switch fault {
+            case .http429?:
+                self.respond(context, head, status: .tooManyRequests, json: Self.error("rate limited (simulated)", type: "rate_limit_error"), id: id)
+                return
+            case .http500?:
+                self.respond(context, head, status: .internalServerError, json: Self.error("internal error (simulated)", type: "server_error"), id: id)
+                return
+            case .http503?:
+                self.respond(context, head, status: .serviceUnavailable, json: Self.error("overloaded (simulated)", type: "overloaded_error"), id: id)
+                return
+            default:
+                break
+            }
+            guard engine.fits(request) else {
+                self.respond(
+                    context, head, status: .badRequest,
+                    json: Self.error("prompt of \(promptTokens) tokens plus \(maxTokens) output tokens exceeds this server's KV capacity of \(engine.profile.kvCapacityTokens) tokens", type: "invalid_request_error"),
+                    id: id)
+                return
+            }
+            let writer = StreamWriter(
+                format: format, id: id, model: model, promptTokens: promptTokens,
+                includeUsage: format.wantsUsage(body, streaming: streaming))
+            self.active = ActiveRequest(
+                id: id, engine: engine, writer: writer, streaming: streaming, keepAlive: head.isKeepAlive, version: head.version,
+                arrival: arrival, maxTokens: maxTokens, fault: fault)
+            if streaming {
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: "text/event-stream")
+                headers.add(name: "cache-control", value: "no-cache")
+                headers.add(name: "x-request-id", value: "sim-\(id)")
+                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+                self.write(writer.opening(), flush: true)
+            }
+            engine.submit(request, sink: self)
+        }
+        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000) : faults.slowHeadersMs
+        if slow > 0 {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(Int64(slow * 1000))) { start() }
         } else {
-            let json = stream.completeResponse()
-            let delay = ttft + self.configuration.tokenIntervalMicros * Int64(max(0, maxTokens - 1))
-            context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(delay)) {
-                self.respond(context, head, status: .ok, json: json)
-            }
+            start()
         }
     }
 
-    private func streamTokens(_ stream: TokenStream, keepAlive: Bool, firstDelay: Int64, context: ChannelHandlerContext) {
-        let interval = self.configuration.tokenIntervalMicros
-        let loop = context.eventLoop.assumeIsolated()
-        var stream = stream
-        func emit() {
-            guard context.channel.isActive else { return }
-            let chunk = stream.nextChunk()
-            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: chunk)))), promise: nil)
-            if stream.finished {
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
-                    if !keepAlive { channel.close(promise: nil) }
-                }
+    private func write(_ text: String, flush: Bool) {
+        guard let context = self.context, !text.isEmpty else { return }
+        let part = self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text))))
+        if flush { context.writeAndFlush(part, promise: nil) } else { context.write(part, promise: nil) }
+    }
+
+    func emit(_ emission: EngineModel.Emission) {
+        guard var active = self.active, active.id == emission.id, let context = self.context else { return }
+        let now = wallMicros()
+        active.tokenTimes.append(now)
+        if emission.index == 0 { active.cachedTokens = emission.cachedTokens }
+        let halfway = emission.index == active.maxTokens / 2
+        if active.streaming {
+            var text = active.writer.token(emission.index)
+            if halfway, active.fault == .malformed { text += "data: {\"choices\": [malformed\n\n" }
+            if halfway, active.fault == .cut {
+                self.active = nil
+                active.engine.cancel(active.id)
+                self.log(active, outcome: "cut")
+                self.write(text, flush: true)
+                context.close(promise: nil)
+                return
+            }
+            if emission.isLast { text += active.writer.closing(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens) }
+            if halfway, active.fault == .stall {
+                active.stalledUntil = .now() + .milliseconds(Int64(active.engine.profile.faults.stallMs))
+                let resume = active.stalledUntil!
+                context.eventLoop.assumeIsolated().scheduleTask(deadline: resume) { self.releaseStall() }
+            }
+            if let until = active.stalledUntil, NIODeadline.now() < until {
+                active.held += text
             } else {
-                loop.scheduleTask(in: .microseconds(interval)) { emit() }
+                self.write(text, flush: true)
             }
         }
-        loop.scheduleTask(in: .microseconds(firstDelay)) { emit() }
+        self.active = active
+        guard emission.isLast else { return }
+        if active.stalledUntil.map({ NIODeadline.now() < $0 }) == true { return }  // finished by releaseStall
+        self.finish(active, context: context)
     }
-}
 
-/// The fields of a chat completion request the simulator uses.
-struct ChatRequest {
-    var model: String?
-    var stream: Bool
-    var includeUsage: Bool
-    var maxTokens: Int?
-    var promptTokens: Int
+    private func releaseStall() {
+        guard var active = self.active, let context = self.context else { return }
+        self.write(active.held, flush: true)
+        active.held = ""
+        active.stalledUntil = nil
+        self.active = active
+        if active.tokenTimes.count == active.maxTokens { self.finish(active, context: context) }
+    }
 
-    init?(body: ByteBuffer) {
-        guard let bytes = body.getBytes(at: body.readerIndex, length: body.readableBytes),
-            let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-            let messages = object["messages"] as? [[String: Any]]
-        else { return nil }
-        self.model = object["model"] as? String
-        self.stream = object["stream"] as? Bool ?? false
-        self.includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
-        self.maxTokens = (object["max_tokens"] as? Int) ?? (object["max_completion_tokens"] as? Int)
-        var tokens = 0
-        for message in messages {
-            if let text = message["content"] as? String {
-                tokens += SimulatorTokenRule.count(text)
-            } else if let parts = message["content"] as? [[String: Any]] {
-                for part in parts { tokens += SimulatorTokenRule.count(part["text"] as? String ?? "") }
+    private func finish(_ active: ActiveRequest, context: ChannelHandlerContext) {
+        self.active = nil
+        self.log(active, outcome: active.fault.map { "fault_\($0.rawValue)" } ?? "ok")
+        if active.streaming {
+            let keepAlive = active.keepAlive
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
+                if !keepAlive { channel.close(promise: nil) }
             }
+        } else {
+            var head = HTTPRequestHead(version: active.version, method: .POST, uri: "/")
+            head.headers.add(name: "connection", value: active.keepAlive ? "keep-alive" : "close")
+            self.respond(
+                context, head, status: .ok,
+                json: active.writer.complete(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens), id: active.id)
         }
-        self.promptTokens = tokens
-    }
-}
-
-/// Renders the SSE chunks of one streamed completion, one token per chunk.
-struct TokenStream {
-    let id: UInt64
-    let model: String
-    let promptTokens: Int
-    let outputTokens: Int
-    let includeUsage: Bool
-    private var sent = 0
-    private(set) var finished = false
-
-    init(id: UInt64, model: String, promptTokens: Int, outputTokens: Int, includeUsage: Bool) {
-        self.id = id
-        self.model = model
-        self.promptTokens = promptTokens
-        self.outputTokens = max(1, outputTokens)
-        self.includeUsage = includeUsage
     }
 
-    private var prefix: String {
-        #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion.chunk","created":0,"model":"\#(self.model)","choices":["#
-    }
-
-    /// The next piece of the stream: the first carries the role and the first token, the last
-    /// carries the finish reason, the usage (when asked) and `[DONE]`.
-    mutating func nextChunk() -> String {
-        self.sent += 1
-        let token = "tok\(self.sent) "
-        var text = ""
-        if self.sent == 1 {
-            text += "data: \(self.prefix){\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
-        }
-        text += "data: \(self.prefix){\"index\":0,\"delta\":{\"content\":\"\(token)\"},\"finish_reason\":null}]}\n\n"
-        if self.sent >= self.outputTokens {
-            text += "data: \(self.prefix){\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n"
-            if self.includeUsage {
-                text += "data: \(self.prefix)],\"usage\":\(self.usage)}\n\n"
-            }
-            text += "data: [DONE]\n\n"
-            self.finished = true
-        }
-        return text
-    }
-
-    var usage: String {
-        #"{"prompt_tokens":\#(self.promptTokens),"completion_tokens":\#(self.outputTokens),"total_tokens":\#(self.promptTokens + self.outputTokens)}"#
-    }
-
-    func completeResponse() -> String {
-        let content = (1...self.outputTokens).map { "tok\($0)" }.joined(separator: " ")
-        return #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"message":{"role":"assistant","content":"\#(content)"},"finish_reason":"length"}],"usage":\#(self.usage)}"#
+    private func log(_ active: ActiveRequest, outcome: String) {
+        self.state.truthLog?.append(
+            id: active.id, profile: active.engine.profile.name, arrival: active.arrival, tokenTimes: active.tokenTimes,
+            promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens, outcome: outcome)
     }
 }

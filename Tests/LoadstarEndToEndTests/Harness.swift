@@ -116,12 +116,13 @@ final class Child: @unchecked Sendable {
         return self.exitStatus ?? -1
     }
 
-    /// Waits for a stdout line starting with `prefix` and returns the port at its end.
+    /// Waits for a stdout line starting with `prefix` and returns the port of its first `host:port` word.
     func port(announcedBy prefix: String, seconds: Double = 30) async throws -> Int {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if let line = self.stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
-                let port = Int(line.split(separator: ":").last ?? "")
+                let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.last?.isNumber == true }),
+                let port = Int(address.split(separator: ":").last ?? "")
             {
                 return port
             }

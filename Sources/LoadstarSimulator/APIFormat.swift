@@ -1,0 +1,125 @@
+/// The wire format of one API kind: how a request is read and how its stream is written.
+enum APIFormat: Sendable {
+    case chat
+    case completions
+    case anthropic
+
+    /// Texts whose tokens make up the prompt, in order (system first).
+    func promptTexts(_ body: [String: Any]) -> [String]? {
+        func content(_ value: Any?) -> [String] {
+            if let text = value as? String { return [text] }
+            if let parts = value as? [[String: Any]] { return parts.compactMap { $0["text"] as? String } }
+            return []
+        }
+        switch self {
+        case .chat:
+            guard let messages = body["messages"] as? [[String: Any]] else { return nil }
+            return messages.flatMap { content($0["content"]) }
+        case .completions:
+            if let prompt = body["prompt"] as? String { return [prompt] }
+            if let prompts = body["prompt"] as? [String] { return prompts }
+            return nil
+        case .anthropic:
+            guard let messages = body["messages"] as? [[String: Any]] else { return nil }
+            return content(body["system"]) + messages.flatMap { content($0["content"]) }
+        }
+    }
+
+    func maxTokens(_ body: [String: Any]) -> Int? {
+        (body["max_tokens"] as? Int) ?? (body["max_completion_tokens"] as? Int)
+    }
+
+    func wantsUsage(_ body: [String: Any], streaming: Bool) -> Bool {
+        switch self {
+        case .anthropic: return true
+        case .chat, .completions:
+            return !streaming || ((body["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false)
+        }
+    }
+}
+
+/// Renders the events of one response.
+struct StreamWriter {
+    let format: APIFormat
+    let id: UInt64
+    let model: String
+    let promptTokens: Int
+    let includeUsage: Bool
+
+    private func sse(_ json: String, event: String? = nil) -> String {
+        (event.map { "event: \($0)\n" } ?? "") + "data: \(json)\n\n"
+    }
+
+    private var chatPrefix: String {
+        #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion.chunk","created":0,"model":"\#(self.model)","choices":["#
+    }
+
+    private var completionPrefix: String {
+        #"{"id":"cmpl-\#(self.id)","object":"text_completion","created":0,"model":"\#(self.model)","choices":["#
+    }
+
+    /// Events before the first token.
+    func opening() -> String {
+        switch self.format {
+        case .chat:
+            return self.sse(self.chatPrefix + #"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#)
+        case .completions:
+            return ""
+        case .anthropic:
+            return self.sse(
+                #"{"type":"message_start","message":{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[],"stop_reason":null,"usage":{"input_tokens":\#(self.promptTokens),"output_tokens":0}}}"#,
+                event: "message_start")
+                + self.sse(#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#, event: "content_block_start")
+        }
+    }
+
+    /// The event carrying output token `index` (0-based).
+    func token(_ index: Int) -> String {
+        let text = "tok\(index + 1) "
+        switch self.format {
+        case .chat:
+            return self.sse(self.chatPrefix + #"{"index":0,"delta":{"content":"\#(text)"},"finish_reason":null}]}"#)
+        case .completions:
+            return self.sse(self.completionPrefix + #"{"index":0,"text":"\#(text)","finish_reason":null}]}"#)
+        case .anthropic:
+            return self.sse(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\#(text)"}}"#, event: "content_block_delta")
+        }
+    }
+
+    private func usage(output: Int, cached: Int) -> String {
+        #"{"prompt_tokens":\#(self.promptTokens),"completion_tokens":\#(output),"total_tokens":\#(self.promptTokens + output),"prompt_tokens_details":{"cached_tokens":\#(cached)}}"#
+    }
+
+    /// Events after the last token, ending the stream.
+    func closing(outputTokens: Int, cachedTokens: Int) -> String {
+        switch self.format {
+        case .chat, .completions:
+            let prefix = self.format == .chat ? self.chatPrefix : self.completionPrefix
+            let finish = self.format == .chat ? #"{"index":0,"delta":{},"finish_reason":"length"}"# : #"{"index":0,"text":"","finish_reason":"length"}"#
+            var text = self.sse(prefix + finish + "]}")
+            if self.includeUsage {
+                text += self.sse(prefix + "],\"usage\":" + self.usage(output: outputTokens, cached: cachedTokens) + "}")
+            }
+            return text + "data: [DONE]\n\n"
+        case .anthropic:
+            return self.sse(#"{"type":"content_block_stop","index":0}"#, event: "content_block_stop")
+                + self.sse(
+                    #"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":\#(outputTokens)}}"#,
+                    event: "message_delta")
+                + self.sse(#"{"type":"message_stop"}"#, event: "message_stop")
+        }
+    }
+
+    /// A whole non-streaming response.
+    func complete(outputTokens: Int, cachedTokens: Int) -> String {
+        let content = (0..<outputTokens).map { "tok\($0 + 1)" }.joined(separator: " ")
+        switch self.format {
+        case .chat:
+            return #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"message":{"role":"assistant","content":"\#(content)"},"finish_reason":"length"}],"usage":\#(self.usage(output: outputTokens, cached: cachedTokens))}"#
+        case .completions:
+            return #"{"id":"cmpl-\#(self.id)","object":"text_completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"text":"\#(content)","finish_reason":"length"}],"usage":\#(self.usage(output: outputTokens, cached: cachedTokens))}"#
+        case .anthropic:
+            return #"{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[{"type":"text","text":"\#(content)"}],"stop_reason":"max_tokens","usage":{"input_tokens":\#(self.promptTokens),"output_tokens":\#(outputTokens),"cache_read_input_tokens":\#(cachedTokens)}}"#
+        }
+    }
+}
