@@ -7,6 +7,7 @@ public enum Report {
         ("ttft_p50_ms", "ttft p50"), ("ttft_p90_ms", "p90"), ("ttft_p95_ms", "p95"), ("ttft_p99_ms", "p99"),
         ("itl_p50_ms", "itl p50"), ("itl_p90_ms", "p90"), ("itl_p95_ms", "p95"), ("itl_p99_ms", "p99"),
         ("e2e_p50_ms", "e2e p50"), ("e2e_p90_ms", "p90"), ("e2e_p95_ms", "p95"), ("e2e_p99_ms", "p99"),
+        ("1000 / nullif(tpot_p50_ms, 0)", "tok/s"),
     ]
 
     public static func table(database: Database, runID: UInt64) async throws -> String {
@@ -19,7 +20,8 @@ public enum Report {
             "SELECT \(select) FROM latency_summary WHERE run_id = $1 ORDER BY scenario, target", [String(runID)]).rows
         var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
         if let reason = header[2], !reason.isEmpty { out += " (\(reason))" }
-        out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap\n\n"
+        out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
+        out += "tok/s = output tokens per second per request after the first (1 / median TPOT)\n\n"
         let titles = Self.columns.map(\.1)
         let cells: [[String]] = rows.map { row in
             row.enumerated().map { index, value in
@@ -27,6 +29,7 @@ public enum Report {
                 switch Self.columns[index].0 {
                 case "error_rate": return String(format: "%.2f", (Double(value) ?? 0) * 100)
                 case let name where name.hasSuffix("_ms"): return String(format: "%.2f", Double(value) ?? 0)
+                case let name where name.hasPrefix("1000 /"): return String(format: "%.1f", Double(value) ?? 0)
                 default: return value
                 }
             }

@@ -80,7 +80,7 @@ extension SimulatorProfile {
 
     /// Strong prefill, large HBM: decode barely notices context length.
     public static let h100Dense = SimulatorProfile(
-        name: "h100-dense", prefillTokensPerSecond: 1_500_000, prefillChunkTokens: 8_192, decodeStepMs: 10.9,
+        name: "h100-dense", prefillTokensPerSecond: 3_000_000, prefillChunkTokens: 8_192, decodeStepMs: 10.9,
         decodeMicrosPerKVToken: 0.0003, kvCapacityTokens: 2_000_000, maxBatch: 256, prefixCacheTokens: 500_000)
 
     /// Chunked prefill on a mid-size accelerator: between the two.
