@@ -307,7 +307,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             if let until = active.stalledUntil, NIODeadline.now() < until {
                 active.held += text
             } else {
-                self.write(text, flush: true)
+                // The last token goes out with the end of the response, in one flush.
+                self.write(text, flush: !emission.isLast)
             }
         }
         self.active = active

@@ -27,7 +27,8 @@ let minimalPlan = """
         #expect(plan.name == "quickstart")
         #expect(plan.targets.first?.headers["Authorization"] == "Bearer ${LOADSTAR_DEMO_KEY}")
         #expect(plan.cells.count == plan.targets.count * plan.workloads.count)
-        #expect(plan.load.warmup == 1)
+        #expect(plan.targets.map(\.name) == ["sram-decode", "h100-dense", "hybrid-chunked"])
+        #expect(plan.load.stages == [Stage(mode: .concurrency(4, thinkTime: 0), duration: 3)])
     }
 
     @Test func fieldsAndDefaults() throws {
