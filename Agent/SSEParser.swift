@@ -104,6 +104,7 @@ public struct SSEParser {
             event.isDone = true
             return event
         }
+        if let fast = FastEventScan.interpret(data, kind: kind) { return fast }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any] else {
             event.error = "malformed event data: \(String(decoding: data.prefix(80), as: UTF8.self))"
             return event
@@ -156,5 +157,89 @@ public struct SSEParser {
     private static func describe(_ value: Any) -> String {
         if let dict = value as? [String: Any], let message = dict["message"] as? String { return String(message.prefix(200)) }
         return String(String(describing: value).prefix(200))
+    }
+}
+
+/// The hot path: reads the common token-carrying events by scanning bytes, without building a
+/// JSON object. Returns `nil` for anything it does not recognise with certainty (usage, errors,
+/// Anthropic's control events), which then goes through the full JSON parser.
+enum FastEventScan {
+    static func interpret(_ data: [UInt8], kind: Target.Kind) -> StreamEvent? {
+        // Structural check that catches truncated or garbage data.
+        guard let first = data.first(where: { !isSpace($0) }), first == UInt8(ascii: "{"),
+            let last = data.last(where: { !isSpace($0) }), last == UInt8(ascii: "}")
+        else { return nil }
+        if contains(data, #""error""#) { return nil }
+        var event = StreamEvent()
+        switch kind {
+        case .openAIChat, .openAICompletions, .genericSSE:
+            if let usage = find(data, #""usage""#), let value = valueStart(data, after: usage), data[value] != UInt8(ascii: "n") {
+                return nil  // usage present: read it exactly
+            }
+            if kind == .openAICompletions {
+                event.carriesOutput = nonEmptyString(data, key: #""text""#)
+            } else {
+                event.carriesOutput = nonEmptyString(data, key: #""content""#)
+                    || nonEmptyString(data, key: #""reasoning_content""#)
+                    || nonEmptyString(data, key: #""reasoning""#)
+                    || nonEmptyArray(data, key: #""tool_calls""#)
+            }
+            return event
+        case .anthropicMessages:
+            guard contains(data, #""content_block_delta""#) else { return nil }
+            event.carriesOutput = nonEmptyString(data, key: #""text""#) || nonEmptyString(data, key: #""thinking""#)
+                || nonEmptyString(data, key: #""partial_json""#)
+            return event
+        }
+    }
+
+    @inline(__always) static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+
+    static func find(_ data: [UInt8], _ pattern: StaticString, from start: Int = 0) -> Int? {
+        pattern.withUTF8Buffer { p -> Int? in
+            guard p.count <= data.count else { return nil }
+            var i = start
+            let end = data.count - p.count
+            while i <= end {
+                if data[i] == p[0] {
+                    var j = 1
+                    while j < p.count && data[i + j] == p[j] { j += 1 }
+                    if j == p.count { return i + p.count }
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    static func contains(_ data: [UInt8], _ pattern: StaticString) -> Bool { find(data, pattern) != nil }
+
+    /// Index of the first byte of the value after a key that ends at `index` (skips `:` and spaces).
+    static func valueStart(_ data: [UInt8], after index: Int) -> Int? {
+        var i = index
+        while i < data.count && isSpace(data[i]) { i += 1 }
+        guard i < data.count && data[i] == UInt8(ascii: ":") else { return nil }
+        i += 1
+        while i < data.count && isSpace(data[i]) { i += 1 }
+        return i < data.count ? i : nil
+    }
+
+    /// Whether some occurrence of `key` has a non-empty string value.
+    static func nonEmptyString(_ data: [UInt8], key: StaticString) -> Bool {
+        var from = 0
+        while let end = find(data, key, from: from) {
+            if let v = valueStart(data, after: end), data[v] == UInt8(ascii: "\""), v + 1 < data.count, data[v + 1] != UInt8(ascii: "\"") {
+                return true
+            }
+            from = end
+        }
+        return false
+    }
+
+    static func nonEmptyArray(_ data: [UInt8], key: StaticString) -> Bool {
+        guard let end = find(data, key), let v = valueStart(data, after: end), data[v] == UInt8(ascii: "[") else { return false }
+        var i = v + 1
+        while i < data.count && isSpace(data[i]) { i += 1 }
+        return i < data.count && data[i] != UInt8(ascii: "]")
     }
 }

@@ -1,4 +1,4 @@
-import LoadstarAgent
+@testable import LoadstarAgent
 import LoadstarPlan
 import Testing
 
@@ -122,5 +122,38 @@ let chatStream = """
 
     @Test func jsonStringsAreEscaped() {
         #expect(RequestBody.quote("a\"b\\c\n\u{1}") == "\"a\\\"b\\\\c\\n\\u0001\"")
+    }
+}
+
+@Suite struct FastEventScanTests {
+    /// Events in the shapes real servers send, with the meaning the full JSON parser gives them.
+    static let cases: [(String, Target.Kind, Bool)] = [
+        (#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#, .openAIChat, true),
+        (#"{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": null}], "usage": null}"#, .openAIChat, true),
+        (#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, .openAIChat, false),
+        (#"{"choices":[{"delta":{"content":null,"reasoning_content":"hmm"}}]}"#, .openAIChat, true),
+        (#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]}}]}"#, .openAIChat, true),
+        (#"{"choices":[{"delta":{"tool_calls":[]}}]}"#, .openAIChat, false),
+        (#"{"choices":[{"delta":{"content":"say \"content\":\"\" ok"}}]}"#, .openAIChat, true),
+        (#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#, .openAIChat, false),
+        (#"{"choices":[{"text":"x","index":0}]}"#, .openAICompletions, true),
+        (#"{"choices":[{"text":"","index":0}]}"#, .openAICompletions, false),
+        (#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#, .anthropicMessages, true),
+        (#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}"#, .anthropicMessages, false),
+    ]
+
+    @Test func fastPathAgreesWithTheFullParser() throws {
+        for (text, kind, output) in Self.cases {
+            let fast = try #require(FastEventScan.interpret(Array(text.utf8), kind: kind), "\(text)")
+            #expect(fast.carriesOutput == output, "\(text)")
+            #expect(fast.error == nil)
+        }
+    }
+
+    @Test func usageErrorsAndGarbageGoToTheFullParser() {
+        #expect(FastEventScan.interpret(Array(#"{"choices":[],"usage":{"prompt_tokens":1}}"#.utf8), kind: .openAIChat) == nil)
+        #expect(FastEventScan.interpret(Array(#"{"error":{"message":"x"}}"#.utf8), kind: .openAIChat) == nil)
+        #expect(FastEventScan.interpret(Array(#"{"choices": [malformed"#.utf8), kind: .openAIChat) == nil)
+        #expect(FastEventScan.interpret(Array(#"{"type":"message_stop"}"#.utf8), kind: .anthropicMessages) == nil)
     }
 }
