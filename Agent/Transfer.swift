@@ -1,4 +1,5 @@
 import CCurl
+import Foundation
 import LoadstarPlan
 import LoadstarProtocol
 
@@ -59,9 +60,10 @@ final class Transfer {
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             return transfer.received(UnsafeRawBufferPointer(start: bytes, count: size * count))
         }
-        _ = CCurl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { _, size, count, userdata in
+        _ = CCurl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { bytes, size, count, userdata in
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             if transfer.firstByteAt < 0 { transfer.firstByteAt = AgentClock.monotonicMicros() }
+            transfer.header(UnsafeRawBufferPointer(start: bytes, count: size * count))
             return size * count
         }
     }
@@ -69,6 +71,15 @@ final class Transfer {
     deinit {
         curl_easy_cleanup(self.easy)
         curl_slist_free_all(self.headerList)
+    }
+
+    /// Keeps the server's request id (`x-request-id`, `request-id`), at most 64 bytes.
+    private func header(_ line: UnsafeRawBufferPointer) {
+        guard line.count > 12, line.count < 200, let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
+        guard name == "x-request-id" || name == "request-id" else { return }
+        let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        self.sample.serverRequestID = String(value.prefix(64))
     }
 
     /// Body bytes: fed to the SSE parser, stamped once per read. Returning anything but the byte

@@ -6,7 +6,7 @@ struct SampleCopyEncoder {
     /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
     static let postgresEpochOffset: Int64 = 946_684_800_000_000
     static let int4OID: UInt32 = 23
-    static let columnCount: Int16 = 27
+    static let columnCount: Int16 = 28
 
     private(set) var buffer: ByteBuffer
 
@@ -47,6 +47,7 @@ struct SampleCopyEncoder {
         self.bool(s.flags.contains(.connectionReused))
         self.bool(s.flags.contains(.excluded))
         self.int4Array(s.gaps)
+        if s.serverRequestID.isEmpty { self.null() } else { self.text(s.serverRequestID) }
     }
 
     /// Ends the COPY stream and returns the bytes to send.

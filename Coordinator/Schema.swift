@@ -106,7 +106,8 @@ enum Schema {
                 error_detail            text,
                 connection_reused       boolean NOT NULL,
                 excluded                boolean NOT NULL,
-                itl_us                  int[] NOT NULL
+                itl_us                  int[] NOT NULL,
+                server_request_id       text
             ) PARTITION BY LIST (run_id);
 
             -- Every sample with its labels.

@@ -152,8 +152,8 @@ public enum MessageCodec {
 
 /// The binary layout of one ``Sample`` inside a ``SampleBatch``.
 enum SampleCodec {
-    /// Fixed part: 8+4+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 (detail length).
-    static let minimumEncodedSize = 18 + 40 + 12 + 16 + 4 + 4 + 4
+    /// Fixed part: 8+4+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths).
+    static let minimumEncodedSize = 18 + 40 + 12 + 16 + 4 + 4 + 4 + 4
 
     static func encode(_ s: Sample, into buffer: inout ByteBuffer) {
         buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.userIndex)
@@ -164,6 +164,7 @@ enum SampleCodec {
         buffer.writeInteger(UInt32(s.gaps.count))
         for gap in s.gaps { buffer.writeInteger(gap) }
         buffer.writeWireString(s.errorDetail)
+        buffer.writeWireString(s.serverRequestID)
     }
 
     static func decode(from r: inout WireReader) throws(WireError) -> Sample {
@@ -194,6 +195,7 @@ enum SampleCodec {
         s.gaps.reserveCapacity(gapCount)
         for _ in 0..<gapCount { s.gaps.append(try r.integer()) }
         s.errorDetail = try r.string("error detail")
+        s.serverRequestID = try r.string("server request id")
         return s
     }
 }

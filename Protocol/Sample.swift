@@ -29,6 +29,8 @@ public struct Sample: Equatable, Sendable {
     public var gaps: [UInt32]
     /// A short human-readable reason for an error (never request headers or bodies).
     public var errorDetail: String
+    /// The server's id for the request (`x-request-id` response header), to match server logs.
+    public var serverRequestID: String
 
     public struct Flags: OptionSet, Sendable, Hashable {
         public let rawValue: UInt8
@@ -47,7 +49,7 @@ public struct Sample: Equatable, Sendable {
         dns: Int32 = -1, connect: Int32 = -1, tls: Int32 = -1,
         promptTokensRequested: Int32 = 0, promptTokens: Int32 = -1, outputTokens: Int32 = 0,
         cachedTokens: Int32 = -1, httpStatus: UInt16 = 0, errorClass: ErrorClass = .none,
-        flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = ""
+        flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = "", serverRequestID: String = ""
     ) {
         self.requestIndex = requestIndex
         self.cellIndex = cellIndex
@@ -70,5 +72,6 @@ public struct Sample: Equatable, Sendable {
         self.flags = flags
         self.gaps = gaps
         self.errorDetail = errorDetail
+        self.serverRequestID = serverRequestID
     }
 }

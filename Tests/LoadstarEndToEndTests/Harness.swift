@@ -74,7 +74,11 @@ final class Child: @unchecked Sendable {
         self.pid = pid
     }
 
-    deinit { self.stop() }
+    deinit {
+        self.stop()
+        unlink(self.stdoutPath)
+        unlink(self.stderrPath)
+    }
 
     var stdout: String { (try? String(contentsOfFile: self.stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: self.stderrPath, encoding: .utf8)) ?? "" }
