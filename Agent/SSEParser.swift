@@ -32,27 +32,37 @@ public struct SSEParser {
         self.line.reserveCapacity(512)
     }
 
-    /// Feeds bytes; calls `onEvent` for every complete event, in order.
+    /// Feeds bytes; calls `onEvent` for every complete event, in order. Runs of line content
+    /// are copied in bulk; only line ends are handled byte by byte.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, onEvent: (StreamEvent) -> Void) {
-        for byte in bytes {
-            if byte == 0x0A {  // LF
-                if self.lastWasCR {
-                    self.lastWasCR = false
+        let n = bytes.count
+        var i = 0
+        while i < n {
+            if self.lastWasCR {
+                self.lastWasCR = false
+                if bytes[i] == 0x0A {  // the LF of a CRLF
+                    i += 1
                     continue
                 }
-                self.endLine(onEvent)
-            } else if byte == 0x0D {  // CR
-                self.lastWasCR = true
-                self.endLine(onEvent)
-            } else {
-                self.lastWasCR = false
-                if self.line.count < Self.maximumLineLength {
-                    self.line.append(byte)
+            }
+            var j = i
+            while j < n {
+                let b = bytes[j]
+                if b == 0x0A || b == 0x0D { break }
+                j += 1
+            }
+            if j > i {
+                if self.line.count + (j - i) <= Self.maximumLineLength {
+                    self.line.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<j]))
                 } else {
                     onEvent(StreamEvent(error: "stream line longer than \(Self.maximumLineLength) bytes"))
                     self.line.removeAll(keepingCapacity: true)
                 }
             }
+            guard j < n else { return }
+            self.lastWasCR = bytes[j] == 0x0D
+            self.endLine(onEvent)
+            i = j + 1
         }
     }
 
