@@ -35,28 +35,65 @@ public final class EngineStats: Sendable {
     public func requestAbort() { self.abortRequested.store(true, ordering: .releasing) }
 }
 
-/// Runs one shard on a dedicated thread with libcurl's multi interface.
+/// Runs one shard on worker threads, each with its own libcurl multi handle.
 public enum ShardRunner {
     /// Starts the shard; its results arrive on the returned stream, which ends after `.finished`.
-    /// - Parameter startWall: when the first cell starts, on this agent's wall clock (µs).
+    /// - Parameters:
+    ///   - startWall: when the first cell starts, on this agent's wall clock (µs).
+    ///   - workers: threads to spread the shard over (the plan's `workers`, else the core count).
     public static func start(
-        spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats
+        spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats, workers: Int? = nil
     ) -> AsyncStream<EngineOutput> {
         let (stream, continuation) = AsyncStream.makeStream(of: EngineOutput.self)
-        let thread = Thread {
-            let engine = ShardEngine(spec: spec, secrets: secrets, stats: stats, output: continuation)
-            let anchor = ClockAnchor()
-            let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
-            continuation.yield(.finished(outcome))
-            continuation.finish()
+        let count = max(1, workers ?? spec.plan.load.workers ?? ProcessInfo.processInfo.activeProcessorCount)
+        let completion = WorkerCompletion(workers: count, output: continuation)
+        let anchor = ClockAnchor()
+        for worker in 0..<count {
+            let thread = Thread {
+                let engine = ShardEngine(
+                    spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count)
+                let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
+                completion.finished(outcome)
+            }
+            thread.name = "loadstar-worker-\(worker)"
+            thread.start()
         }
-        thread.name = "loadstar-engine-\(spec.shardIndex)"
-        thread.start()
         return stream
     }
 }
 
-/// The event loop of one shard. Owns the multi handle and every transfer; never leaves its thread.
+/// Sums the workers' outcomes and reports `.finished` once, after the last worker.
+final class WorkerCompletion: Sendable {
+    private let state: Mutex<(remaining: Int, outcome: ShardOutcome)>
+    private let output: AsyncStream<EngineOutput>.Continuation
+
+    init(workers: Int, output: AsyncStream<EngineOutput>.Continuation) {
+        self.state = Mutex((workers, ShardOutcome()))
+        self.output = output
+    }
+
+    func finished(_ outcome: ShardOutcome) {
+        let total: ShardOutcome? = self.state.withLock { state in
+            state.remaining -= 1
+            state.outcome.fired += outcome.fired
+            state.outcome.succeeded += outcome.succeeded
+            state.outcome.failed += outcome.failed
+            state.outcome.late += outcome.late
+            state.outcome.dropped += outcome.dropped
+            state.outcome.aborted = state.outcome.aborted || outcome.aborted
+            return state.remaining == 0 ? state.outcome : nil
+        }
+        if let total {
+            self.output.yield(.finished(total))
+            self.output.finish()
+        }
+    }
+}
+
+/// `curl_global_init` is not thread-safe: run it once, before the first worker's multi handle.
+private let curlGlobalInit: Void = { _ = CCurl_global_init_default() }()
+
+/// The event loop of one shard's worker. Owns the multi handle and every transfer; never leaves its thread.
 final class ShardEngine {
     private let spec: ShardSpec
     private let secrets: [String: String]
@@ -75,14 +112,26 @@ final class ShardEngine {
     /// A request sent more than this late counts as late (µs).
     static let lateThresholdMicros: Int64 = 10_000
 
-    init(spec: ShardSpec, secrets: [String: String], stats: EngineStats, output: AsyncStream<EngineOutput>.Continuation) {
+    /// This worker's index among `workers`: it takes every `workers`-th request (and user) of
+    /// those the shard owns, so the workers together run exactly the shard.
+    private let worker: Int
+    private let workers: Int
+    private let maxInFlight: Int
+
+    init(
+        spec: ShardSpec, secrets: [String: String], stats: EngineStats, output: AsyncStream<EngineOutput>.Continuation,
+        worker: Int = 0, workers: Int = 1
+    ) {
         self.spec = spec
         self.secrets = secrets
         self.stats = stats
         self.output = output
-        _ = CCurl_global_init_default()
+        self.worker = worker
+        self.workers = workers
+        self.maxInFlight = (spec.plan.load.maxInFlight + workers - 1) / workers
+        curlGlobalInit
         self.multi = curl_multi_init()
-        _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, spec.plan.load.maxInFlight)
+        _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, self.maxInFlight)
     }
 
     deinit {
@@ -122,7 +171,10 @@ final class ShardEngine {
 
     private func runOpenLoop(cell: Cell, stageIndex: Int, stage: Stage, start: Int64, cellStart: Int64) -> Int64 {
         var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
+        var ordinal = -1
         while let request = schedule.next() {
+            ordinal += 1
+            guard ordinal % self.workers == self.worker else { continue }
             let due = start + request.offset
             while !self.aborted {
                 let now = AgentClock.monotonicMicros()
@@ -145,7 +197,7 @@ final class ShardEngine {
         let shape = RequestShape(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex)
         self.userDue = [:]
         var nextK: [Int: Int] = [:]
-        for user in self.spec.ownedUsers(of: users) {
+        for (ordinal, user) in self.spec.ownedUsers(of: users).enumerated() where ordinal % self.workers == self.worker {
             self.userDue[user] = start
             nextK[user] = 0
         }
@@ -187,7 +239,7 @@ final class ShardEngine {
 
     private func launch(_ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64) {
         let plan = self.spec.plan
-        if self.inFlight.count >= plan.load.maxInFlight {
+        if self.inFlight.count >= self.maxInFlight {
             self.outcome.dropped += 1
             return
         }

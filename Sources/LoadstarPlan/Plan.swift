@@ -161,12 +161,15 @@ public struct Load: Codable, Equatable, Sendable {
     /// Most requests one agent keeps open at once; a request due while the cap is reached is
     /// dropped and counted, never silently delayed.
     public var maxInFlight: Int
+    /// Worker threads per agent, each with its own libcurl multi handle (default: the core count).
+    public var workers: Int?
 
-    public init(stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024) {
+    public init(stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024, workers: Int? = nil) {
         self.stages = stages
         self.warmup = warmup
         self.cooldown = cooldown
         self.maxInFlight = maxInFlight
+        self.workers = workers
     }
 }
 

@@ -305,7 +305,7 @@ extension NodeReader {
 
     mutating func load(_ node: Node, _ path: String) -> Load? {
         guard
-            let f = self.fields(node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight"])
+            let f = self.fields(node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight", "workers"])
         else { return nil }
         let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap {
             self.stage($1, "\(path).stages[\($0)]")
@@ -313,8 +313,9 @@ extension NodeReader {
         let warmup = self.duration(f["warmup"], "\(path).warmup") ?? 0
         let cooldown = self.duration(f["cooldown"], "\(path).cooldown") ?? 0
         let maxInFlight = self.int(f["max_in_flight"], "\(path).max_in_flight", minimum: 1) ?? 1024
+        let workers = self.int(f["workers"], "\(path).workers", minimum: 1)
         guard let stages else { return nil }
-        return Load(stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight)
+        return Load(stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers)
     }
 
     mutating func stage(_ node: Node, _ path: String) -> Stage? {
