@@ -195,12 +195,25 @@ final class ShardEngine {
     ) -> Int64 {
         let end = stage.duration.map { start + Int64($0 * 1_000_000) }
         let shape = RequestShape(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex)
+        // A ramp from `users` to `rampTo` users: user u joins (or leaves) when the line crosses u + 1.
+        let target = stage.rampTo.map { Int($0.rounded()) } ?? users
+        let total = max(users, target)
+        let rampMicros = Double(end.map { $0 - start } ?? 0)
+        var retireAt: [Int: Int64] = [:]
         self.userDue = [:]
         var nextK: [Int: Int] = [:]
-        for (ordinal, user) in self.spec.ownedUsers(of: users).enumerated() where ordinal % self.workers == self.worker {
-            self.userDue[user] = start
+        for (ordinal, user) in self.spec.ownedUsers(of: total).enumerated() where ordinal % self.workers == self.worker {
+            var joins = start
+            if target > users && user >= users {
+                joins += Int64(rampMicros * Double(user + 1 - users) / Double(target - users))
+            }
+            if target < users && user >= target {
+                retireAt[user] = start + Int64(rampMicros * Double(users - user - 1) / Double(users - target))
+            }
+            self.userDue[user] = joins
             nextK[user] = 0
         }
+        let users = total
         self.closedStage = (cell.index, stageIndex, think)
         defer { self.closedStage = nil }
         while !self.aborted && !nextK.isEmpty {
@@ -215,6 +228,11 @@ final class ShardEngine {
                 let k = nextK[user]!
                 let index = user + k * users
                 if let limit = stage.requests, index >= limit {
+                    nextK[user] = nil
+                    self.userDue[user] = nil
+                    continue
+                }
+                if let retire = retireAt[user], due >= retire {
                     nextK[user] = nil
                     self.userDue[user] = nil
                     continue

@@ -182,8 +182,13 @@ public struct Stage: Codable, Equatable, Sendable {
         case concurrency(Int, thinkTime: Double)
     }
     public enum Arrival: String, Codable, Equatable, Sendable, CaseIterable {
+        /// Evenly spaced.
         case constant
+        /// Exponential gaps (coefficient of variation 1).
         case poisson
+        /// Gamma-distributed gaps with the stage's `burstiness` as coefficient of variation:
+        /// above 1 is burstier than Poisson, below 1 smoother.
+        case gamma
     }
 
     public var mode: Mode
@@ -191,10 +196,16 @@ public struct Stage: Codable, Equatable, Sendable {
     public var duration: Double?
     /// Total requests of the stage (across the whole fleet); `nil` when bounded by `duration`.
     public var requests: Int?
+    /// Ramp: the rate (or concurrency) reached linearly at the end of `duration`.
+    public var rampTo: Double?
+    /// Coefficient of variation of the gaps for `gamma` arrivals.
+    public var burstiness: Double?
 
-    public init(mode: Mode, duration: Double? = nil, requests: Int? = nil) {
+    public init(mode: Mode, duration: Double? = nil, requests: Int? = nil, rampTo: Double? = nil, burstiness: Double? = nil) {
         self.mode = mode
         self.duration = duration
         self.requests = requests
+        self.rampTo = rampTo
+        self.burstiness = burstiness
     }
 }

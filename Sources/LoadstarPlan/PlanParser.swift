@@ -321,7 +321,8 @@ extension NodeReader {
     mutating func stage(_ node: Node, _ path: String) -> Stage? {
         guard
             let f = self.fields(
-                node, path, required: [], optional: ["rate", "arrival", "concurrency", "think_time", "duration", "requests"])
+                node, path, required: [],
+                optional: ["rate", "to_rate", "arrival", "burstiness", "concurrency", "to_concurrency", "think_time", "duration", "requests"])
         else { return nil }
         let duration = self.duration(f["duration"], "\(path).duration")
         let requests = self.int(f["requests"], "\(path).requests", minimum: 1)
@@ -340,9 +341,17 @@ extension NodeReader {
                 }
             }
             if f["think_time"] != nil { self.report(f["think_time"], "\(path).think_time", "think_time applies to concurrency stages only") }
+            if f["to_concurrency"] != nil { self.report(f["to_concurrency"], "\(path).to_concurrency", "to_concurrency applies to concurrency stages; use to_rate") }
+            if f["burstiness"] != nil && arrival != .gamma {
+                self.report(f["burstiness"], "\(path).burstiness", "burstiness applies to arrival: gamma only")
+            }
+            if arrival == .gamma && f["burstiness"] == nil {
+                self.report(node, "\(path).burstiness", "arrival: gamma needs burstiness (the coefficient of variation of the gaps, e.g. 2)")
+            }
             mode = self.double(rateNode, "\(path).rate", exclusive: true).map { .rate($0, arrival) }
         case (nil, let usersNode?):
             if f["arrival"] != nil { self.report(f["arrival"], "\(path).arrival", "arrival applies to rate stages only") }
+            if f["to_rate"] != nil { self.report(f["to_rate"], "\(path).to_rate", "to_rate applies to rate stages; use to_concurrency") }
             let think = self.duration(f["think_time"], "\(path).think_time") ?? 0
             mode = self.int(usersNode, "\(path).concurrency", minimum: 1).map { .concurrency($0, thinkTime: think) }
         case (.some, .some):
@@ -352,7 +361,13 @@ extension NodeReader {
             self.report(node, path, "a stage needs rate (requests/s, open loop) or concurrency (users, closed loop)")
             mode = nil
         }
+        let rampNode = f["to_rate"] ?? f["to_concurrency"]
+        let rampTo = rampNode.flatMap { self.double($0, "\(path).\(f["to_rate"] != nil ? "to_rate" : "to_concurrency")") }
+        if rampNode != nil && f["duration"] == nil {
+            self.report(rampNode, path, "a ramp needs a duration to ramp over")
+        }
+        let burstiness = f["burstiness"].flatMap { self.double($0, "\(path).burstiness", exclusive: true) }
         guard let mode else { return nil }
-        return Stage(mode: mode, duration: duration, requests: requests)
+        return Stage(mode: mode, duration: duration, requests: requests, rampTo: rampTo, burstiness: burstiness)
     }
 }

@@ -14,14 +14,19 @@ public struct ScheduledRequest: Equatable, Sendable {
 /// striping owns. Deterministic for the plan's seed.
 public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
     private let rate: Double
+    private let rampTo: Double?
     private let arrival: Stage.Arrival
+    private let gammaShape: Double
     private let durationMicros: Int64?
+    private let duration: Double?
     private let limit: Int?
     private let striping: Striping?
     private let shape: RequestShape
     private var arrivals: SplitMix64
     private var nextIndex = 0
-    private var clock: Double = 0
+    /// Arrivals are drawn in operational time (expected count), then mapped to clock time
+    /// through the rate curve, so ramps keep the arrival process's shape.
+    private var operational: Double = 0
 
     /// - Parameter striping: the shard's part, or `nil` for the whole plan.
     public init(plan: Plan, cellIndex: Int, stageIndex: Int, striping: Striping?) {
@@ -30,7 +35,11 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
             preconditionFailure("OpenLoopSchedule needs a rate stage")
         }
         self.rate = rate
+        self.rampTo = stage.rampTo
         self.arrival = arrival
+        let cv = stage.burstiness ?? 1
+        self.gammaShape = 1 / (cv * cv)
+        self.duration = stage.duration
         self.durationMicros = stage.duration.map { Int64($0 * 1_000_000) }
         self.limit = stage.requests
         self.striping = striping
@@ -42,19 +51,30 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
         while true {
             let i = self.nextIndex
             if let limit = self.limit, i >= limit { return nil }
-            let offset: Int64
-            switch self.arrival {
-            case .constant:
-                offset = Int64((Double(i) * 1_000_000 / self.rate).rounded(.down))
-            case .poisson:
-                if i > 0 { self.clock += -log(self.arrivals.nextUnit()) / self.rate * 1_000_000 }
-                offset = Int64(self.clock.rounded(.down))
+            if i > 0 {
+                switch self.arrival {
+                case .constant: self.operational = Double(i)
+                case .poisson: self.operational += -log(self.arrivals.nextUnit())
+                case .gamma: self.operational += self.arrivals.nextGamma(shape: self.gammaShape) / self.gammaShape
+                }
             }
+            guard let seconds = self.clockTime(self.operational) else { return nil }
+            let offset = Int64((seconds * 1_000_000).rounded(.down))
             if let duration = self.durationMicros, offset >= duration { return nil }
             self.nextIndex += 1
             if let striping = self.striping, !striping.owns(i) { continue }
             return self.shape.request(index: i, offset: offset)
         }
+    }
+
+    /// Seconds into the stage at which the expected request count reaches `count`, following a
+    /// linear ramp from `rate` to `rampTo` over the duration; `nil` past the ramp's end.
+    private func clockTime(_ count: Double) -> Double? {
+        guard let to = self.rampTo, let duration = self.duration, to != self.rate else { return count / self.rate }
+        let a = (to - self.rate) / (2 * duration)
+        let discriminant = self.rate * self.rate + 4 * a * count
+        guard discriminant >= 0 else { return nil }  // a ramp down to zero never reaches this count
+        return (-self.rate + discriminant.squareRoot()) / (2 * a)
     }
 }
 

@@ -34,6 +34,26 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         Double((self.next() >> 11) + 1) * 0x1.0p-53
     }
 
+    /// Gamma with the given shape and scale 1 (Marsaglia and Tsang; shapes below 1 boosted).
+    public mutating func nextGamma(shape: Double) -> Double {
+        if shape < 1 {
+            return self.nextGamma(shape: shape + 1) * pow(self.nextUnit(), 1 / shape)
+        }
+        let d = shape - 1.0 / 3
+        let c = 1 / (9 * d).squareRoot()
+        while true {
+            var x: Double
+            var v: Double
+            repeat {
+                x = self.nextGaussian()
+                v = 1 + c * x
+            } while v <= 0
+            v = v * v * v
+            let u = self.nextUnit()
+            if u < 1 - 0.0331 * x * x * x * x || log(u) < 0.5 * x * x + d * (1 - v + log(v)) { return d * v }
+        }
+    }
+
     /// Standard normal (Box–Muller).
     public mutating func nextGaussian() -> Double {
         let u1 = self.nextUnit()

@@ -78,3 +78,68 @@ func randomPlan(_ rng: inout SplitMix64) -> Plan {
         #expect(abs(count - 10_000) < 500)
     }
 }
+
+@Suite struct ArrivalProcessTests {
+    func plan(_ stage: Stage, seed: UInt64 = 5) -> Plan {
+        Plan(
+            name: "p", seed: seed, targets: [Target(name: "t", baseURL: "http://x", model: "m")],
+            workloads: [Workload(name: "w", promptTokens: .fixed(10), outputTokens: .fixed(5))], load: Load(stages: [stage]))
+    }
+
+    func gaps(_ plan: Plan) -> [Double] {
+        let offsets = Array(OpenLoopSchedule(plan: plan, cellIndex: 0, stageIndex: 0, striping: nil)).map { Double($0.offset) }
+        return zip(offsets.dropFirst(), offsets).map { $0 - $1 }
+    }
+
+    func coefficientOfVariation(_ values: [Double]) -> Double {
+        let mean = values.reduce(0, +) / Double(values.count)
+        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)
+        return variance.squareRoot() / mean
+    }
+
+    @Test(arguments: [0.5, 1.0, 2.0, 4.0])
+    func gammaArrivalsHaveTheRequestedRateAndBurstiness(cv: Double) {
+        let g = gaps(plan(Stage(mode: .rate(100, .gamma), requests: 40_000, burstiness: cv)))
+        let meanGap = g.reduce(0, +) / Double(g.count)
+        #expect(abs(meanGap - 10_000) / 10_000 < 0.05, "mean gap \(meanGap) µs")
+        #expect(abs(coefficientOfVariation(g) - cv) / cv < 0.1, "cv \(coefficientOfVariation(g))")
+    }
+
+    @Test func poissonIsGammaWithBurstinessOne() {
+        let g = gaps(plan(Stage(mode: .rate(50, .poisson), requests: 20_000)))
+        #expect(abs(coefficientOfVariation(g) - 1) < 0.05)
+    }
+
+    @Test func linearRampFollowsTheRateCurve() {
+        // 0 → 100 requests/s over 10 s: 500 requests, a quarter of them in the first half.
+        let schedule = Array(OpenLoopSchedule(plan: plan(Stage(mode: .rate(1e-9, .constant), duration: 10, rampTo: 100)), cellIndex: 0, stageIndex: 0, striping: nil))
+        #expect(abs(schedule.count - 500) <= 1)
+        let firstHalf = schedule.filter { $0.offset < 5_000_000 }.count
+        #expect(abs(firstHalf - 125) <= 1)
+        let down = Array(OpenLoopSchedule(plan: plan(Stage(mode: .rate(100, .poisson), duration: 10, rampTo: 20)), cellIndex: 0, stageIndex: 0, striping: nil))
+        #expect(abs(down.count - 600) < 100)
+        #expect(down.filter { $0.offset < 5_000_000 }.count > down.filter { $0.offset >= 5_000_000 }.count)
+    }
+
+    @Test func rampsAndGammaParse() throws {
+        let yaml = """
+            name: t
+            targets: [{name: a, base_url: "http://x", model: m}]
+            workloads: [{name: w, prompt_tokens: 1, output_tokens: 1}]
+            load:
+              stages:
+                - {rate: 10, to_rate: 100, arrival: gamma, burstiness: 3, duration: 30s}
+                - {concurrency: 1, to_concurrency: 32, duration: 1m}
+            """
+        let plan = try PlanParser.parse(yaml: yaml)
+        #expect(plan.load.stages[0] == Stage(mode: .rate(10, .gamma), duration: 30, rampTo: 100, burstiness: 3))
+        #expect(plan.load.stages[1] == Stage(mode: .concurrency(1, thinkTime: 0), duration: 60, rampTo: 32))
+        let bad = yaml.replacingOccurrences(of: ", burstiness: 3", with: "").replacingOccurrences(of: ", duration: 1m", with: ", requests: 5")
+        do {
+            _ = try PlanParser.parse(yaml: bad)
+            Issue.record("expected errors")
+        } catch {
+            #expect(Set(error.issues.map(\.path)) == ["load.stages[0].burstiness", "load.stages[1]"])
+        }
+    }
+}
