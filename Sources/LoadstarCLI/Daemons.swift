@@ -58,6 +58,7 @@ extension Loadstar {
         func run() async throws {
             self.common.bootstrap(default: .info)
             let address = try Address(self.coordinator, option: "--coordinator")
+            raiseFileLimit()
             var labels: [String: String] = [:]
             for pair in self.label {
                 guard let eq = pair.firstIndex(of: "=") else { throw ValidationError("--label must be KEY=VALUE, got '\(pair)'") }

@@ -54,3 +54,12 @@ func fail(_ message: String) -> ExitCode {
 func announce(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
+
+/// Lifts the open-file limit to its hard maximum: an agent or simulator holding 10,000 streams
+/// needs a descriptor for each.
+func raiseFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}

@@ -17,7 +17,7 @@ extension Loadstar {
         @Option(help: "Address to listen on.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (the first profile's port).") var port = 8000
         @Option(parsing: .singleValue, help: "A profile to serve, NAME or NAME=PORT (repeatable).") var profile: [String] = []
-        @Option(help: "YAML file with more profiles (see docs/simulator.md).") var profilesFile: String?
+        @Option(parsing: .singleValue, help: "YAML file with more profiles (see docs/simulator.md; repeatable).") var profilesFile: [String] = []
         @Option(help: "Write every request's arrival and token write times as JSON lines to this file.") var truthLog: String?
         @Option(help: "Fixed timing: gap between output tokens, milliseconds.") var tokenIntervalMs = 10.0
         @Option(help: "Fixed timing: prefill time per prompt token, microseconds.") var prefillUsPerToken = 20.0
@@ -26,12 +26,13 @@ extension Loadstar {
 
         func run() async throws {
             self.common.bootstrap(default: .info)
+            raiseFileLimit()
             var profiles = SimulatorProfile.builtIn
             profiles.append(.fixed(tokenIntervalMs: self.tokenIntervalMs, prefillMicrosPerToken: self.prefillUsPerToken, defaultMaxTokens: self.defaultMaxTokens))
             let server: SimulatorServer
             var listeners: [(port: Int, profile: String)] = []
             do {
-                if let file = self.profilesFile { profiles += try ProfileFile.load(path: file) }
+                for file in self.profilesFile { profiles += try ProfileFile.load(path: file) }
                 if self.profile.isEmpty {
                     listeners = [(self.port, "default")]
                 } else {
