@@ -150,7 +150,7 @@ final class ShardEngine {
             var stageStart = cellStart
             for (stageIndex, stage) in plan.load.stages.enumerated() where !self.aborted {
                 switch stage.mode {
-                case .rate:
+                case .rate, .replay:
                     stageStart = self.runOpenLoop(cell: cell, stageIndex: stageIndex, stage: stage, start: stageStart, cellStart: cellStart)
                 case .concurrency(let users, let think):
                     stageStart = self.runClosedLoop(

@@ -124,7 +124,8 @@ enum Schema {
             JOIN agents a ON a.id = sh.agent_id;
 
             -- Per run × target × scenario: requests, error rate and latency percentiles in
-            -- milliseconds, from the raw rows of the whole fleet. Warm-up and cool-down samples are
+            -- milliseconds, from the raw rows of the whole fleet. sched_* are measured from the
+            -- intended send time (the user's view, free of coordinated omission). Warm-up and cool-down samples are
             -- excluded; latency percentiles are over successful requests; inter-token latency is
             -- over every gap of every request (pooled), not per-request means.
             CREATE VIEW latency_summary AS
@@ -138,6 +139,10 @@ enum Schema {
                            FILTER (WHERE error_class = 'none') AS e2e,
                        percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY tpot_us)
                            FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_ttft,
+                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_e2e,
                        sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens
                 FROM request_samples
                 WHERE NOT excluded
@@ -159,6 +164,8 @@ enum Schema {
                    r.tpot[1] / 1000 AS tpot_p50_ms, r.tpot[4] / 1000 AS tpot_p99_ms,
                    r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
                    r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms,
+                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[2] / 1000 AS sched_ttft_p99_ms,
+                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[2] / 1000 AS sched_e2e_p99_ms,
                    r.output_tokens
             FROM requests r
             LEFT JOIN gaps g USING (run_id, target, scenario);

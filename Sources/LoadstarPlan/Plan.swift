@@ -180,6 +180,21 @@ public struct Stage: Codable, Equatable, Sendable {
         case rate(Double, Arrival)
         /// Users that each send a request, wait for it, think, and send the next.
         case concurrency(Int, thinkTime: Double)
+        /// Requests at given times (trace replay), in order.
+        case replay([ReplayRequest])
+    }
+
+    /// One request of a replayed trace: when it is due (seconds after the stage starts) and,
+    /// optionally, its own token counts instead of the workload's.
+    public struct ReplayRequest: Codable, Equatable, Sendable {
+        public var at: Double
+        public var promptTokens: Int?
+        public var outputTokens: Int?
+        public init(at: Double, promptTokens: Int? = nil, outputTokens: Int? = nil) {
+            self.at = at
+            self.promptTokens = promptTokens
+            self.outputTokens = outputTokens
+        }
     }
     public enum Arrival: String, Codable, Equatable, Sendable, CaseIterable {
         /// Evenly spaced.

@@ -322,14 +322,38 @@ extension NodeReader {
         guard
             let f = self.fields(
                 node, path, required: [],
-                optional: ["rate", "to_rate", "arrival", "burstiness", "concurrency", "to_concurrency", "think_time", "duration", "requests"])
+                optional: [
+                    "rate", "to_rate", "arrival", "burstiness", "concurrency", "to_concurrency", "think_time", "replay", "duration",
+                    "requests",
+                ])
         else { return nil }
         let duration = self.duration(f["duration"], "\(path).duration")
         let requests = self.int(f["requests"], "\(path).requests", minimum: 1)
-        if f["duration"] == nil && f["requests"] == nil {
+        if f["duration"] == nil && f["requests"] == nil && f["replay"] == nil {
             self.report(node, path, "a stage needs a duration, a request count, or both")
         }
         let mode: Stage.Mode?
+        if let replayNode = f["replay"] {
+            for key in ["rate", "concurrency", "arrival", "to_rate", "to_concurrency", "burstiness", "think_time"] where f[key] != nil {
+                self.report(f[key], "\(path).\(key)", "a replay stage takes its times from the replay list")
+            }
+            return self.list(replayNode, "\(path).replay").flatMap { items in
+                var replayed: [Stage.ReplayRequest] = []
+                var last = 0.0
+                for (index, item) in items.enumerated() {
+                    let itemPath = "\(path).replay[\(index)]"
+                    guard let g = self.fields(item, itemPath, required: ["at"], optional: ["prompt_tokens", "output_tokens"]),
+                        let at = self.duration(g["at"], "\(itemPath).at")
+                    else { continue }
+                    if at < last { self.report(g["at"], "\(itemPath).at", "replay times must not decrease") }
+                    last = at
+                    replayed.append(Stage.ReplayRequest(
+                        at: at, promptTokens: self.int(g["prompt_tokens"], "\(itemPath).prompt_tokens", minimum: 1),
+                        outputTokens: self.int(g["output_tokens"], "\(itemPath).output_tokens", minimum: 1)))
+                }
+                return Stage(mode: .replay(replayed), duration: duration, requests: requests)
+            }
+        }
         switch (f["rate"], f["concurrency"]) {
         case (let rateNode?, nil):
             var arrival = Stage.Arrival.constant

@@ -14,6 +14,7 @@ public struct ScheduledRequest: Equatable, Sendable {
 /// striping owns. Deterministic for the plan's seed.
 public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
     private let rate: Double
+    private let replay: [Stage.ReplayRequest]?
     private let rampTo: Double?
     private let arrival: Stage.Arrival
     private let gammaShape: Double
@@ -31,8 +32,15 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
     /// - Parameter striping: the shard's part, or `nil` for the whole plan.
     public init(plan: Plan, cellIndex: Int, stageIndex: Int, striping: Striping?) {
         let stage = plan.load.stages[stageIndex]
-        guard case .rate(let rate, let arrival) = stage.mode else {
-            preconditionFailure("OpenLoopSchedule needs a rate stage")
+        let rate: Double
+        let arrival: Stage.Arrival
+        switch stage.mode {
+        case .rate(let r, let a):
+            (rate, arrival, self.replay) = (r, a, nil)
+        case .replay(let requests):
+            (rate, arrival, self.replay) = (1, .constant, requests)
+        case .concurrency:
+            preconditionFailure("OpenLoopSchedule needs a rate or replay stage")
         }
         self.rate = rate
         self.rampTo = stage.rampTo
@@ -51,6 +59,17 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
         while true {
             let i = self.nextIndex
             if let limit = self.limit, i >= limit { return nil }
+            if let replay = self.replay {
+                guard i < replay.count else { return nil }
+                let offset = Int64((replay[i].at * 1_000_000).rounded(.down))
+                if let duration = self.durationMicros, offset >= duration { return nil }
+                self.nextIndex += 1
+                if let striping = self.striping, !striping.owns(i) { continue }
+                var request = self.shape.request(index: i, offset: offset)
+                request.promptTokens = replay[i].promptTokens ?? request.promptTokens
+                request.outputTokens = replay[i].outputTokens ?? request.outputTokens
+                return request
+            }
             if i > 0 {
                 switch self.arrival {
                 case .constant: self.operational = Double(i)

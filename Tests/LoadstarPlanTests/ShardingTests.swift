@@ -143,3 +143,30 @@ func randomPlan(_ rng: inout SplitMix64) -> Plan {
         }
     }
 }
+
+@Suite struct ReplayTests {
+    @Test func replayStagesKeepTimesAndTokensAndShardExactly() throws {
+        let yaml = """
+            name: t
+            targets: [{name: a, base_url: "http://x", model: m}]
+            workloads: [{name: w, prompt_tokens: 100, output_tokens: 10}]
+            load:
+              stages:
+                - replay:
+                    - {at: 0}
+                    - {at: 250ms, prompt_tokens: 4000, output_tokens: 3}
+                    - {at: 0.25}
+                    - {at: 2s, output_tokens: 7}
+            """
+        let plan = try PlanParser.parse(yaml: yaml)
+        let whole = Array(OpenLoopSchedule(plan: plan, cellIndex: 0, stageIndex: 0, striping: nil))
+        #expect(whole.map(\.offset) == [0, 250_000, 250_000, 2_000_000])
+        #expect(whole.map(\.promptTokens) == [100, 4000, 100, 100])
+        #expect(whole.map(\.outputTokens) == [10, 3, 10, 7])
+        let shards = ShardSplitter.split(plan, capacities: [1, 1, 1])
+        let union = shards.flatMap { Array(OpenLoopSchedule(plan: plan, cellIndex: 0, stageIndex: 0, striping: $0.striping)) }
+        #expect(union.sorted { $0.index < $1.index } == whole)
+        let backwards = yaml.replacingOccurrences(of: "{at: 2s, output_tokens: 7}", with: "{at: 0.1}")
+        #expect(throws: PlanError.self) { try PlanParser.parse(yaml: backwards) }
+    }
+}
