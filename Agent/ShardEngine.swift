@@ -277,9 +277,7 @@ final class ShardEngine {
         sample.sentAt = self.anchor.wall(fromMonotonic: now)
         if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
         guard
-            let transfer = Transfer(
-                url: url, headers: headers, body: body, kind: target.kind, timeouts: target.timeouts, sample: sample,
-                sentAtMonotonic: now)
+            let transfer = Transfer(url: url, headers: headers, body: body, target: target, sample: sample, sentAtMonotonic: now)
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"

@@ -29,10 +29,9 @@ final class Transfer {
     var forcedError: ErrorClass?
     private var statusLineSeen = false
 
-    init?(
-        url: String, headers: [String], body: String, kind: Target.Kind, timeouts: Timeouts, sample: Sample,
-        sentAtMonotonic: Int64
-    ) {
+    init?(url: String, headers: [String], body: String, target: Target, sample: Sample, sentAtMonotonic: Int64) {
+        let kind = target.kind
+        let timeouts = target.timeouts
         guard let easy = curl_easy_init() else { return nil }
         self.easy = easy
         self.body = Array(body.utf8CString)
@@ -54,7 +53,20 @@ final class Transfer {
         // SSE events are small: a 4 KiB receive buffer instead of curl's 16 KiB keeps 10,000 open
         // streams well inside 200 MB.
         _ = CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        switch target.httpVersion {
+        case .http1:
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        case .http2:
+            let tls = url.hasPrefix("https://")
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+            // Wait for a connection that can multiplex rather than opening another.
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
+        }
+        if let caFile = target.tls.caFile { _ = CCurl_easy_setopt_str(easy, CURLOPT_CAINFO, caFile) }
+        if target.tls.insecure {
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0)
+        }
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, context)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)

@@ -58,10 +58,31 @@ public struct Target: Codable, Equatable, Sendable {
     /// of `loadstar run` and sent only to agents.
     public var headers: [String: String]
     public var timeouts: Timeouts
+    /// `1.1`, or `2` (HTTP/2 with multiplexing: negotiated by ALPN over TLS, prior knowledge
+    /// over cleartext).
+    public var httpVersion: HTTPVersion
+    /// TLS settings for `https://` targets.
+    public var tls: TLS
+
+    public enum HTTPVersion: String, Codable, Equatable, Sendable, CaseIterable {
+        case http1 = "1.1"
+        case http2 = "2"
+    }
+
+    public struct TLS: Codable, Equatable, Sendable {
+        /// PEM file of the certificate authorities to trust instead of the system's.
+        public var caFile: String?
+        /// Skip certificate verification (never for production measurements: it hides TLS errors).
+        public var insecure: Bool
+        public init(caFile: String? = nil, insecure: Bool = false) {
+            self.caFile = caFile
+            self.insecure = insecure
+        }
+    }
 
     public init(
         name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
-        timeouts: Timeouts = Timeouts()
+        timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS()
     ) {
         self.name = name
         self.kind = kind
@@ -69,6 +90,8 @@ public struct Target: Codable, Equatable, Sendable {
         self.model = model
         self.headers = headers
         self.timeouts = timeouts
+        self.httpVersion = httpVersion
+        self.tls = tls
     }
 
     /// Path appended to ``baseURL`` for this API kind.

@@ -225,7 +225,7 @@ extension NodeReader {
     mutating func target(_ node: Node, _ path: String) -> Target? {
         guard
             let f = self.fields(
-                node, path, required: ["name", "base_url", "model"], optional: ["kind", "headers", "timeouts"])
+                node, path, required: ["name", "base_url", "model"], optional: ["kind", "headers", "timeouts", "http_version", "tls"])
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
         let baseURL = self.string(f["base_url"], "\(path).base_url")
@@ -251,8 +251,23 @@ extension NodeReader {
             timeouts.idle = self.duration(tf["idle"], "\(path).timeouts.idle") ?? timeouts.idle
             timeouts.total = self.duration(tf["total"], "\(path).timeouts.total") ?? timeouts.total
         }
+        var httpVersion = Target.HTTPVersion.http1
+        if let v = f["http_version"] {
+            if let text = v.string, let parsed = Target.HTTPVersion(rawValue: text) {
+                httpVersion = parsed
+            } else {
+                self.report(v, "\(path).http_version", "expected \"1.1\" or \"2\"")
+            }
+        }
+        var tls = Target.TLS()
+        if let t = f["tls"], let tf = self.fields(t, "\(path).tls", required: [], optional: ["ca_file", "insecure"]) {
+            tls.caFile = tf["ca_file"].flatMap { self.string($0, "\(path).tls.ca_file") }
+            tls.insecure = tf["insecure"].flatMap { self.bool($0, "\(path).tls.insecure") } ?? false
+        }
         guard let name, let baseURL, let model else { return nil }
-        return Target(name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts)
+        return Target(
+            name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts, httpVersion: httpVersion,
+            tls: tls)
     }
 
     mutating func workload(_ node: Node, _ path: String) -> Workload? {

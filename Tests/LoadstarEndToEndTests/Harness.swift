@@ -137,6 +137,50 @@ final class Child: @unchecked Sendable {
     }
 }
 
+extension Child {
+    /// A process that is not `loadstar` (nginx, openssl), with the same spawning and reaping.
+    final class Raw: @unchecked Sendable {
+        let pid: pid_t
+        private var reaped = false
+
+        init(_ executable: String, _ arguments: [String]) throws {
+            let argv = [executable] + arguments
+            let cArgv = argv.map { strdup($0) } + [nil]
+            defer { cArgv.forEach { free($0) } }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, executable, &actions, nil, cArgv, environ)
+            guard rc == 0 else { throw HarnessError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+            self.pid = pid
+        }
+
+        /// Runs to completion and returns the exit status; throws when it is not 0.
+        static func run(_ argv: [String]) throws -> Int32 {
+            let process = try Raw(argv[0], Array(argv.dropFirst()))
+            var status: Int32 = 0
+            while waitpid(process.pid, &status, 0) == -1 && errno == EINTR {}
+            process.reaped = true
+            guard status == 0 else { throw HarnessError("\(argv[0]) failed with status \(status)") }
+            return status
+        }
+
+        func stop() {
+            guard !self.reaped else { return }
+            kill(self.pid, SIGTERM)
+            var status: Int32 = 0
+            while waitpid(self.pid, &status, 0) == -1 && errno == EINTR {}
+            self.reaped = true
+        }
+
+        deinit { self.stop() }
+    }
+}
+
 /// A simulator and a coordinator on loopback, on ports the system picked.
 struct Cluster {
     let simulator: Child

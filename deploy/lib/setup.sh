@@ -1,8 +1,13 @@
 # Shared by deploy/quickstart and deploy/test: install what is missing on Debian/Ubuntu.
 # Sourced, not run.
 
+# $1 = "test" adds what only the test suite needs (nginx as an HTTP/2 + TLS front, openssl).
 loadstar_need_packages() {
     local need=()
+    if [ "${1:-}" = test ]; then
+        [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+        command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    fi
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
     pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev)
@@ -12,13 +17,13 @@ loadstar_need_packages() {
     echo "${need[@]}"
 }
 
-loadstar_setup() {
+loadstar_setup() {  # $1: "test" for the test suite's extra packages
     if ! command -v swift >/dev/null 2>&1; then
         echo "loadstar: Swift 6 is required (swift not found on PATH); see https://www.swift.org/install/linux/" >&2
         exit 1
     fi
     local need
-    need=$(loadstar_need_packages)
+    need=$(loadstar_need_packages "${1:-}")
     if [ -n "$need" ]; then
         echo "loadstar: installing $need" >&2
         local sudo=""
