@@ -34,6 +34,9 @@ let package = Package(
             providers: [.apt(["libpq-dev"]), .yum(["libpq-devel"]), .brew(["libpq"])]
         ),
 
+        // Linux calls Glibc's module does not export (timerfd).
+        .systemLibrary(name: "CLoadstarShims", path: "Sources/CLoadstarShims"),
+
         // The plan model, shard split and schedules: pure Swift, no I/O.
         .target(
             name: "LoadstarPlan",
@@ -51,7 +54,7 @@ let package = Package(
         .target(
             name: "LoadstarAgent",
             dependencies: [
-                "CCurl", "LoadstarProtocol", "LoadstarPlan",
+                "CCurl", "CLoadstarShims", "LoadstarProtocol", "LoadstarPlan",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

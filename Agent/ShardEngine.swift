@@ -1,4 +1,5 @@
 import CCurl
+import CLoadstarShims
 import Foundation
 import LoadstarPlan
 import LoadstarProtocol
@@ -108,6 +109,8 @@ final class ShardEngine {
     /// Closed-loop users of the running stage: global user index → when its next request is due.
     private var userDue: [Int: Int64] = [:]
     private var closedStage: (cell: Int, stage: Int, think: Int64)?
+
+    private let timer = WaitTimer()
 
     /// A request sent more than this late counts as late (µs).
     static let lateThresholdMicros: Int64 = 10_000
@@ -351,12 +354,14 @@ final class ShardEngine {
         }
         self.flush()
         let wait = min(max(timeoutMicros, 0), 10_000)
-        if wait >= 1_000 {
-            var ready: Int32 = 0
-            _ = curl_multi_poll(self.multi, nil, 0, Int32(wait / 1_000), &ready)
-        } else if wait > 0 && self.inFlight.isEmpty {
-            usleep(UInt32(wait))
-        }
+        guard wait > 0 else { return }
+        // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
+        // the exact microsecond a request is due, so the loop neither spins nor sends late.
+        self.timer.arm(afterMicros: wait)
+        var timerFD = curl_waitfd(fd: self.timer.fd, events: Int16(CURL_WAIT_POLLIN), revents: 0)
+        var ready: Int32 = 0
+        _ = curl_multi_poll(self.multi, &timerFD, 1, Int32(wait / 1_000) + 1, &ready)
+        self.timer.clear()
     }
 
     private func collectFinished() {
@@ -400,5 +405,28 @@ final class ShardEngine {
         guard !self.completed.isEmpty else { return }
         self.output.yield(.samples(self.completed))
         self.completed.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A one-shot monotonic timer as a file descriptor (timerfd), for waits finer than curl's
+/// milliseconds. Owned by one worker.
+final class WaitTimer {
+    let fd: Int32
+
+    init() {
+        self.fd = CLoadstarShims_timerfd_create()
+    }
+
+    deinit { close(self.fd) }
+
+    func arm(afterMicros micros: Int64) {
+        _ = CLoadstarShims_timerfd_arm(self.fd, max(1, micros))
+    }
+
+    /// Disarms the timer and drains an expiry, so the next poll does not wake at once.
+    func clear() {
+        _ = CLoadstarShims_timerfd_arm(self.fd, 0)
+        var expirations: UInt64 = 0
+        _ = read(self.fd, &expirations, 8)
     }
 }
