@@ -187,7 +187,6 @@ actor CoordinatorState {
         while !(await self.claimRunSlot()) {
             try await Task.sleep(for: .milliseconds(200))
         }
-        var runID: UInt64?
         defer { Task { await self.releaseRunSlot() } }
         let minimum = max(1, Int(submit.minimumAgents))
         let deadline = coordinatorNow() + Int64(self.options.agentWait * 1_000_000)
@@ -208,7 +207,6 @@ actor CoordinatorState {
             Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)
         }
         let id = try await self.database.createRun(plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records)
-        runID = id
         await self.startRun(id, records)
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
         try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
@@ -263,7 +261,6 @@ actor CoordinatorState {
         var problems = try await Report.problems(database: self.database, runID: id)
         if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
-        _ = runID
     }
 
     private func claimRunSlot() -> Bool {
