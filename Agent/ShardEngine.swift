@@ -276,6 +276,9 @@ final class ShardEngine {
         let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: self.secrets))" }
         let url = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) + target.path : target.baseURL + target.path
         let now = AgentClock.monotonicMicros()
+        // Wall times come from a recent anchor: the monotonic and wall clocks drift apart by up to
+        // hundreds of microseconds per second while NTP slews, so one anchor per shard is not enough.
+        if now - self.anchor.monotonic > 100_000 { self.anchor = ClockAnchor() }
         sample.intendedAt = self.anchor.wall(fromMonotonic: due)
         sample.sentAt = self.anchor.wall(fromMonotonic: now)
         if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
