@@ -178,9 +178,16 @@ actor CoordinatorState {
     nonisolated func serveClient(_ submit: SubmitRun, messages: MessageIterator, outbound: MessageWriter) async throws {
         let plan: Plan
         do {
-            plan = try PlanParser.parse(yaml: submit.planYAML, file: submit.planName)
-        } catch {
+            if submit.resolvedPlan.isEmpty {
+                plan = try PlanParser.parse(yaml: submit.planYAML, file: submit.planName)
+            } else {
+                plan = try JSONDecoder().decode(Plan.self, from: Data(submit.resolvedPlan))
+            }
+        } catch let error as PlanError {
             try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
+            return
+        } catch {
+            try await outbound.write(.reject(Reject(code: .badPlan, reason: "the resolved plan cannot be read: \(error)")))
             return
         }
         // One run at a time: later submissions wait their turn.

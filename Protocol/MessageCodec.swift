@@ -53,6 +53,7 @@ public enum MessageCodec {
             buffer.writeWireString(m.planName)
             buffer.writeInteger(m.minimumAgents)
             buffer.writeWireDictionary(m.secrets)
+            buffer.writeWireBytes(m.resolvedPlan)
         case .runAccepted(let m):
             buffer.writeMultipleIntegers(m.runID, m.agents)
         case .runProgress(let m):
@@ -132,7 +133,7 @@ public enum MessageCodec {
             message = .submitRun(
                 SubmitRun(
                     planYAML: try r.string("plan"), planName: try r.string("plan name"),
-                    minimumAgents: try r.integer(), secrets: try r.dictionary("secrets")))
+                    minimumAgents: try r.integer(), secrets: try r.dictionary("secrets"), resolvedPlan: try r.bytes()))
         case .runAccepted:
             message = .runAccepted(RunAccepted(runID: try r.integer(), agents: try r.integer()))
         case .runProgress:

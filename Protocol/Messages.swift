@@ -298,11 +298,17 @@ public struct SubmitRun: Equatable, Sendable {
     /// Environment values for the plan's `${NAME}` placeholders, read by the client. Sent only
     /// to agents, never stored.
     public var secrets: [String: String]
-    public init(planYAML: String, planName: String, minimumAgents: UInt32, secrets: [String: String] = [:]) {
+    /// The plan as the client parsed it (JSON), with files it names (traces) already read;
+    /// empty to let the coordinator parse `planYAML` itself.
+    public var resolvedPlan: [UInt8]
+    public init(
+        planYAML: String, planName: String, minimumAgents: UInt32, secrets: [String: String] = [:], resolvedPlan: [UInt8] = []
+    ) {
         self.planYAML = planYAML
         self.planName = planName
         self.minimumAgents = minimumAgents
         self.secrets = secrets
+        self.resolvedPlan = resolvedPlan
     }
 }
 

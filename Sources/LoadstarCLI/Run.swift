@@ -29,9 +29,10 @@ extension Loadstar {
             self.common.bootstrap(default: .warning)
             let logger = Logger(label: "loadstar.run")
             let yaml: String
+            let parsed: Plan
             do {
                 yaml = try String(contentsOfFile: self.plan, encoding: .utf8)
-                _ = try PlanParser.parse(yaml: yaml, file: self.plan)
+                parsed = try PlanParser.parse(yaml: yaml, file: self.plan)
             } catch let error as PlanError {
                 throw fail(error.description)
             } catch {
@@ -70,8 +71,10 @@ extension Loadstar {
                 _ = server
             }
             let interrupts = SignalStream.interrupts()
+            // The plan goes parsed, with its trace files read here: the coordinator may not have them.
             let submission = SubmitRun(
-                planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets)
+                planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets,
+                resolvedPlan: Array((try? JSONEncoder().encode(parsed)) ?? Data()))
             let finished: RunFinished
             do {
                 finished = try await RunClient.submit(

@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// One problem in a plan file, located precisely enough to fix without searching.
@@ -58,6 +59,10 @@ public enum PlanParser {
 /// Walks the YAML tree, collecting issues instead of stopping at the first.
 struct NodeReader {
     let file: String
+    /// Directory that relative file paths in the plan (traces) are resolved against.
+    var baseDirectory: String {
+        (self.file as NSString).deletingLastPathComponent.isEmpty ? "." : (self.file as NSString).deletingLastPathComponent
+    }
     var issues: [PlanIssue] = []
 
     mutating func report(_ node: Node?, _ path: String, _ message: String) {
@@ -338,16 +343,22 @@ extension NodeReader {
             let f = self.fields(
                 node, path, required: [],
                 optional: [
-                    "rate", "to_rate", "arrival", "burstiness", "concurrency", "to_concurrency", "think_time", "replay", "duration",
-                    "requests",
+                    "rate", "to_rate", "arrival", "burstiness", "concurrency", "to_concurrency", "think_time", "replay", "trace",
+                    "duration", "requests",
                 ])
         else { return nil }
         let duration = self.duration(f["duration"], "\(path).duration")
         let requests = self.int(f["requests"], "\(path).requests", minimum: 1)
-        if f["duration"] == nil && f["requests"] == nil && f["replay"] == nil {
+        if f["duration"] == nil && f["requests"] == nil && f["replay"] == nil && f["trace"] == nil {
             self.report(node, path, "a stage needs a duration, a request count, or both")
         }
         let mode: Stage.Mode?
+        if let traceNode = f["trace"] {
+            for key in ["rate", "concurrency", "arrival", "to_rate", "to_concurrency", "burstiness", "think_time", "replay"] where f[key] != nil {
+                self.report(f[key], "\(path).\(key)", "a trace stage takes its times from the trace")
+            }
+            return self.trace(traceNode, "\(path).trace").map { Stage(mode: .replay($0), duration: duration, requests: requests) }
+        }
         if let replayNode = f["replay"] {
             for key in ["rate", "concurrency", "arrival", "to_rate", "to_concurrency", "burstiness", "think_time"] where f[key] != nil {
                 self.report(f[key], "\(path).\(key)", "a replay stage takes its times from the replay list")
@@ -408,5 +419,40 @@ extension NodeReader {
         let burstiness = f["burstiness"].flatMap { self.double($0, "\(path).burstiness", exclusive: true) }
         guard let mode else { return nil }
         return Stage(mode: mode, duration: duration, requests: requests, rampTo: rampTo, burstiness: burstiness)
+    }
+}
+
+extension NodeReader {
+    /// `{file, format, time_scale, rate_scale, window_start, window_duration, max_prompt_tokens}`:
+    /// the trace's requests become a replay list.
+    mutating func trace(_ node: Node, _ path: String) -> [Stage.ReplayRequest]? {
+        guard
+            let f = self.fields(
+                node, path, required: ["file", "format"],
+                optional: ["time_scale", "rate_scale", "window_start", "window_duration", "max_prompt_tokens"])
+        else { return nil }
+        var format: TraceImport.Format?
+        if let formatNode = f["format"] {
+            format = formatNode.string.flatMap(TraceImport.Format.init(rawValue:))
+            if format == nil {
+                self.report(formatNode, "\(path).format", "expected one of \(TraceImport.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        var options = TraceImport.Options()
+        options.timeScale = f["time_scale"].flatMap { self.double($0, "\(path).time_scale", exclusive: true) } ?? 1
+        options.rateScale = f["rate_scale"].flatMap { self.double($0, "\(path).rate_scale", exclusive: true) } ?? 1
+        options.windowStart = self.duration(f["window_start"], "\(path).window_start") ?? 0
+        options.windowDuration = self.duration(f["window_duration"], "\(path).window_duration")
+        options.maxPromptTokens = self.int(f["max_prompt_tokens"], "\(path).max_prompt_tokens", minimum: 1)
+        guard let file = self.string(f["file"], "\(path).file"), let format else { return nil }
+        let resolved = file.hasPrefix("/") ? file : self.baseDirectory + "/" + file
+        do {
+            let requests = try TraceImport.load(path: resolved, format: format, options: options)
+            if requests.isEmpty { self.report(f["file"], "\(path).file", "the trace has no requests in the chosen window") }
+            return requests
+        } catch {
+            self.report(f["file"], "\(path).file", "\(error)")
+            return nil
+        }
     }
 }

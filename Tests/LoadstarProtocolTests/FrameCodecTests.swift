@@ -28,7 +28,7 @@ let everyMessage: [Message] = [
                          aborted: true)),
     .abort(Abort(runID: 7, reason: "user")),
     .goodbye(Goodbye(reason: "shutting down")),
-    .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"])),
+    .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"], resolvedPlan: [123, 125])),
     .runAccepted(RunAccepted(runID: 7, agents: 2)),
     .runProgress(RunProgress(runID: 7, line: "50 %")),
     .runFinished(RunFinished(runID: 7, status: "completed", report: "table", problems: ["target t failed"])),
