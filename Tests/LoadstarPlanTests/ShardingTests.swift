@@ -170,3 +170,31 @@ func randomPlan(_ rng: inout SplitMix64) -> Plan {
         #expect(throws: PlanError.self) { try PlanParser.parse(yaml: backwards) }
     }
 }
+
+@Suite struct PlanExplainerTests {
+    @Test func perAgentExpectationsAddUpToThePlan() throws {
+        let plan = try PlanParser.parse(yaml: """
+            name: x
+            seed: 3
+            targets: [{name: a, base_url: "http://x", model: m}]
+            workloads: [{name: w, prompt_tokens: 100, output_tokens: 10}]
+            load:
+              stages:
+                - {rate: 10, arrival: poisson, duration: 60s}
+                - {concurrency: 8, requests: 100}
+                - {concurrency: 8, duration: 10s}
+            """)
+        for agents in [1, 3, 7] {
+            let shards = ShardSplitter.split(plan, capacities: Array(repeating: 1, count: agents))
+            for stage in 0..<2 {
+                let whole = try #require(PlanExplainer.expectedRequests(plan, cell: 0, stage: stage, striping: nil))
+                let parts = shards.compactMap { PlanExplainer.expectedRequests(plan, cell: 0, stage: stage, striping: $0.striping) }
+                #expect(parts.reduce(0, +) == whole, "\(agents) agents, stage \(stage)")
+            }
+            #expect(PlanExplainer.expectedRequests(plan, cell: 0, stage: 2, striping: nil) == nil)
+        }
+        let text = PlanExplainer.explain(plan, agents: 2)
+        #expect(text.contains("stage 1: closed loop 8 users, at most 100 requests — 100 requests; per agent 50 / 50"))
+        #expect(text.contains("requests depend on latency"))
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// What a plan will do on a fleet of a given size, before any of it runs: the cells, each
+/// agent's share, the expected requests and tokens, and how long it takes.
+public enum PlanExplainer {
+    /// Expected requests of one stage of one cell, for the whole plan or one shard. Exact for
+    /// open-loop and replay stages (their schedules are fixed by the seed); `nil` for closed-loop
+    /// stages bounded by time, whose count depends on the target's latency.
+    public static func expectedRequests(_ plan: Plan, cell: Int, stage: Int, striping: Striping?) -> Int? {
+        switch plan.load.stages[stage].mode {
+        case .rate, .replay:
+            var count = 0
+            var schedule = OpenLoopSchedule(plan: plan, cellIndex: cell, stageIndex: stage, striping: striping)
+            while schedule.next() != nil { count += 1 }
+            return count
+        case .concurrency:
+            guard let total = plan.load.stages[stage].requests else { return nil }
+            guard let striping else { return total }
+            return (0..<total).filter { striping.owns($0 % max(1, Self.users(plan, stage))) }.count
+        }
+    }
+
+    static func users(_ plan: Plan, _ stage: Int) -> Int {
+        guard case .concurrency(let users, _) = plan.load.stages[stage].mode else { return 0 }
+        return max(users, Int(plan.load.stages[stage].rampTo?.rounded() ?? 0))
+    }
+
+    /// Seconds one cell's stages take, when every stage has a duration or a replay list.
+    public static func cellSeconds(_ plan: Plan) -> Double? {
+        var total = 0.0
+        for stage in plan.load.stages {
+            if let duration = stage.duration {
+                total += duration
+            } else if case .replay(let requests) = stage.mode {
+                total += requests.last?.at ?? 0
+            } else {
+                return nil
+            }
+        }
+        return total
+    }
+
+    public static func explain(_ plan: Plan, agents: Int) -> String {
+        let shards = ShardSplitter.split(plan, capacities: Array(repeating: 1, count: max(1, agents)))
+        var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s) = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
+        var totalRequests = 0
+        var unknown = false
+        var promptTokens = 0.0
+        var outputTokens = 0.0
+        for cell in plan.cells {
+            let workload = plan.workloads[cell.workloadIndex]
+            out += "\ncell \(cell.index) \(cell.name): prompt ~\(Int(workload.promptTokens.mean)) tokens, output ~\(Int(workload.outputTokens.mean)) tokens\n"
+            for (s, stage) in plan.load.stages.enumerated() {
+                let whole = self.expectedRequests(plan, cell: cell.index, stage: s, striping: nil)
+                let perAgent = shards.map { self.expectedRequests(plan, cell: cell.index, stage: s, striping: $0.striping) }
+                out += "  stage \(s): \(self.describe(stage)) — \(whole.map { "\($0) requests" } ?? "requests depend on latency")"
+                if whole != nil { out += "; per agent " + perAgent.map { $0.map(String.init) ?? "?" }.joined(separator: " / ") }
+                if case .concurrency(let users, _) = stage.mode {
+                    let total = max(users, Int(stage.rampTo?.rounded() ?? 0))
+                    out += "; users per agent " + shards.map { String($0.ownedUsers(of: total).count) }.joined(separator: " / ")
+                }
+                out += "\n"
+                if let whole {
+                    totalRequests += whole
+                    if case .replay(let requests) = stage.mode {
+                        promptTokens += requests.map { Double($0.promptTokens ?? Int(workload.promptTokens.mean)) }.reduce(0, +)
+                        outputTokens += requests.map { Double($0.outputTokens ?? Int(workload.outputTokens.mean)) }.reduce(0, +)
+                    } else {
+                        promptTokens += Double(whole) * workload.promptTokens.mean
+                        outputTokens += Double(whole) * workload.outputTokens.mean
+                    }
+                } else {
+                    unknown = true
+                }
+            }
+        }
+        let duration = self.cellSeconds(plan).map { String(format: "%.0f s", $0 * Double(plan.cells.count)) } ?? "depends on latency"
+        out += "\nexpected: \(totalRequests) requests\(unknown ? " plus the latency-bound closed-loop stages" : ""), "
+        out += String(format: "%.2f M prompt tokens, %.2f M output tokens; estimated duration %@\n", promptTokens / 1e6, outputTokens / 1e6, duration)
+        return out
+    }
+
+    static func describe(_ stage: Stage) -> String {
+        var text: String
+        switch stage.mode {
+        case .rate(let rate, let arrival):
+            text = "open loop \(rate) req/s \(arrival.rawValue)"
+            if let cv = stage.burstiness { text += " (burstiness \(cv))" }
+            if let to = stage.rampTo { text += " ramping to \(to) req/s" }
+        case .concurrency(let users, let think):
+            text = "closed loop \(users) users" + (think > 0 ? ", think \(think) s" : "")
+            if let to = stage.rampTo { text += " ramping to \(Int(to))" }
+        case .replay(let requests):
+            text = "replay of \(requests.count) timed requests over \(String(format: "%.1f", requests.last?.at ?? 0)) s"
+        }
+        if let duration = stage.duration { text += " for \(duration) s" }
+        if let requests = stage.requests, !(stage.mode.isReplay) { text += ", at most \(requests) requests" }
+        return text
+    }
+}
+
+extension Stage.Mode {
+    var isReplay: Bool {
+        if case .replay = self { return true }
+        return false
+    }
+}
