@@ -254,12 +254,15 @@ actor CoordinatorState {
                         await self.abortRun(reason: abort.reason)
                     }
                 }
-                await self.abortRun(reason: "the submitting client disconnected")
+                if !Task.isCancelled { await self.abortRun(reason: "the submitting client disconnected") }
                 try await Task.sleep(for: .seconds(3600))
             }
             try await group.next()
+            // The status is read before the reader is cancelled: a cancelled reader must not be
+            // taken for a client that went away (that would mark a finished run aborted).
+            let status = await self.finalStatus()
             group.cancelAll()
-            return await self.finalStatus()
+            return status
         }
         try await self.database.finishRun(id, status: status.0, reason: status.1)
         await self.endRun()
