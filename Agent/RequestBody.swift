@@ -23,10 +23,14 @@ public enum RequestBody {
         return text
     }
 
-    public static func make(target: Target, workload: Workload, request: ScheduledRequest, seed: UInt64) -> String {
+    /// - Parameters:
+    ///   - seed: the request's own seed (its text, its nonce, whether it reuses the prefix).
+    ///   - prefixSeed: the workload's seed for the shared prefix, the same for every request.
+    public static func make(
+        target: Target, workload: Workload, request: ScheduledRequest, seed: UInt64, prefixSeed: UInt64 = 0
+    ) -> String {
         let systemTokens = workload.systemPrompt.map { Self.wordCount($0) } ?? 0
-        let userTokens = max(1, request.promptTokens - systemTokens)
-        let prompt = Self.prompt(tokens: userTokens, seed: seed)
+        let prompt = Self.userPrompt(tokens: max(1, request.promptTokens - systemTokens), workload: workload, seed: seed, prefixSeed: prefixSeed)
         var fields: [String] = [
             "\"model\":\(Self.quote(target.model))",
             "\"max_tokens\":\(request.outputTokens)",
@@ -54,7 +58,29 @@ public enum RequestBody {
             fields.append("\"min_tokens\":\(request.outputTokens)")
         }
         if let temperature = workload.temperature { fields.append("\"temperature\":\(temperature)") }
+        if let topP = workload.topP { fields.append("\"top_p\":\(topP)") }
+        if let stop = workload.stop {
+            let key = target.kind == .anthropicMessages ? "stop_sequences" : "stop"
+            fields.append("\"\(key)\":[\(stop.map(Self.quote).joined(separator: ","))]")
+        }
+        if let extra = workload.extraBody { fields.append(extra) }  // last, so the user's fields win
         return "{\(fields.joined(separator: ","))}"
+    }
+
+    /// The user message: a shared prefix for the requests that reuse it, or a unique first token
+    /// with `cache_bust`, then text of the request's own; exactly `tokens` words in all.
+    static func userPrompt(tokens: Int, workload: Workload, seed: UInt64, prefixSeed: UInt64) -> String {
+        var rng = SplitMix64(seed: seed, 0x5052_4546)  // "PREF"
+        if workload.cacheBust {
+            let nonce = "u" + String(rng.next(), radix: 36)
+            return tokens > 1 ? nonce + " " + Self.prompt(tokens: tokens - 1, seed: seed) : nonce
+        }
+        if workload.sharedPrefixTokens > 0 && rng.nextUnit() <= workload.prefixShare {
+            let shared = min(workload.sharedPrefixTokens, tokens)
+            let prefix = Self.prompt(tokens: shared, seed: prefixSeed)
+            return shared < tokens ? prefix + " " + Self.prompt(tokens: tokens - shared, seed: seed) : prefix
+        }
+        return Self.prompt(tokens: tokens, seed: seed)
     }
 
     static func wordCount(_ text: String) -> Int {
@@ -62,21 +88,7 @@ public enum RequestBody {
     }
 
     /// A JSON string literal.
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    public static func quote(_ s: String) -> String { JSONText.quote(s) }
 
     /// Replaces `${NAME}` placeholders from `values`; unknown names are left empty.
     public static func substitute(_ text: String, values: [String: String]) -> String {

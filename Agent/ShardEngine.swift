@@ -272,7 +272,8 @@ final class ShardEngine {
         if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), UInt64(request.index))
         let promptSeed = promptRNG.next()
-        let body = RequestBody.make(target: target, workload: workload, request: request, seed: promptSeed)
+        var prefixRNG = SplitMix64(seed: plan.seed, 0x5052_4546_4958, UInt64(cell.workloadIndex))  // "PREFIX"
+        let body = RequestBody.make(target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: prefixRNG.next())
         let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: self.secrets))" }
         let url = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) + target.path : target.baseURL + target.path
         let now = AgentClock.monotonicMicros()

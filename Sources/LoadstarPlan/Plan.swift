@@ -126,19 +126,36 @@ public struct Workload: Codable, Equatable, Sendable {
     public var outputTokens: Distribution
     public var systemPrompt: String?
     public var temperature: Double?
+    public var topP: Double?
+    public var stop: [String]?
     /// Ask the server to ignore end-of-sequence so output length is pinned (vLLM and the simulator).
     public var ignoreEOS: Bool
+    /// Extra JSON body fields, as a JSON object's members (`"k":v,…`), added last so they win.
+    public var extraBody: String?
+    /// Leading prompt tokens shared by the requests that reuse the prefix (prefix caching).
+    public var sharedPrefixTokens: Int
+    /// Share of requests (0…1) that start with the shared prefix.
+    public var prefixShare: Double
+    /// Start every prompt with a unique token, so no request can hit a prefix cache.
+    public var cacheBust: Bool
 
     public init(
         name: String, promptTokens: Distribution, outputTokens: Distribution, systemPrompt: String? = nil,
-        temperature: Double? = nil, ignoreEOS: Bool = true
+        temperature: Double? = nil, topP: Double? = nil, stop: [String]? = nil, ignoreEOS: Bool = true,
+        extraBody: String? = nil, sharedPrefixTokens: Int = 0, prefixShare: Double = 1, cacheBust: Bool = false
     ) {
         self.name = name
         self.promptTokens = promptTokens
         self.outputTokens = outputTokens
         self.systemPrompt = systemPrompt
         self.temperature = temperature
+        self.topP = topP
+        self.stop = stop
         self.ignoreEOS = ignoreEOS
+        self.extraBody = extraBody
+        self.sharedPrefixTokens = sharedPrefixTokens
+        self.prefixShare = prefixShare
+        self.cacheBust = cacheBust
     }
 }
 

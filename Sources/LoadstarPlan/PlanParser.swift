@@ -279,7 +279,10 @@ extension NodeReader {
         guard
             let f = self.fields(
                 node, path, required: ["name", "prompt_tokens", "output_tokens"],
-                optional: ["system_prompt", "temperature", "ignore_eos"])
+                optional: [
+                    "system_prompt", "temperature", "top_p", "stop", "ignore_eos", "extra_body", "shared_prefix_tokens",
+                    "prefix_share", "cache_bust",
+                ])
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
         let prompt = f["prompt_tokens"].flatMap { self.distribution($0, "\(path).prompt_tokens") }
@@ -287,10 +290,35 @@ extension NodeReader {
         let system = f["system_prompt"].flatMap { self.string($0, "\(path).system_prompt") }
         let temperature = f["temperature"].flatMap { self.double($0, "\(path).temperature") }
         let ignoreEOS = f["ignore_eos"].flatMap { self.bool($0, "\(path).ignore_eos") } ?? true
+        let topP = f["top_p"].flatMap { self.double($0, "\(path).top_p") }
+        var stop: [String]?
+        if let stopNode = f["stop"] {
+            if let single = stopNode.string, case .scalar = stopNode {
+                stop = [single]
+            } else if let items = self.list(stopNode, "\(path).stop") {
+                stop = items.enumerated().compactMap { self.string($1, "\(path).stop[\($0)]") }
+            }
+        }
+        var extraBody: String?
+        if let extra = f["extra_body"] {
+            if case .mapping = extra, let json = Self.json(extra), json.count > 2 {
+                extraBody = String(json.dropFirst().dropLast())
+            } else {
+                self.report(extra, "\(path).extra_body", "expected a mapping of JSON body fields")
+            }
+        }
+        let sharedPrefix = self.int(f["shared_prefix_tokens"], "\(path).shared_prefix_tokens") ?? 0
+        let prefixShare = self.double(f["prefix_share"], "\(path).prefix_share") ?? 1
+        if prefixShare > 1 { self.report(f["prefix_share"], "\(path).prefix_share", "expected a share between 0 and 1") }
+        let cacheBust = f["cache_bust"].flatMap { self.bool($0, "\(path).cache_bust") } ?? false
+        if cacheBust && sharedPrefix > 0 {
+            self.report(f["cache_bust"], "\(path).cache_bust", "cache_bust and shared_prefix_tokens contradict each other")
+        }
         guard let name, let prompt, let output else { return nil }
         return Workload(
             name: name, promptTokens: prompt, outputTokens: output, systemPrompt: system, temperature: temperature,
-            ignoreEOS: ignoreEOS)
+            topP: topP, stop: stop, ignoreEOS: ignoreEOS, extraBody: extraBody, sharedPrefixTokens: sharedPrefix,
+            prefixShare: prefixShare, cacheBust: cacheBust)
     }
 
     /// `256`, or one of `{uniform: [min, max]}`, `{normal: {mean, stddev}}`, `{lognormal: {mean, stddev}}`.
@@ -455,4 +483,34 @@ extension NodeReader {
             return nil
         }
     }
+}
+
+extension NodeReader {
+    /// JSON text for a YAML node: mappings, sequences, and scalars typed as YAML types them.
+    static func json(_ node: Node) -> String? {
+        switch node {
+        case .mapping(let mapping):
+            var members: [String] = []
+            for (key, value) in mapping {
+                guard let k = key.string, let v = json(value) else { return nil }
+                members.append(jsonString(k) + ":" + v)
+            }
+            return "{" + members.joined(separator: ",") + "}"
+        case .sequence(let sequence):
+            let items = sequence.compactMap { json($0) }
+            return items.count == sequence.count ? "[" + items.joined(separator: ",") + "]" : nil
+        case .scalar(let scalar):
+            if scalar.style == .plain {
+                if node.null != nil { return "null" }
+                if let b = node.bool { return b ? "true" : "false" }
+                if let i = node.int { return String(i) }
+                if let d = node.float, d.isFinite { return String(d) }
+            }
+            return jsonString(scalar.string)
+        case .alias:
+            return nil
+        }
+    }
+
+    static func jsonString(_ s: String) -> String { JSONText.quote(s) }
 }

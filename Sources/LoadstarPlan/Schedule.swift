@@ -8,6 +8,13 @@ public struct ScheduledRequest: Equatable, Sendable {
     public var offset: Int64
     public var promptTokens: Int
     public var outputTokens: Int
+
+    public init(index: Int, offset: Int64, promptTokens: Int, outputTokens: Int) {
+        self.index = index
+        self.offset = offset
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+    }
 }
 
 /// The global, unsharded order of requests of one open-loop stage; a shard keeps the indices its

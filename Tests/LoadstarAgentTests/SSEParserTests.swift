@@ -1,3 +1,4 @@
+import Foundation
 @testable import LoadstarAgent
 import LoadstarPlan
 import Testing
@@ -155,5 +156,54 @@ let chatStream = """
         #expect(FastEventScan.interpret(Array(#"{"error":{"message":"x"}}"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"choices": [malformed"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"type":"message_stop"}"#.utf8), kind: .anthropicMessages) == nil)
+    }
+}
+
+@Suite struct PromptShapeTests {
+    func body(_ workload: Workload, index: Int, kind: Target.Kind = .openAIChat) -> [String: Any] {
+        let target = Target(name: "t", kind: kind, baseURL: "http://x", model: "m")
+        let request = ScheduledRequest(index: index, offset: 0, promptTokens: 300, outputTokens: 5)
+        let text = RequestBody.make(target: target, workload: workload, request: request, seed: UInt64(1000 + index), prefixSeed: 42)
+        return try! JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+    }
+
+    func userWords(_ body: [String: Any]) -> [Substring] {
+        let messages = body["messages"] as! [[String: Any]]
+        return (messages.last!["content"] as! String).split(separator: " ")
+    }
+
+    @Test func sharedPrefixesAreSharedAndCountsExact() {
+        let workload = Workload(name: "w", promptTokens: .fixed(300), outputTokens: .fixed(5), sharedPrefixTokens: 100)
+        let a = userWords(body(workload, index: 1)), b = userWords(body(workload, index: 2))
+        #expect(a.count == 300 && b.count == 300)
+        #expect(a.prefix(100) == b.prefix(100))
+        #expect(a.suffix(200) != b.suffix(200))
+    }
+
+    @Test func prefixShareChoosesSomeRequests() {
+        let workload = Workload(name: "w", promptTokens: .fixed(300), outputTokens: .fixed(5), sharedPrefixTokens: 100, prefixShare: 0.5)
+        let reference = Workload(name: "w", promptTokens: .fixed(300), outputTokens: .fixed(5), sharedPrefixTokens: 100)
+        let prefix = userWords(body(reference, index: 0)).prefix(100)
+        let reusing = (0..<200).filter { userWords(body(workload, index: $0)).prefix(100) == prefix }.count
+        #expect(reusing > 70 && reusing < 130)
+    }
+
+    @Test func cacheBustMakesEveryPromptUnique() {
+        let workload = Workload(name: "w", promptTokens: .fixed(300), outputTokens: .fixed(5), cacheBust: true)
+        let firsts = Set((0..<50).map { userWords(body(workload, index: $0)).first! })
+        #expect(firsts.count == 50)
+        #expect(userWords(body(workload, index: 3)).count == 300)
+    }
+
+    @Test func parametersAndExtraBodyFields() {
+        let workload = Workload(
+            name: "w", promptTokens: .fixed(300), outputTokens: .fixed(5), topP: 0.9, stop: ["\n\n", "END"],
+            extraBody: #""seed":7,"max_tokens":99"#)
+        let chat = body(workload, index: 0)
+        #expect(chat["top_p"] as? Double == 0.9)
+        #expect(chat["stop"] as? [String] == ["\n\n", "END"])
+        #expect(chat["seed"] as? Int == 7)
+        #expect(chat["max_tokens"] as? Int == 99)  // the user's field wins
+        #expect(body(workload, index: 0, kind: .anthropicMessages)["stop_sequences"] as? [String] == ["\n\n", "END"])
     }
 }

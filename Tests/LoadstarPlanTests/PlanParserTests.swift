@@ -128,3 +128,26 @@ let minimalPlan = """
         }
     }
 }
+
+@Suite struct WorkloadFieldTests {
+    @Test func requestParametersAndPrefixFieldsParse() throws {
+        let yaml = minimalPlan.replacingOccurrences(of: "    output_tokens: 10", with: """
+                output_tokens: 10
+                top_p: 0.95
+                stop: ["###", "END"]
+                shared_prefix_tokens: 512
+                prefix_share: 0.8
+                extra_body: {seed: 7, chat_template_kwargs: {enable_thinking: false}, tags: [a, "1"]}
+            """)
+        let workload = try PlanParser.parse(yaml: yaml).workloads[0]
+        #expect(workload.topP == 0.95)
+        #expect(workload.stop == ["###", "END"])
+        #expect(workload.sharedPrefixTokens == 512 && workload.prefixShare == 0.8)
+        let json = try JSONSerialization.jsonObject(with: Data("{\(workload.extraBody!)}".utf8)) as! [String: Any]
+        #expect(json["seed"] as? Int == 7)
+        #expect((json["chat_template_kwargs"] as? [String: Any])?["enable_thinking"] as? Bool == false)
+        #expect(json["tags"] as? [String] == ["a", "1"])
+        let contradictory = minimalPlan.replacingOccurrences(of: "    output_tokens: 10", with: "    output_tokens: 10\n    cache_bust: true\n    shared_prefix_tokens: 5")
+        #expect(throws: PlanError.self) { try PlanParser.parse(yaml: contradictory) }
+    }
+}
