@@ -269,6 +269,7 @@ actor CoordinatorState {
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
         var problems = try await Report.problems(database: self.database, runID: id)
+        problems += try await Report.sloMisses(database: self.database, runID: id, slos: plan.slos)
         if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }

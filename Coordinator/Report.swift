@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarPlan
 
 /// Renders a run's percentile table from the `latency_summary` view.
 public enum Report {
@@ -58,6 +59,31 @@ public enum Report {
             }
         }
         return out
+    }
+
+    /// Every SLO of the plan missed by a target × scenario, with the measured figure.
+    public static func sloMisses(database: Database, runID: UInt64, slos: SLOs) async throws -> [String] {
+        let objectives = slos.objectives
+        guard !objectives.isEmpty else { return [] }
+        let columns = objectives.map(\.column).joined(separator: ", ")
+        let rows = try await database.query(
+            "SELECT target, scenario, \(columns) FROM latency_summary WHERE run_id = $1 ORDER BY scenario, target", [String(runID)]).rows
+        var misses: [String] = []
+        for row in rows {
+            for (index, objective) in objectives.enumerated() {
+                guard let text = row[index + 2], let value = Double(text), value > objective.limit else { continue }
+                misses.append(String(format: "SLO %@ ≤ %g missed by %@ / %@: measured %.3f", objective.key, objective.limit, row[0] ?? "?", row[1] ?? "?", value))
+            }
+        }
+        return misses
+    }
+
+    /// The SLOs a run's plan set, from the plan stored with the run.
+    public static func slos(database: Database, runID: UInt64) async throws -> SLOs {
+        guard let json = try await database.query("SELECT plan::text FROM runs WHERE id = $1", [String(runID)]).rows.first?[0],
+            let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
+        else { return SLOs() }
+        return plan.slos
     }
 
     /// Targets whose every request failed, as sentences a user can act on.

@@ -114,17 +114,23 @@ extension Loadstar {
     }
 
     struct Report: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print a run's percentile report again, from SQL.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print a run's percentile report again, from SQL.",
+            discussion: "Exit status: non-zero when the run missed an SLO of its plan (the failing figures are printed).")
         @Argument(help: "The run id.") var runID: UInt64
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
+            let misses: [String]
             do {
                 let db = Database(conninfo: try self.database.resolve())
                 print(try await LoadstarCoordinator.Report.table(database: db, runID: self.runID), terminator: "")
+                misses = try await LoadstarCoordinator.Report.sloMisses(
+                    database: db, runID: self.runID, slos: try await LoadstarCoordinator.Report.slos(database: db, runID: self.runID))
             } catch {
                 throw fail("\(error)")
             }
+            if !misses.isEmpty { throw fail(misses.joined(separator: "\nloadstar: ")) }
         }
     }
 

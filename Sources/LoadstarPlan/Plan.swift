@@ -11,13 +11,16 @@ public struct Plan: Codable, Equatable, Sendable {
     public var targets: [Target]
     public var workloads: [Workload]
     public var load: Load
+    /// Service-level objectives every target × scenario must meet; a miss fails the run's exit status.
+    public var slos: SLOs
 
-    public init(name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load) {
+    public init(name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load, slos: SLOs = SLOs()) {
         self.name = name
         self.seed = seed
         self.targets = targets
         self.workloads = workloads
         self.load = load
+        self.slos = slos
     }
 
     /// Cells run one after the other: every workload against every target, in plan order.
@@ -262,5 +265,33 @@ public struct Stage: Codable, Equatable, Sendable {
         self.requests = requests
         self.rampTo = rampTo
         self.burstiness = burstiness
+    }
+}
+
+/// Thresholds on the figures of `latency_summary` (milliseconds; error rate as a share).
+public struct SLOs: Codable, Equatable, Sendable {
+    public var ttftP99Ms: Double?
+    public var tpotP99Ms: Double?
+    public var itlP99Ms: Double?
+    public var e2eP99Ms: Double?
+    public var errorRate: Double?
+
+    public init(ttftP99Ms: Double? = nil, tpotP99Ms: Double? = nil, itlP99Ms: Double? = nil, e2eP99Ms: Double? = nil, errorRate: Double? = nil) {
+        self.ttftP99Ms = ttftP99Ms
+        self.tpotP99Ms = tpotP99Ms
+        self.itlP99Ms = itlP99Ms
+        self.e2eP99Ms = e2eP99Ms
+        self.errorRate = errorRate
+    }
+
+    /// Each objective: its plan key, the `latency_summary` column it bounds, and the threshold.
+    public var objectives: [(key: String, column: String, limit: Double)] {
+        var out: [(String, String, Double)] = []
+        if let v = self.ttftP99Ms { out.append(("ttft_p99_ms", "ttft_p99_ms", v)) }
+        if let v = self.tpotP99Ms { out.append(("tpot_p99_ms", "tpot_p99_ms", v)) }
+        if let v = self.itlP99Ms { out.append(("itl_p99_ms", "itl_p99_ms", v)) }
+        if let v = self.e2eP99Ms { out.append(("e2e_p99_ms", "e2e_p99_ms", v)) }
+        if let v = self.errorRate { out.append(("error_rate", "error_rate", v)) }
+        return out
     }
 }

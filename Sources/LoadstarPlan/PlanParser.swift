@@ -200,7 +200,7 @@ struct NodeReader {
 
 extension NodeReader {
     mutating func plan(_ root: Node) -> Plan? {
-        guard let f = self.fields(root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed"]) else {
+        guard let f = self.fields(root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos"]) else {
             return nil
         }
         let name = self.string(f["name"], "name")
@@ -216,8 +216,19 @@ extension NodeReader {
         if let workloads {
             self.checkUnique(workloads.map(\.name), f["workloads"], "workloads", what: "workload name")
         }
+        var slos = SLOs()
+        if let node = f["slos"],
+            let g = self.fields(node, "slos", required: [], optional: ["ttft_p99_ms", "tpot_p99_ms", "itl_p99_ms", "e2e_p99_ms", "error_rate"])
+        {
+            slos.ttftP99Ms = g["ttft_p99_ms"].flatMap { self.double($0, "slos.ttft_p99_ms", exclusive: true) }
+            slos.tpotP99Ms = g["tpot_p99_ms"].flatMap { self.double($0, "slos.tpot_p99_ms", exclusive: true) }
+            slos.itlP99Ms = g["itl_p99_ms"].flatMap { self.double($0, "slos.itl_p99_ms", exclusive: true) }
+            slos.e2eP99Ms = g["e2e_p99_ms"].flatMap { self.double($0, "slos.e2e_p99_ms", exclusive: true) }
+            slos.errorRate = g["error_rate"].flatMap { self.double($0, "slos.error_rate") }
+            if let rate = slos.errorRate, rate > 1 { self.report(g["error_rate"], "slos.error_rate", "expected a share between 0 and 1") }
+        }
         guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
-        return Plan(name: name, seed: seed, targets: targets, workloads: workloads, load: load)
+        return Plan(name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos)
     }
 
     mutating func checkUnique(_ names: [String], _ node: Node?, _ path: String, what: String) {

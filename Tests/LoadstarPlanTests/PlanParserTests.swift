@@ -151,3 +151,17 @@ let minimalPlan = """
         #expect(throws: PlanError.self) { try PlanParser.parse(yaml: contradictory) }
     }
 }
+
+@Suite struct SLOParsingTests {
+    @Test func slosParseAndAreChecked() throws {
+        let plan = try PlanParser.parse(yaml: minimalPlan + "\nslos: {ttft_p99_ms: 500, tpot_p99_ms: 40, error_rate: 0.01}\n")
+        #expect(plan.slos == SLOs(ttftP99Ms: 500, tpotP99Ms: 40, errorRate: 0.01))
+        #expect(plan.slos.objectives.map(\.column) == ["ttft_p99_ms", "tpot_p99_ms", "error_rate"])
+        do {
+            _ = try PlanParser.parse(yaml: minimalPlan + "\nslos: {ttft_p99: 500, error_rate: 3}\n")
+            Issue.record("expected errors")
+        } catch {
+            #expect(Set(error.issues.map(\.path)) == ["slos.ttft_p99", "slos.error_rate"])
+        }
+    }
+}
