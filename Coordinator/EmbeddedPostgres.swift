@@ -99,39 +99,26 @@ public struct EmbeddedPostgres: Sendable {
         throw Failure.binariesNotFound
     }
 
-    /// Runs a command (as another user when asked), returning its standard output. Uses
-    /// posix_spawn and waitpid directly: output goes through files, not pipes, because
-    /// `pg_ctl start` leaves a server running that would hold a pipe open forever.
+    /// Runs a command (as another user when asked) to completion, returning its standard output.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], as user: String? = nil) throws -> String {
         let argv = user.map { ["/usr/sbin/runuser", "-u", $0, "--", executable] } ?? [executable]
-        let all = argv + arguments
         let outPath = NSTemporaryDirectory() + "loadstar-\(UUID().uuidString).out"
         let errPath = outPath + ".err"
         defer {
             unlink(outPath)
             unlink(errPath)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let cArgs = all.map { strdup($0) } + [nil]
-        defer { for p in cArgs { free(p) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, all[0], &actions, nil, cArgs, environ)
-        guard spawned == 0 else {
-            throw Failure.commandFailed(all[0], output: String(cString: strerror(spawned)))
+        let process: Subprocess
+        do {
+            process = try Subprocess(argv[0], Array(argv.dropFirst()) + arguments, stdout: outPath, stderr: errPath)
+        } catch {
+            throw Failure.commandFailed(argv[0], output: "\(error)")
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let status = process.wait()
         let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        let exited = (status & 0x7f) == 0
-        let code = (status >> 8) & 0xff
-        guard exited && code == 0 else {
+        guard status == 0 else {
+            let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
             let name = ([URL(fileURLWithPath: executable).lastPathComponent] + arguments.prefix(3)).joined(separator: " ")
             throw Failure.commandFailed(name, output: errors + text)
         }

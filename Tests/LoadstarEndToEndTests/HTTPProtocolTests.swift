@@ -6,7 +6,7 @@ import Testing
 /// often deployed: HTTP/2 and HTTP/1.1 on a TLS port with a certificate made for the test, proxied to the simulator over HTTP/1.1 without buffering, so streams stay streams.
 struct TLSFrontend {
     let directory: String
-    let process: Child.Raw
+    let process: Subprocess
     let tlsPort: Int
 
     static func start(upstreamPort: Int) throws -> TLSFrontend {
@@ -15,8 +15,11 @@ struct TLSFrontend {
         }
         let directory = NSTemporaryDirectory() + "loadstar-nginx-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = try Child.Raw.run(["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                               "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"])
+        let openssl = try Subprocess(
+            "/usr/bin/openssl",
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+             "subjectAltName=IP:127.0.0.1", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"])
+        guard openssl.wait() == 0 else { throw HarnessError("openssl could not make a test certificate") }
         let tls = freePort()
         let config = """
             worker_processes 1;
@@ -41,7 +44,7 @@ struct TLSFrontend {
             }
             """
         try config.write(toFile: "\(directory)/nginx.conf", atomically: true, encoding: .utf8)
-        let process = try Child.Raw(nginx, ["-e", "\(directory)/error.log", "-c", "\(directory)/nginx.conf", "-p", directory])
+        let process = try Subprocess(nginx, ["-e", "\(directory)/error.log", "-c", "\(directory)/nginx.conf", "-p", directory])
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: "\(directory)/nginx.pid") { usleep(50_000) }
         guard FileManager.default.fileExists(atPath: "\(directory)/nginx.pid") else {
             let log = (try? String(contentsOfFile: "\(directory)/error.log", encoding: .utf8)) ?? ""
@@ -50,7 +53,10 @@ struct TLSFrontend {
         return TLSFrontend(directory: directory, process: process, tlsPort: tls)
     }
 
-    func stop() { self.process.stop() }
+    func stop() {
+        self.process.signal(SIGTERM)
+        self.process.wait()
+    }
 }
 
 /// A port nothing listens on now (bound and released).

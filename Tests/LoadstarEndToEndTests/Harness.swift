@@ -40,14 +40,12 @@ enum TestDatabase {
 /// The cluster this test process started itself, stopped when the process exits.
 nonisolated(unsafe) private var ownedClusterDirectory: String?
 
-/// A child process whose output is kept in files, stopped when the test ends. Spawned and
-/// reaped with posix_spawn/waitpid so that its exit status is read exactly once, by us.
+/// A `loadstar` child process whose output is kept in files, stopped when the test ends.
 final class Child: @unchecked Sendable {
-    let pid: pid_t
-    let arguments: [String]
+    // @unchecked: each Child is used by the one test that made it.
+    let process: Subprocess
     let stdoutPath: String
     let stderrPath: String
-    private var exitStatus: Int32?
 
     /// - Parameters:
     ///   - environment: variables added to (or overriding) `replacing`.
@@ -56,22 +54,8 @@ final class Child: @unchecked Sendable {
         let base = NSTemporaryDirectory() + "loadstar-child-\(UUID().uuidString)"
         self.stdoutPath = base + ".out"
         self.stderrPath = base + ".err"
-        self.arguments = arguments
-        let argv = [try loadstarBinary()] + arguments
         let env = baseEnvironment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, self.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, self.stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
-        defer { (cArgv + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnv)
-        guard rc == 0 else { throw HarnessError("cannot start \(argv): \(String(cString: strerror(rc)))") }
-        self.pid = pid
+        self.process = try Subprocess(try loadstarBinary(), arguments, environment: env, stdout: self.stdoutPath, stderr: self.stderrPath)
     }
 
     deinit {
@@ -82,28 +66,18 @@ final class Child: @unchecked Sendable {
 
     var stdout: String { (try? String(contentsOfFile: self.stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: self.stderrPath, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { self.process.poll() == nil }
 
-    /// Whether the process still runs (reaps it when it has exited).
-    var isRunning: Bool {
-        if self.exitStatus != nil { return false }
-        var status: Int32 = 0
-        let rc = waitpid(self.pid, &status, WNOHANG)
-        if rc == self.pid {
-            self.exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            return false
-        }
-        return rc == 0
-    }
+    func signal(_ signal: Int32) { self.process.signal(signal) }
 
-    func signal(_ signal: Int32) { if self.isRunning { kill(self.pid, signal) } }
-
+    /// SIGTERM, then SIGKILL after two seconds.
     func stop() {
         guard self.isRunning else { return }
-        kill(self.pid, SIGTERM)
+        self.process.signal(SIGTERM)
         for _ in 0..<100 where self.isRunning { usleep(20_000) }
         if self.isRunning {
-            kill(self.pid, SIGKILL)
-            while self.isRunning { usleep(10_000) }
+            self.process.signal(SIGKILL)
+            self.process.wait()
         }
     }
 
@@ -113,11 +87,11 @@ final class Child: @unchecked Sendable {
         while self.isRunning {
             if Date() > deadline {
                 self.stop()
-                throw HarnessError("\(self.arguments) still running after \(seconds) s; stderr:\n\(self.stderr)")
+                throw HarnessError("\(self.process.arguments) still running after \(seconds) s; stderr:\n\(self.stderr)")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return self.exitStatus ?? -1
+        return self.process.poll() ?? -1
     }
 
     /// Waits for a stdout line starting with `prefix` and returns the port of its first `host:port` word.
@@ -134,50 +108,6 @@ final class Child: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw HarnessError("no '\(prefix)' line; stderr:\n\(self.stderr)")
-    }
-}
-
-extension Child {
-    /// A process that is not `loadstar` (nginx, openssl), with the same spawning and reaping.
-    final class Raw: @unchecked Sendable {
-        let pid: pid_t
-        private var reaped = false
-
-        init(_ executable: String, _ arguments: [String]) throws {
-            let argv = [executable] + arguments
-            let cArgv = argv.map { strdup($0) } + [nil]
-            defer { cArgv.forEach { free($0) } }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, executable, &actions, nil, cArgv, environ)
-            guard rc == 0 else { throw HarnessError("cannot start \(executable): \(String(cString: strerror(rc)))") }
-            self.pid = pid
-        }
-
-        /// Runs to completion and returns the exit status; throws when it is not 0.
-        static func run(_ argv: [String]) throws -> Int32 {
-            let process = try Raw(argv[0], Array(argv.dropFirst()))
-            var status: Int32 = 0
-            while waitpid(process.pid, &status, 0) == -1 && errno == EINTR {}
-            process.reaped = true
-            guard status == 0 else { throw HarnessError("\(argv[0]) failed with status \(status)") }
-            return status
-        }
-
-        func stop() {
-            guard !self.reaped else { return }
-            kill(self.pid, SIGTERM)
-            var status: Int32 = 0
-            while waitpid(self.pid, &status, 0) == -1 && errno == EINTR {}
-            self.reaped = true
-        }
-
-        deinit { self.stop() }
     }
 }
 
