@@ -112,6 +112,15 @@ final class ShardEngine {
 
     private let timer = WaitTimer()
 
+    /// Fixed per shard, so the request loop does not redo them for every request.
+    private let cells: [Cell]
+    /// Per target: the request URL and header lines with `${NAME}` secrets filled in.
+    private let endpoints: [(url: String, headers: [String])]
+    /// Per workload: the seed of its shared prompt prefix.
+    private let prefixSeeds: [UInt64]
+    /// Length of a cell when known (for the cool-down window), µs.
+    private let cellMicros: Int64?
+
     /// A request sent more than this late counts as late (µs).
     static let lateThresholdMicros: Int64 = 10_000
 
@@ -132,6 +141,18 @@ final class ShardEngine {
         self.worker = worker
         self.workers = workers
         self.maxInFlight = (spec.plan.load.maxInFlight + workers - 1) / workers
+        let plan = spec.plan
+        self.cells = plan.cells
+        self.endpoints = plan.targets.map { target in
+            let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL
+            let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: secrets))" }
+            return (base + target.path, headers)
+        }
+        self.prefixSeeds = plan.workloads.indices.map { index in
+            var rng = SplitMix64(seed: plan.seed, 0x5052_4546_4958, UInt64(index))  // "PREFIX"
+            return rng.next()
+        }
+        self.cellMicros = plan.load.cellSeconds.map { Int64($0 * 1_000_000) }
         curlGlobalInit
         self.multi = curl_multi_init()
         _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, self.maxInFlight)
@@ -148,7 +169,7 @@ final class ShardEngine {
         self.anchor = anchor
         let plan = self.spec.plan
         var cellStart = startMonotonic
-        for cell in plan.cells {
+        for cell in self.cells {
             self.waitUntil(cellStart)
             var stageStart = cellStart
             for (stageIndex, stage) in plan.load.stages.enumerated() where !self.aborted {
@@ -272,10 +293,9 @@ final class ShardEngine {
         if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), UInt64(request.index))
         let promptSeed = promptRNG.next()
-        var prefixRNG = SplitMix64(seed: plan.seed, 0x5052_4546_4958, UInt64(cell.workloadIndex))  // "PREFIX"
-        let body = RequestBody.make(target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: prefixRNG.next())
-        let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: self.secrets))" }
-        let url = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) + target.path : target.baseURL + target.path
+        let body = RequestBody.make(
+            target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: self.prefixSeeds[cell.workloadIndex])
+        let endpoint = self.endpoints[cell.targetIndex]
         let now = AgentClock.monotonicMicros()
         // Wall times come from a recent anchor: the monotonic and wall clocks drift apart by up to
         // hundreds of microseconds per second while NTP slews, so one anchor per shard is not enough.
@@ -284,7 +304,8 @@ final class ShardEngine {
         sample.sentAt = self.anchor.wall(fromMonotonic: now)
         if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
         guard
-            let transfer = Transfer(url: url, headers: headers, body: body, target: target, sample: sample, sentAtMonotonic: now)
+            let transfer = Transfer(
+                url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now)
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"
@@ -301,11 +322,8 @@ final class ShardEngine {
     private func isExcluded(due: Int64, cellStart: Int64) -> Bool {
         let load = self.spec.plan.load
         if Double(due - cellStart) < load.warmup * 1_000_000 { return true }
-        guard load.cooldown > 0 else { return false }
-        let durations = load.stages.compactMap(\.duration)
-        guard durations.count == load.stages.count else { return false }
-        let cellEnd = cellStart + Int64(durations.reduce(0, +) * 1_000_000)
-        return Double(cellEnd - due) <= load.cooldown * 1_000_000
+        guard load.cooldown > 0, let cellMicros = self.cellMicros else { return false }
+        return Double(cellStart + cellMicros - due) <= load.cooldown * 1_000_000
     }
 
     private func record(_ sample: Sample) {
@@ -386,12 +404,11 @@ final class ShardEngine {
 
     private func enforceTimeouts(now: Int64) {
         for transfer in Array(self.inFlight.values) {
-            let target = self.spec.plan.targets[self.spec.plan.cells[Int(transfer.sample.cellIndex)].targetIndex]
             if transfer.firstTokenAt < 0 {
-                if Double(now - transfer.sentAtMonotonic) > target.timeouts.firstToken * 1_000_000 {
+                if Double(now - transfer.sentAtMonotonic) > transfer.timeouts.firstToken * 1_000_000 {
                     self.stop(transfer, as: .timeoutFirstToken)
                 }
-            } else if Double(now - max(transfer.lastEventAt, transfer.firstTokenAt)) > target.timeouts.idle * 1_000_000 {
+            } else if Double(now - max(transfer.lastEventAt, transfer.firstTokenAt)) > transfer.timeouts.idle * 1_000_000 {
                 self.stop(transfer, as: .timeoutIdle)
             }
         }

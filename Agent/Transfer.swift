@@ -13,6 +13,7 @@ final class Transfer {
     private var parser: SSEParser
 
     var sample: Sample
+    let timeouts: Timeouts
     /// Monotonic µs at hand-over to curl.
     let sentAtMonotonic: Int64
     var firstByteAt: Int64 = -1
@@ -27,11 +28,13 @@ final class Transfer {
     var usageCached: Int?
     /// Set when we stop the transfer ourselves (timeouts, abort).
     var forcedError: ErrorClass?
-    private var statusLineSeen = false
+    /// The HTTP status, read once when the body starts.
+    private var bodyStatus: Int?
 
     init?(url: String, headers: [String], body: String, target: Target, sample: Sample, sentAtMonotonic: Int64) {
         let kind = target.kind
         let timeouts = target.timeouts
+        self.timeouts = timeouts
         guard let easy = curl_easy_init() else { return nil }
         self.easy = easy
         self.body = Array(body.utf8CString)
@@ -103,7 +106,8 @@ final class Transfer {
         let now = AgentClock.monotonicMicros()
         if self.firstByteAt < 0 { self.firstByteAt = now }
         if self.forcedError != nil { return 0 }
-        if self.httpStatus >= 400 { return bytes.count }  // error body: not a stream
+        if self.bodyStatus == nil { self.bodyStatus = self.httpStatus }  // headers are complete by the first body byte
+        if self.bodyStatus! >= 400 { return bytes.count }  // error body: not a stream
         self.parser.feed(bytes) { self.handle($0, at: now) }
         return bytes.count
     }

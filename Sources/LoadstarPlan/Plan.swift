@@ -216,6 +216,24 @@ public struct Load: Codable, Equatable, Sendable {
     }
 }
 
+extension Load {
+    /// Seconds one cell's stages take when every stage has a duration (or a replay list); `nil`
+    /// when a stage ends only after a number of latency-bound requests.
+    public var cellSeconds: Double? {
+        var total = 0.0
+        for stage in self.stages {
+            if let duration = stage.duration {
+                total += duration
+            } else if case .replay(let requests) = stage.mode {
+                total += requests.last?.at ?? 0
+            } else {
+                return nil
+            }
+        }
+        return total
+    }
+}
+
 /// One stage of load: open loop at a rate, or closed loop with a number of users.
 public struct Stage: Codable, Equatable, Sendable {
     public enum Mode: Codable, Equatable, Sendable {

@@ -25,21 +25,6 @@ public enum PlanExplainer {
         return max(users, Int(plan.load.stages[stage].rampTo?.rounded() ?? 0))
     }
 
-    /// Seconds one cell's stages take, when every stage has a duration or a replay list.
-    public static func cellSeconds(_ plan: Plan) -> Double? {
-        var total = 0.0
-        for stage in plan.load.stages {
-            if let duration = stage.duration {
-                total += duration
-            } else if case .replay(let requests) = stage.mode {
-                total += requests.last?.at ?? 0
-            } else {
-                return nil
-            }
-        }
-        return total
-    }
-
     public static func explain(_ plan: Plan, agents: Int) -> String {
         let shards = ShardSplitter.split(plan, capacities: Array(repeating: 1, count: max(1, agents)))
         var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s) = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
@@ -74,7 +59,7 @@ public enum PlanExplainer {
                 }
             }
         }
-        let duration = self.cellSeconds(plan).map { String(format: "%.0f s", $0 * Double(plan.cells.count)) } ?? "depends on latency"
+        let duration = plan.load.cellSeconds.map { String(format: "%.0f s", $0 * Double(plan.cells.count)) } ?? "depends on latency"
         out += "\nexpected: \(totalRequests) requests\(unknown ? " plus the latency-bound closed-loop stages" : ""), "
         out += String(format: "%.2f M prompt tokens, %.2f M output tokens; estimated duration %@\n", promptTokens / 1e6, outputTokens / 1e6, duration)
         return out
