@@ -127,7 +127,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarEndToEndTests",
-            dependencies: ["LoadstarCoordinator"],
+            dependencies: ["LoadstarCoordinator", "LoadstarPlan"],
             path: "Tests/LoadstarEndToEndTests"
         ),
     ]

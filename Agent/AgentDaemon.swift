@@ -323,7 +323,7 @@ public actor AgentDaemon: Service {
         var text = ""
         for s in batch.samples {
             text += "{\"run\":\(batch.runID),\"shard\":\(batch.shardIndex),\"request\":\(s.requestIndex),\"cell\":\(s.cellIndex),"
-                + "\"stage\":\(s.stageIndex),\"ttft_us\":\(s.ttft),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
+                + "\"stage\":\(s.stageIndex),\"turn\":\(s.turnIndex),\"ttft_us\":\(s.ttft),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
                 + "\"excluded\":\(s.flags.contains(.excluded)),\"gaps\":\(s.gaps.count),\"sent_at_us\":\(s.sentAt),"
                 + "\"server_request_id\":\(RequestBody.quote(s.serverRequestID)),\"gap_us\":[\(s.gaps.map(String.init).joined(separator: ","))]}\n"
         }

@@ -24,34 +24,45 @@ public enum RequestBody {
     }
 
     /// - Parameters:
-    ///   - seed: the request's own seed (its text, its nonce, whether it reuses the prefix).
+    ///   - seed: the request's own seed (its text, its nonce, whether it reuses the prefix); for a
+    ///     session, the session's, so every turn resends the same earlier text.
     ///   - prefixSeed: the workload's seed for the shared prefix, the same for every request.
     public static func make(
         target: Target, workload: Workload, request: ScheduledRequest, seed: UInt64, prefixSeed: UInt64 = 0
     ) -> String {
         let systemTokens = workload.systemPrompt.map { Self.wordCount($0) } ?? 0
-        let prompt = Self.userPrompt(tokens: max(1, request.promptTokens - systemTokens), workload: workload, seed: seed, prefixSeed: prefixSeed)
+        // The conversation: earlier turns (user, answer, …) then the newest user message. The
+        // system prompt counts towards the request's prompt tokens, so the first user message is
+        // shorter by its length.
+        var turns: [(role: String, text: String)] = []
+        let history = request.history
+        for j in stride(from: 0, to: history.count - 1, by: 2) {
+            let exchange = j / 2
+            let user = max(1, history[j] - (j == 0 ? systemTokens : 0))
+            turns.append(("user", Self.userMessage(tokens: user, turn: exchange, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed)))
+            turns.append(("assistant", Self.prompt(tokens: history[j + 1], seed: Self.turnSeed(seed, 2 * exchange + 1))))
+        }
+        let newest = max(1, request.newTokens - (history.isEmpty ? systemTokens : 0))
+        turns.append(("user", Self.userMessage(tokens: newest, turn: request.turn, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed)))
+
         var fields: [String] = [
             "\"model\":\(Self.quote(target.model))",
             "\"max_tokens\":\(request.outputTokens)",
             "\"stream\":true",
         ]
+        let messages = turns.map { "{\"role\":\"\($0.role)\",\"content\":\(Self.quote($0.text))}" }
         switch target.kind {
         case .openAIChat, .genericSSE:
-            var messages: [String] = []
-            if let system = workload.systemPrompt {
-                messages.append("{\"role\":\"system\",\"content\":\(Self.quote(system))}")
-            }
-            messages.append("{\"role\":\"user\",\"content\":\(Self.quote(prompt))}")
-            fields.append("\"messages\":[\(messages.joined(separator: ","))]")
+            let system = workload.systemPrompt.map { ["{\"role\":\"system\",\"content\":\(Self.quote($0))}"] } ?? []
+            fields.append("\"messages\":[\((system + messages).joined(separator: ","))]")
             fields.append("\"stream_options\":{\"include_usage\":true}")
         case .openAICompletions:
-            let full = workload.systemPrompt.map { "\($0) \(prompt)" } ?? prompt
+            let full = ((workload.systemPrompt.map { [$0] } ?? []) + turns.map(\.text)).joined(separator: " ")
             fields.append("\"prompt\":\(Self.quote(full))")
             fields.append("\"stream_options\":{\"include_usage\":true}")
         case .anthropicMessages:
             if let system = workload.systemPrompt { fields.append("\"system\":\(Self.quote(system))") }
-            fields.append("\"messages\":[{\"role\":\"user\",\"content\":\(Self.quote(prompt))}]")
+            fields.append("\"messages\":[\(messages.joined(separator: ","))]")
         }
         if workload.ignoreEOS && target.kind != .anthropicMessages {
             fields.append("\"ignore_eos\":true")
@@ -65,6 +76,38 @@ public enum RequestBody {
         }
         if let extra = workload.extraBody { fields.append(extra) }  // last, so the user's fields win
         return "{\(fields.joined(separator: ","))}"
+    }
+
+    /// User message `turn` of a request or session: the first carries the workload's prefix
+    /// rules (or a trace's prefix blocks); later ones are text of their own.
+    static func userMessage(
+        tokens: Int, turn: Int, request: ScheduledRequest, workload: Workload, seed: UInt64, prefixSeed: UInt64
+    ) -> String {
+        guard turn == 0 else { return Self.prompt(tokens: tokens, seed: Self.turnSeed(seed, 2 * turn)) }
+        if let blocks = request.prefixBlocks, !blocks.isEmpty {
+            return Self.blockPrompt(tokens: tokens, blocks: blocks, seed: seed, prefixSeed: prefixSeed)
+        }
+        return Self.userPrompt(tokens: tokens, workload: workload, seed: seed, prefixSeed: prefixSeed)
+    }
+
+    static func turnSeed(_ seed: UInt64, _ part: Int) -> UInt64 {
+        var rng = SplitMix64(seed: seed, 0x5455_524E, UInt64(part))  // "TURN"
+        return rng.next()
+    }
+
+    /// A replayed trace prompt: one block of text per prefix-block id (the same id, the same
+    /// words, on every request and agent), then text of the request's own; `tokens` words in all.
+    static func blockPrompt(tokens: Int, blocks: [Int], seed: UInt64, prefixSeed: UInt64) -> String {
+        var parts: [String] = []
+        var remaining = tokens
+        for block in blocks where remaining > 0 {
+            var rng = SplitMix64(seed: prefixSeed, 0x424C_4B, UInt64(bitPattern: Int64(block)))  // "BLK"
+            let count = min(Stage.prefixBlockTokens, remaining)
+            parts.append(Self.prompt(tokens: count, seed: rng.next()))
+            remaining -= count
+        }
+        if remaining > 0 { parts.append(Self.prompt(tokens: remaining, seed: seed)) }
+        return parts.joined(separator: " ")
     }
 
     /// The user message: a shared prefix for the requests that reuse it, or a unique first token

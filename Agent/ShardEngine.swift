@@ -108,12 +108,26 @@ final class ShardEngine {
     private var lastTimeoutScan: Int64 = 0
     /// Closed-loop users of the running stage: global user index → when its next request is due.
     private var userDue: [Int: Int64] = [:]
-    private var closedStage: (cell: Int, stage: Int, think: Int64)?
+    /// Closed-loop users in the middle of a session: its index, the next turn, and its turns.
+    private var userSession: [Int: (session: Int, next: Int, turns: Int)] = [:]
+    private var closedStage: (cell: Int, stage: Int, think: Int64, sessionThink: Int64)?
+    /// Next turns of open-loop sessions, due a think time after the previous turn completed.
+    private var followUps: [FollowUp] = []
+    private var cellStart: Int64 = 0
+
+    struct FollowUp {
+        var due: Int64
+        var cell: Cell
+        var stageIndex: Int
+        var request: ScheduledRequest
+    }
 
     private let timer = WaitTimer()
 
     /// Fixed per shard, so the request loop does not redo them for every request.
     private let cells: [Cell]
+    /// Per cell: the workload as the cell runs it (matrix values applied).
+    private let cellWorkloads: [Workload]
     /// Per target: the request URL and header lines with `${NAME}` secrets filled in.
     private let endpoints: [(url: String, headers: [String])]
     /// Per workload: the seed of its shared prompt prefix.
@@ -143,6 +157,7 @@ final class ShardEngine {
         self.maxInFlight = (spec.plan.load.maxInFlight + workers - 1) / workers
         let plan = spec.plan
         self.cells = plan.cells
+        self.cellWorkloads = self.cells.map { plan.workload(of: $0) }
         self.endpoints = plan.targets.map { target in
             let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL
             let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: secrets))" }
@@ -171,8 +186,9 @@ final class ShardEngine {
         var cellStart = startMonotonic
         for cell in self.cells {
             self.waitUntil(cellStart)
+            self.cellStart = cellStart
             var stageStart = cellStart
-            for (stageIndex, stage) in plan.load.stages.enumerated() where !self.aborted {
+            for (stageIndex, stage) in plan.stages(of: cell).enumerated() where !self.aborted {
                 switch stage.mode {
                 case .rate, .replay:
                     stageStart = self.runOpenLoop(cell: cell, stageIndex: stageIndex, stage: stage, start: stageStart, cellStart: cellStart)
@@ -225,6 +241,7 @@ final class ShardEngine {
         let rampMicros = Double(end.map { $0 - start } ?? 0)
         var retireAt: [Int: Int64] = [:]
         self.userDue = [:]
+        self.userSession = [:]
         var nextK: [Int: Int] = [:]
         for (ordinal, user) in self.spec.ownedUsers(of: total).enumerated() where ordinal % self.workers == self.worker {
             var joins = start
@@ -238,7 +255,8 @@ final class ShardEngine {
             nextK[user] = 0
         }
         let users = total
-        self.closedStage = (cell.index, stageIndex, think)
+        let sessionThink = Int64((self.cellWorkloads[cell.index].session?.thinkTime ?? 0) * 1_000_000)
+        self.closedStage = (cell.index, stageIndex, think, sessionThink)
         defer { self.closedStage = nil }
         while !self.aborted && !nextK.isEmpty {
             let now = AgentClock.monotonicMicros()
@@ -249,27 +267,38 @@ final class ShardEngine {
                     earliest = min(earliest, due)
                     continue
                 }
-                let k = nextK[user]!
-                let index = user + k * users
-                if let limit = stage.requests, index >= limit {
-                    nextK[user] = nil
-                    self.userDue[user] = nil
-                    continue
+                // A user runs sessions one after the other (a session of one turn without
+                // `session:`); session k of user u is the stage's session u + k × users.
+                var state: (session: Int, next: Int, turns: Int)
+                if let running = self.userSession[user] {
+                    state = running
+                } else {
+                    let k = nextK[user]!
+                    let index = user + k * users
+                    if let limit = stage.requests, index >= limit {
+                        nextK[user] = nil
+                        self.userDue[user] = nil
+                        continue
+                    }
+                    if let retire = retireAt[user], due >= retire {
+                        nextK[user] = nil
+                        self.userDue[user] = nil
+                        continue
+                    }
+                    nextK[user] = k + 1
+                    state = (index, 0, shape.turns(session: index))
                 }
-                if let retire = retireAt[user], due >= retire {
-                    nextK[user] = nil
-                    self.userDue[user] = nil
-                    continue
-                }
-                nextK[user] = k + 1
+                let request = shape.turn(session: state.session, turn: state.next, offset: due - start)
+                state.next += 1
+                self.userSession[user] = state.next < state.turns ? state : nil
                 self.userDue[user] = Int64.max  // busy until its request completes
-                let request = shape.request(index: index, offset: due - start)
                 self.launch(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart)
             }
             var wait = earliest == Int64.max ? 10_000 : max(0, earliest - AgentClock.monotonicMicros())
             if let end { wait = min(wait, max(0, end - AgentClock.monotonicMicros())) }
             self.turn(timeoutMicros: wait)
         }
+        self.userSession = [:]
         if let end {
             self.waitUntil(end)
             return end
@@ -286,12 +315,12 @@ final class ShardEngine {
             return
         }
         let target = plan.targets[cell.targetIndex]
-        let workload = plan.workloads[cell.workloadIndex]
+        let workload = self.cellWorkloads[cell.index]
         var sample = Sample(
             requestIndex: UInt64(request.index), cellIndex: UInt32(cell.index), stageIndex: UInt16(stageIndex),
-            userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens))
+            turnIndex: UInt16(clamping: request.turn), userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens))
         if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
-        var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), UInt64(request.index))
+        var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), request.textKey)
         let promptSeed = promptRNG.next()
         let body = RequestBody.make(
             target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: self.prefixSeeds[cell.workloadIndex])
@@ -312,6 +341,7 @@ final class ShardEngine {
             self.record(sample)
             return
         }
+        transfer.session = request.turns > 1 ? (request, cell, stageIndex) : nil
         self.inFlight[ObjectIdentifier(transfer)] = transfer
         self.outcome.fired += 1
         self.stats.fired.add(1, ordering: .relaxed)
@@ -326,7 +356,7 @@ final class ShardEngine {
         return Double(cellStart + cellMicros - due) <= load.cooldown * 1_000_000
     }
 
-    private func record(_ sample: Sample) {
+    private func record(_ sample: Sample, session: Transfer.SessionTurn? = nil) {
         if sample.errorClass == .none {
             self.outcome.succeeded += 1
         } else {
@@ -338,8 +368,36 @@ final class ShardEngine {
         if let closed = self.closedStage, Int(sample.cellIndex) == closed.cell, Int(sample.stageIndex) == closed.stage,
             self.userDue[Int(sample.userIndex)] != nil
         {
-            self.userDue[Int(sample.userIndex)] = AgentClock.monotonicMicros() + closed.think
+            // A failed turn ends its session (a real user would not carry on a broken conversation).
+            let user = Int(sample.userIndex)
+            if sample.errorClass != .none { self.userSession[user] = nil }
+            let think = self.userSession[user] != nil ? closed.sessionThink : closed.think
+            self.userDue[user] = AgentClock.monotonicMicros() + think
+        } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
+            let workload = self.cellWorkloads[session.cell.index]
+            let think = Int64((workload.session?.thinkTime ?? 0) * 1_000_000)
+            let shape = RequestShape(plan: self.spec.plan, cellIndex: session.cell.index, stageIndex: session.stageIndex)
+            let next = shape.turn(session: session.request.index, turn: session.request.turn + 1, offset: 0)
+            self.followUps.append(FollowUp(
+                due: AgentClock.monotonicMicros() + think, cell: session.cell, stageIndex: session.stageIndex, request: next))
         }
+    }
+
+    /// Sends the open-loop session turns that are due.
+    private func launchDueFollowUps() {
+        guard !self.followUps.isEmpty else { return }
+        let now = AgentClock.monotonicMicros()
+        var waiting: [FollowUp] = []
+        for followUp in self.followUps {
+            if followUp.due <= now && !self.aborted {
+                self.launch(
+                    followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
+                    cellStart: self.cellStart)
+            } else if !self.aborted {
+                waiting.append(followUp)
+            }
+        }
+        self.followUps = waiting
     }
 
     // MARK: the loop
@@ -352,10 +410,11 @@ final class ShardEngine {
         }
     }
 
-    /// Waits for every in-flight request; on abort, cancels them.
+    /// Waits for every in-flight request and every session's remaining turns; on abort, cancels them.
     private func drain() {
-        while !self.inFlight.isEmpty {
+        while !self.inFlight.isEmpty || !self.followUps.isEmpty {
             if self.aborted {
+                self.followUps = []
                 for transfer in Array(self.inFlight.values) { self.stop(transfer, as: .cancelled) }
                 break
             }
@@ -374,8 +433,10 @@ final class ShardEngine {
             self.lastTimeoutScan = now
             self.enforceTimeouts(now: now)
         }
+        self.launchDueFollowUps()
         self.flush()
-        let wait = min(max(timeoutMicros, 0), 10_000)
+        var wait = min(max(timeoutMicros, 0), 10_000)
+        if let next = self.followUps.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
         // the exact microsecond a request is due, so the loop neither spins nor sends late.
@@ -397,7 +458,7 @@ final class ShardEngine {
             guard let context else { continue }
             let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
             self.inFlight[ObjectIdentifier(transfer)] = nil
-            self.record(transfer.finish(result: result, at: AgentClock.monotonicMicros()))
+            self.record(transfer.finish(result: result, at: AgentClock.monotonicMicros()), session: transfer.session)
         }
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }

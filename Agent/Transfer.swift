@@ -28,6 +28,9 @@ final class Transfer {
     var usageCached: Int?
     /// Set when we stop the transfer ourselves (timeouts, abort).
     var forcedError: ErrorClass?
+    /// For a turn of an open-loop session: what the next turn follows from.
+    typealias SessionTurn = (request: ScheduledRequest, cell: Cell, stageIndex: Int)
+    var session: SessionTurn?
     /// The HTTP status, read once when the body starts.
     private var bodyStatus: Int?
 

@@ -209,7 +209,21 @@ actor CoordinatorState {
             try await Task.sleep(for: .milliseconds(100))
             selected = await self.readyAgents()
         }
-        let specs = ShardSplitter.split(plan, capacities: selected.map { Int($0.hello.capacity) })
+        let slots = selected.map { agent in
+            AgentSlot(
+                name: agent.hello.name, capacity: Int(agent.hello.capacity),
+                labels: agent.hello.labels.merging(["region": agent.hello.region]) { _, region in region })
+        }
+        let placed: [(agent: Int, spec: ShardSpec)]
+        do {
+            placed = try ShardSplitter.place(plan, agents: slots)
+        } catch {
+            try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
+            return
+        }
+        // Agents the placement leaves out take no part in this run.
+        selected = placed.map { selected[$0.agent] }
+        let specs = placed.map(\.spec)
         let records = zip(specs, selected).map { spec, agent in
             Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)
         }

@@ -103,22 +103,40 @@ public actor Database {
             let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
             try db.execute("BEGIN")
             do throws(DatabaseError) {
+                let slo = plan.slos
                 let rows = try db.query("""
-                    INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at)
-                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now()) RETURNING id
-                    """, [plan.name, planName, planYAML, planJSON, String(Int64(bitPattern: plan.seed))])
+                    INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at,
+                                      slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate)
+                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now(), $6, $7, $8, $9, $10) RETURNING id
+                    """, [plan.name, planName, planYAML, planJSON, String(Int64(bitPattern: plan.seed)),
+                          slo.ttftP99Ms.map { "\($0)" }, slo.tpotP99Ms.map { "\($0)" }, slo.itlP99Ms.map { "\($0)" },
+                          slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }])
                 guard let id = rows.first?[0].flatMap({ UInt64($0) }) else {
                     throw DatabaseError(kind: .query, message: "INSERT INTO runs returned no id")
                 }
                 for (index, target) in plan.targets.enumerated() {
-                    _ = try db.query(
-                        "INSERT INTO targets (run_id, target_index, name, kind, base_url, model) VALUES ($1, $2, $3, $4, $5, $6)",
-                        [String(id), String(index), target.name, target.kind.rawValue, target.baseURL, target.model])
+                    var prices: [String?] = [nil, nil, nil, nil]
+                    switch target.pricing {
+                    case .perToken(let input, let output)?: prices[0...1] = ["\(input)", "\(output)"]
+                    case .perGPUHour(let dollars, let gpus)?: prices[2...3] = ["\(dollars)", "\(gpus)"]
+                    case nil: break
+                    }
+                    _ = try db.query("""
+                        INSERT INTO targets (run_id, target_index, name, kind, base_url, model,
+                                             price_input_per_m, price_output_per_m, gpu_hour_usd, gpus, quality)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        """,
+                        [String(id), String(index), target.name, target.kind.rawValue, target.baseURL, target.model]
+                            + prices + [target.quality.map { "\($0)" }])
                 }
                 for cell in plan.cells {
-                    _ = try db.query(
-                        "INSERT INTO cells (run_id, cell_index, name, target_index, scenario) VALUES ($1, $2, $3, $4, $5)",
-                        [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name])
+                    _ = try db.query("""
+                        INSERT INTO cells (run_id, cell_index, name, target_index, scenario, prompt_tokens, output_tokens, concurrency, rate)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        """,
+                        [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name,
+                         cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
+                         cell.rate.map { "\($0)" }])
                 }
                 for shard in shards {
                     let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)

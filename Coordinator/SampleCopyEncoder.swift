@@ -6,7 +6,7 @@ struct SampleCopyEncoder {
     /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
     static let postgresEpochOffset: Int64 = 946_684_800_000_000
     static let int4OID: UInt32 = 23
-    static let columnCount: Int16 = 28
+    static let columnCount: Int16 = 29
 
     private(set) var buffer: ByteBuffer
 
@@ -48,6 +48,7 @@ struct SampleCopyEncoder {
         self.bool(s.flags.contains(.excluded))
         self.int4Array(s.gaps)
         if s.serverRequestID.isEmpty { self.null() } else { self.text(s.serverRequestID) }
+        self.int4(Int32(s.turnIndex))  // added by migration 2, so last
     }
 
     /// Ends the COPY stream and returns the bytes to send.

@@ -170,5 +170,123 @@ enum Schema {
             FROM requests r
             LEFT JOIN gaps g USING (run_id, target, scenario);
             """),
+        Migration(version: 2, name: "matrix cells, sessions, pricing, SLO goodput", sql: """
+            ALTER TABLE samples ADD COLUMN turn_index int NOT NULL DEFAULT 0;
+            ALTER TABLE targets
+                ADD COLUMN price_input_per_m  double precision,
+                ADD COLUMN price_output_per_m double precision,
+                ADD COLUMN gpu_hour_usd       double precision,
+                ADD COLUMN gpus               int,
+                ADD COLUMN quality            double precision;
+            ALTER TABLE cells
+                ADD COLUMN prompt_tokens int,
+                ADD COLUMN output_tokens int,
+                ADD COLUMN concurrency   int,
+                ADD COLUMN rate          double precision;
+            ALTER TABLE runs
+                ADD COLUMN slo_ttft_p99_ms double precision,
+                ADD COLUMN slo_tpot_p99_ms double precision,
+                ADD COLUMN slo_itl_p99_ms  double precision,
+                ADD COLUMN slo_e2e_p99_ms  double precision,
+                ADD COLUMN slo_error_rate  double precision;
+
+            DROP VIEW latency_summary;
+            DROP VIEW request_samples;
+
+            -- Every sample with its labels. meets_slo: the request succeeded and its own TTFT,
+            -- TPOT and end-to-end latency are within the run's SLO thresholds (goodput).
+            CREATE VIEW request_samples AS
+            SELECT s.*, r.name AS run_name, t.name AS target, c.name AS cell, c.scenario,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   a.name AS agent, a.region,
+                   x.tpot_us,
+                   s.error_class = 'none'
+                       AND (r.slo_ttft_p99_ms IS NULL OR s.ttft_us <= r.slo_ttft_p99_ms * 1000)
+                       AND (r.slo_tpot_p99_ms IS NULL OR coalesce(x.tpot_us, 0) <= r.slo_tpot_p99_ms * 1000)
+                       AND (r.slo_e2e_p99_ms IS NULL OR s.e2e_us <= r.slo_e2e_p99_ms * 1000) AS meets_slo
+            FROM samples s
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN s.output_tokens >= 2 AND s.ttft_us IS NOT NULL
+                            THEN (s.e2e_us - s.ttft_us)::double precision / (s.output_tokens - 1) END AS tpot_us
+            ) x
+            JOIN runs r ON r.id = s.run_id
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+            JOIN agents a ON a.id = sh.agent_id;
+
+            -- Per run × cell (target × scenario × matrix values): requests, error rate, latency
+            -- percentiles in milliseconds from the raw rows of the whole fleet, throughput and
+            -- goodput. sched_* are measured from the intended send time (the user's view, free of
+            -- coordinated omission). Warm-up and cool-down samples are excluded; latency
+            -- percentiles are over successful requests; inter-token latency is over every gap of
+            -- every request (pooled), not per-request means. Rates are per second of the cell's
+            -- measured window (first send to last completion of its included requests).
+            CREATE VIEW latency_summary AS
+            WITH requests AS (
+                SELECT run_id, cell_index,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       count(*) FILTER (WHERE meets_slo) AS good,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us)
+                           FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us)
+                           FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us)
+                           FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_ttft,
+                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_e2e,
+                       sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none') AS prompt_tokens,
+                       sum(cached_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cached_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cacheable_tokens,
+                       extract(epoch FROM max(sent_at + e2e_us * interval '1 microsecond') - min(sent_at)) AS window_s
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, cell_index
+            ), gaps AS (
+                SELECT run_id, cell_index,
+                       count(*) AS gaps,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY gap) AS itl
+                FROM request_samples, unnest(itl_us) AS gap
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, cell_index
+            )
+            SELECT r.run_id, t.name AS target, c.scenario, c.name AS cell, c.cell_index,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   r.requests, r.errors,
+                   round(r.errors::numeric / r.requests, 4) AS error_rate,
+                   r.ttft[1] / 1000 AS ttft_p50_ms, r.ttft[2] / 1000 AS ttft_p90_ms,
+                   r.ttft[3] / 1000 AS ttft_p95_ms, r.ttft[4] / 1000 AS ttft_p99_ms, r.ttft[5] / 1000 AS ttft_p999_ms,
+                   g.itl[1] / 1000 AS itl_p50_ms, g.itl[2] / 1000 AS itl_p90_ms,
+                   g.itl[3] / 1000 AS itl_p95_ms, g.itl[4] / 1000 AS itl_p99_ms, g.itl[5] / 1000 AS itl_p999_ms,
+                   r.tpot[1] / 1000 AS tpot_p50_ms, r.tpot[2] / 1000 AS tpot_p90_ms,
+                   r.tpot[3] / 1000 AS tpot_p95_ms, r.tpot[4] / 1000 AS tpot_p99_ms, r.tpot[5] / 1000 AS tpot_p999_ms,
+                   r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
+                   r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms, r.e2e[5] / 1000 AS e2e_p999_ms,
+                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[2] / 1000 AS sched_ttft_p99_ms,
+                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[2] / 1000 AS sched_e2e_p99_ms,
+                   r.output_tokens,
+                   r.window_s,
+                   (r.requests - r.errors) / nullif(r.window_s, 0) AS throughput_rps,
+                   r.output_tokens / nullif(r.window_s, 0) AS output_tok_s,
+                   r.good / nullif(r.window_s, 0) AS goodput_rps,
+                   round(r.good::numeric / r.requests, 4) AS slo_attainment,
+                   r.cached_tokens::double precision / nullif(r.cacheable_tokens, 0) AS cache_hit_rate,
+                   CASE WHEN t.price_input_per_m IS NOT NULL
+                        THEN (r.prompt_tokens * t.price_input_per_m + r.output_tokens * t.price_output_per_m) / nullif(r.output_tokens, 0)
+                        WHEN t.gpu_hour_usd IS NOT NULL
+                        THEN t.gpu_hour_usd * t.gpus * r.window_s / 3600 / nullif(r.output_tokens, 0) * 1e6
+                   END AS usd_per_m_output_tokens,
+                   t.quality
+            FROM requests r
+            LEFT JOIN gaps g USING (run_id, cell_index)
+            JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index
+            JOIN targets t ON t.run_id = r.run_id AND t.target_index = c.target_index;
+            """),
     ]
 }

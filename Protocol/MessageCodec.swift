@@ -153,11 +153,11 @@ public enum MessageCodec {
 
 /// The binary layout of one ``Sample`` inside a ``SampleBatch``.
 enum SampleCodec {
-    /// Fixed part: 8+4+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths).
-    static let minimumEncodedSize = 18 + 40 + 12 + 16 + 4 + 4 + 4 + 4
+    /// Fixed part: 8+4+2+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths).
+    static let minimumEncodedSize = 20 + 40 + 12 + 16 + 4 + 4 + 4 + 4
 
     static func encode(_ s: Sample, into buffer: inout ByteBuffer) {
-        buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.userIndex)
+        buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.turnIndex, s.userIndex)
         buffer.writeMultipleIntegers(s.intendedAt, s.sentAt, s.ttfb, s.ttft, s.e2e)
         buffer.writeMultipleIntegers(s.dns, s.connect, s.tls)
         buffer.writeMultipleIntegers(s.promptTokensRequested, s.promptTokens, s.outputTokens, s.cachedTokens)
@@ -173,6 +173,7 @@ enum SampleCodec {
         s.requestIndex = try r.integer()
         s.cellIndex = try r.integer()
         s.stageIndex = try r.integer()
+        s.turnIndex = try r.integer()
         s.userIndex = try r.integer()
         s.intendedAt = try r.integer()
         s.sentAt = try r.integer()

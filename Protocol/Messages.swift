@@ -1,7 +1,7 @@
 import NIOCore
 
 /// The version of the wire protocol this build speaks. Bumped on any incompatible change.
-public let loadstarProtocolVersion: UInt8 = 1
+public let loadstarProtocolVersion: UInt8 = 2
 
 /// Every message of the agent link and of the run-submission link.
 ///

@@ -8,6 +8,8 @@ public struct Sample: Equatable, Sendable {
     public var requestIndex: UInt64
     public var cellIndex: UInt32
     public var stageIndex: UInt16
+    /// Turn of a multi-turn session (0 for single requests).
+    public var turnIndex: UInt16
     /// Closed-loop user (or open-loop session) that fired the request.
     public var userIndex: UInt32
     public var intendedAt: Int64
@@ -44,7 +46,7 @@ public struct Sample: Equatable, Sendable {
     }
 
     public init(
-        requestIndex: UInt64 = 0, cellIndex: UInt32 = 0, stageIndex: UInt16 = 0, userIndex: UInt32 = 0,
+        requestIndex: UInt64 = 0, cellIndex: UInt32 = 0, stageIndex: UInt16 = 0, turnIndex: UInt16 = 0, userIndex: UInt32 = 0,
         intendedAt: Int64 = 0, sentAt: Int64 = 0, ttfb: Int64 = -1, ttft: Int64 = -1, e2e: Int64 = -1,
         dns: Int32 = -1, connect: Int32 = -1, tls: Int32 = -1,
         promptTokensRequested: Int32 = 0, promptTokens: Int32 = -1, outputTokens: Int32 = 0,
@@ -54,6 +56,7 @@ public struct Sample: Equatable, Sendable {
         self.requestIndex = requestIndex
         self.cellIndex = cellIndex
         self.stageIndex = stageIndex
+        self.turnIndex = turnIndex
         self.userIndex = userIndex
         self.intendedAt = intendedAt
         self.sentAt = sentAt

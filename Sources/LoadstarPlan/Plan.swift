@@ -11,27 +11,73 @@ public struct Plan: Codable, Equatable, Sendable {
     public var targets: [Target]
     public var workloads: [Workload]
     public var load: Load
-    /// Service-level objectives every target × scenario must meet; a miss fails the run's exit status.
+    /// Service-level objectives every cell must meet; a miss fails the run's exit status, and
+    /// requests meeting every per-request objective count towards goodput.
     public var slos: SLOs
+    /// Values swept over: every combination is a cell of its own.
+    public var matrix: Matrix
+    /// Which agents run the plan, by label, and each group's share; empty: every agent by capacity.
+    public var placement: [Placement]
 
-    public init(name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load, slos: SLOs = SLOs()) {
+    public init(
+        name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load, slos: SLOs = SLOs(),
+        matrix: Matrix = Matrix(), placement: [Placement] = []
+    ) {
         self.name = name
         self.seed = seed
         self.targets = targets
         self.workloads = workloads
         self.load = load
         self.slos = slos
+        self.matrix = matrix
+        self.placement = placement
     }
 
-    /// Cells run one after the other: every workload against every target, in plan order.
+    /// Cells run one after the other, in this order: workloads × prompt tokens × output tokens ×
+    /// concurrency × rate × targets (targets innermost, so the targets of one shape run close in time).
     public var cells: [Cell] {
         var cells: [Cell] = []
+        func axis<T>(_ values: [T]) -> [T?] { values.isEmpty ? [nil] : values.map { $0 } }
         for (w, workload) in self.workloads.enumerated() {
-            for (t, target) in self.targets.enumerated() {
-                cells.append(Cell(index: cells.count, name: "\(workload.name)@\(target.name)", targetIndex: t, workloadIndex: w))
+            for prompt in axis(self.matrix.promptTokens) {
+                for output in axis(self.matrix.outputTokens) {
+                    for users in axis(self.matrix.concurrency) {
+                        for rate in axis(self.matrix.rate) {
+                            for (t, target) in self.targets.enumerated() {
+                                var cell = Cell(
+                                    index: cells.count, name: "", targetIndex: t, workloadIndex: w, promptTokens: prompt,
+                                    outputTokens: output, concurrency: users, rate: rate)
+                                cell.name = "\(workload.name)@\(target.name)" + cell.matrixLabel
+                                cells.append(cell)
+                            }
+                        }
+                    }
+                }
             }
         }
         return cells
+    }
+
+    /// The workload as `cell` runs it: the matrix's token counts replace the workload's.
+    public func workload(of cell: Cell) -> Workload {
+        var workload = self.workloads[cell.workloadIndex]
+        if let prompt = cell.promptTokens { workload.promptTokens = .fixed(prompt) }
+        if let output = cell.outputTokens { workload.outputTokens = .fixed(output) }
+        return workload
+    }
+
+    /// The stages as `cell` runs them: the matrix's concurrency replaces every closed-loop
+    /// stage's users, its rate every open-loop stage's rate.
+    public func stages(of cell: Cell) -> [Stage] {
+        self.load.stages.map { stage in
+            var stage = stage
+            switch stage.mode {
+            case .concurrency(_, let think): if let users = cell.concurrency { stage.mode = .concurrency(users, thinkTime: think) }
+            case .rate(_, let arrival): if let rate = cell.rate { stage.mode = .rate(rate, arrival) }
+            case .replay: break
+            }
+            return stage
+        }
     }
 }
 
@@ -41,6 +87,70 @@ public struct Cell: Codable, Equatable, Sendable {
     public var name: String
     public var targetIndex: Int
     public var workloadIndex: Int
+    /// The matrix's values for this cell; `nil` where the plan sweeps no such axis.
+    public var promptTokens: Int?
+    public var outputTokens: Int?
+    public var concurrency: Int?
+    public var rate: Double?
+
+    public init(
+        index: Int, name: String, targetIndex: Int, workloadIndex: Int, promptTokens: Int? = nil, outputTokens: Int? = nil,
+        concurrency: Int? = nil, rate: Double? = nil
+    ) {
+        self.index = index
+        self.name = name
+        self.targetIndex = targetIndex
+        self.workloadIndex = workloadIndex
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+        self.concurrency = concurrency
+        self.rate = rate
+    }
+
+    /// ` prompt=8192 c=16`: the matrix values in the cell's name.
+    var matrixLabel: String {
+        var parts: [String] = []
+        if let v = self.promptTokens { parts.append("prompt=\(v)") }
+        if let v = self.outputTokens { parts.append("output=\(v)") }
+        if let v = self.concurrency { parts.append("c=\(v)") }
+        if let v = self.rate { parts.append("rate=\(v == v.rounded() ? String(Int(v)) : String(v))") }
+        return parts.isEmpty ? "" : " " + parts.joined(separator: " ")
+    }
+}
+
+/// Values swept by the plan; an empty axis is not swept.
+public struct Matrix: Codable, Equatable, Sendable {
+    /// Prompt tokens per request (context length), replacing the workload's distribution.
+    public var promptTokens: [Int]
+    /// Output tokens per request, replacing the workload's distribution.
+    public var outputTokens: [Int]
+    /// Users of every closed-loop stage.
+    public var concurrency: [Int]
+    /// Requests (or sessions) per second of every open-loop stage.
+    public var rate: [Double]
+
+    public init(promptTokens: [Int] = [], outputTokens: [Int] = [], concurrency: [Int] = [], rate: [Double] = []) {
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+        self.concurrency = concurrency
+        self.rate = rate
+    }
+}
+
+/// A group of agents chosen by their labels, and its share of every stage and cell.
+public struct Placement: Codable, Equatable, Sendable {
+    /// Labels an agent must all have (`region` is the agent's region).
+    public var selector: [String: String]
+    /// Share of the plan's requests and users (the shares of a plan add up to 1).
+    public var share: Double
+
+    public init(selector: [String: String], share: Double) {
+        self.selector = selector
+        self.share = share
+    }
+
+    /// `region=eu-west,zone=b`, for messages.
+    public var selectorText: String { self.selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
 }
 
 /// An endpoint under test.
@@ -66,6 +176,20 @@ public struct Target: Codable, Equatable, Sendable {
     public var httpVersion: HTTPVersion
     /// TLS settings for `https://` targets.
     public var tls: TLS
+    /// What the target costs, for cost figures; `nil` when not given.
+    public var pricing: Pricing?
+    /// A quality score the user measured elsewhere (higher is better), for the speed/cost/quality frontier.
+    public var quality: Double?
+    /// Probe the target before the run to learn how many of its tokens a synthetic word is.
+    public var calibrate: Bool
+
+    /// Either per-token prices, or a GPU-hour price times the GPUs serving the target.
+    public enum Pricing: Codable, Equatable, Sendable {
+        /// US dollars per million prompt and per million output tokens.
+        case perToken(inputPerMillion: Double, outputPerMillion: Double)
+        /// US dollars per GPU-hour, and the number of GPUs behind the endpoint.
+        case perGPUHour(dollars: Double, gpus: Int)
+    }
 
     public enum HTTPVersion: String, Codable, Equatable, Sendable, CaseIterable {
         case http1 = "1.1"
@@ -85,7 +209,8 @@ public struct Target: Codable, Equatable, Sendable {
 
     public init(
         name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
-        timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS()
+        timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS(), pricing: Pricing? = nil,
+        quality: Double? = nil, calibrate: Bool = true
     ) {
         self.name = name
         self.kind = kind
@@ -95,6 +220,9 @@ public struct Target: Codable, Equatable, Sendable {
         self.timeouts = timeouts
         self.httpVersion = httpVersion
         self.tls = tls
+        self.pricing = pricing
+        self.quality = quality
+        self.calibrate = calibrate
     }
 
     /// Path appended to ``baseURL`` for this API kind.
@@ -141,11 +269,35 @@ public struct Workload: Codable, Equatable, Sendable {
     public var prefixShare: Double
     /// Start every prompt with a unique token, so no request can hit a prefix cache.
     public var cacheBust: Bool
+    /// Multi-turn conversations: each arrival (or each closed-loop user's next start) is a
+    /// session whose turns each carry the conversation so far; `nil` for single requests.
+    public var session: Session?
+
+    /// A conversation of several turns. A turn's new user message has the workload's
+    /// `prompt_tokens`; with `history`, its request also carries every earlier turn (user message
+    /// and a synthetic answer of that turn's output length), so the prompt grows turn by turn.
+    public struct Session: Codable, Equatable, Sendable {
+        /// Turns per session, drawn once per session (at most ``Session/maxTurns``).
+        public var turns: Distribution
+        /// Seconds between a turn's last token and the next turn's send.
+        public var thinkTime: Double
+        /// Whether each turn resends the conversation so far.
+        public var history: Bool
+
+        public static let maxTurns = 1_000
+
+        public init(turns: Distribution, thinkTime: Double = 0, history: Bool = true) {
+            self.turns = turns
+            self.thinkTime = thinkTime
+            self.history = history
+        }
+    }
 
     public init(
         name: String, promptTokens: Distribution, outputTokens: Distribution, systemPrompt: String? = nil,
         temperature: Double? = nil, topP: Double? = nil, stop: [String]? = nil, ignoreEOS: Bool = true,
-        extraBody: String? = nil, sharedPrefixTokens: Int = 0, prefixShare: Double = 1, cacheBust: Bool = false
+        extraBody: String? = nil, sharedPrefixTokens: Int = 0, prefixShare: Double = 1, cacheBust: Bool = false,
+        session: Session? = nil
     ) {
         self.name = name
         self.promptTokens = promptTokens
@@ -159,6 +311,7 @@ public struct Workload: Codable, Equatable, Sendable {
         self.sharedPrefixTokens = sharedPrefixTokens
         self.prefixShare = prefixShare
         self.cacheBust = cacheBust
+        self.session = session
     }
 }
 
@@ -168,12 +321,52 @@ public enum Distribution: Codable, Equatable, Sendable {
     case uniform(min: Int, max: Int)
     case normal(mean: Double, stddev: Double)
     case logNormal(mean: Double, stddev: Double)
+    /// An empirical distribution: bins drawn by weight, uniformly within a bin (from a histogram
+    /// or a dataset's values).
+    case empirical([Bin])
+
+    /// Values `low...high`, and the cumulative share of the distribution up to and including
+    /// this bin (the last bin's is 1).
+    public struct Bin: Codable, Equatable, Sendable {
+        public var low: Int
+        public var high: Int
+        public var cumulative: Double
+        public init(low: Int, high: Int, cumulative: Double) {
+            self.low = low
+            self.high = high
+            self.cumulative = cumulative
+        }
+    }
+
+    /// An empirical distribution from `(low, high, weight)` bins; `nil` when no weight is positive.
+    public static func histogram(_ bins: [(low: Int, high: Int, weight: Double)]) -> Distribution? {
+        let total = bins.reduce(0) { $0 + max(0, $1.weight) }
+        guard total > 0 else { return nil }
+        var running = 0.0
+        var out: [Bin] = []
+        for bin in bins where bin.weight > 0 {
+            running += bin.weight
+            out.append(Bin(low: bin.low, high: bin.high, cumulative: running / total))
+        }
+        out[out.count - 1].cumulative = 1
+        return .empirical(out)
+    }
 
     /// Draws one value with `rng`.
     public func draw(_ rng: inout SplitMix64) -> Int {
         let value: Double
         switch self {
         case .fixed(let n): return max(1, n)
+        case .empirical(let bins):
+            let u = rng.nextUnit()
+            var lo = 0
+            var hi = bins.count - 1
+            while lo < hi {  // the first bin whose cumulative share reaches u
+                let mid = (lo + hi) / 2
+                if bins[mid].cumulative >= u { hi = mid } else { lo = mid + 1 }
+            }
+            let bin = bins[lo]
+            return max(1, bin.low == bin.high ? bin.low : bin.low + Int(rng.next() % UInt64(bin.high - bin.low + 1)))
         case .uniform(let lo, let hi): return max(1, lo + Int(rng.next() % UInt64(hi - lo + 1)))
         case .normal(let mean, let sd): value = mean + sd * rng.nextGaussian()
         case .logNormal(let mean, let sd):
@@ -190,6 +383,10 @@ public enum Distribution: Codable, Equatable, Sendable {
         case .fixed(let n): Double(n)
         case .uniform(let lo, let hi): Double(lo + hi) / 2
         case .normal(let mean, _), .logNormal(let mean, _): mean
+        case .empirical(let bins):
+            zip(bins, [0] + bins.map(\.cumulative)).reduce(0) { sum, pair in
+                sum + Double(pair.0.low + pair.0.high) / 2 * (pair.0.cumulative - pair.1)
+            }
         }
     }
 }
@@ -251,12 +448,23 @@ public struct Stage: Codable, Equatable, Sendable {
         public var at: Double
         public var promptTokens: Int?
         public var outputTokens: Int?
-        public init(at: Double, promptTokens: Int? = nil, outputTokens: Int? = nil) {
+        /// The conversation the request belongs to: a session's requests all go to one agent,
+        /// and each starts with the text of the session's earlier prompts.
+        public var session: Int?
+        /// Prefix-block ids (Mooncake `hash_ids`): requests whose leading ids are equal start
+        /// with the same text, block by block.
+        public var prefixBlocks: [Int]?
+        public init(at: Double, promptTokens: Int? = nil, outputTokens: Int? = nil, session: Int? = nil, prefixBlocks: [Int]? = nil) {
             self.at = at
             self.promptTokens = promptTokens
             self.outputTokens = outputTokens
+            self.session = session
+            self.prefixBlocks = prefixBlocks
         }
     }
+
+    /// Tokens of one prefix block of a replayed trace (Mooncake's block size).
+    public static let prefixBlockTokens = 512
     public enum Arrival: String, Codable, Equatable, Sendable, CaseIterable {
         /// Evenly spaced.
         case constant

@@ -7,38 +7,55 @@ public enum PlanExplainer {
     /// open-loop and replay stages (their schedules are fixed by the seed); `nil` for closed-loop
     /// stages bounded by time, whose count depends on the target's latency.
     public static func expectedRequests(_ plan: Plan, cell: Int, stage: Int, striping: Striping?) -> Int? {
-        switch plan.load.stages[stage].mode {
+        let stages = plan.stages(of: plan.cells[cell])
+        switch stages[stage].mode {
         case .rate, .replay:
             var count = 0
             var schedule = OpenLoopSchedule(plan: plan, cellIndex: cell, stageIndex: stage, striping: striping)
             while schedule.next() != nil { count += 1 }
             return count
         case .concurrency:
-            guard let total = plan.load.stages[stage].requests else { return nil }
+            guard let total = stages[stage].requests else { return nil }
             guard let striping else { return total }
-            return (0..<total).filter { striping.owns($0 % max(1, Self.users(plan, stage))) }.count
+            return (0..<total).filter { striping.owns($0 % max(1, Self.users(stages[stage]))) }.count
         }
     }
 
-    static func users(_ plan: Plan, _ stage: Int) -> Int {
-        guard case .concurrency(let users, _) = plan.load.stages[stage].mode else { return 0 }
-        return max(users, Int(plan.load.stages[stage].rampTo?.rounded() ?? 0))
+    static func users(_ stage: Stage) -> Int {
+        guard case .concurrency(let users, _) = stage.mode else { return 0 }
+        return max(users, Int(stage.rampTo?.rounded() ?? 0))
     }
 
     public static func explain(_ plan: Plan, agents: Int) -> String {
         let shards = ShardSplitter.split(plan, capacities: Array(repeating: 1, count: max(1, agents)))
-        var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s) = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
+        let sweep = [plan.matrix.promptTokens.count, plan.matrix.outputTokens.count, plan.matrix.concurrency.count, plan.matrix.rate.count]
+            .filter { $0 > 0 }.map { " × \($0)" }.joined()
+        var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s)\(sweep.isEmpty ? "" : " × matrix\(sweep)") = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
+        if !plan.placement.isEmpty {
+            out += "placement: " + plan.placement.map { "\($0.selectorText) \(String(format: "%.0f%%", $0.share * 100))" }.joined(separator: ", ")
+                + " (each group's agents are chosen by label when the run starts; the per-agent figures below ignore placement)\n"
+        }
         var totalRequests = 0
         var unknown = false
         var promptTokens = 0.0
         var outputTokens = 0.0
         for cell in plan.cells {
-            let workload = plan.workloads[cell.workloadIndex]
-            out += "\ncell \(cell.index) \(cell.name): prompt ~\(Int(workload.promptTokens.mean)) tokens, output ~\(Int(workload.outputTokens.mean)) tokens\n"
-            for (s, stage) in plan.load.stages.enumerated() {
+            let workload = plan.workload(of: cell)
+            out += "\ncell \(cell.index) \(cell.name): prompt ~\(Int(workload.promptTokens.mean)) tokens, output ~\(Int(workload.outputTokens.mean)) tokens"
+            // A session of T turns sends T requests; with history, turn t resends t earlier exchanges.
+            let turns = workload.session.map { $0.turns.mean } ?? 1
+            let exchange = workload.promptTokens.mean + workload.outputTokens.mean
+            let promptPerSession = turns * workload.promptTokens.mean
+                + ((workload.session?.history ?? false) ? exchange * turns * (turns - 1) / 2 : 0)
+            if let session = workload.session {
+                out += String(format: "; sessions of ~%.1f turns (think %.1f s%@)", turns, session.thinkTime, session.history ? ", growing history" : "")
+            }
+            out += "\n"
+            let unit = workload.session == nil ? "requests" : "sessions"
+            for (s, stage) in plan.stages(of: cell).enumerated() {
                 let whole = self.expectedRequests(plan, cell: cell.index, stage: s, striping: nil)
                 let perAgent = shards.map { self.expectedRequests(plan, cell: cell.index, stage: s, striping: $0.striping) }
-                out += "  stage \(s): \(self.describe(stage)) — \(whole.map { "\($0) requests" } ?? "requests depend on latency")"
+                out += "  stage \(s): \(self.describe(stage)) — \(whole.map { "\($0) \(unit)" } ?? "\(unit) depend on latency")"
                 if whole != nil { out += "; per agent " + perAgent.map { $0.map(String.init) ?? "?" }.joined(separator: " / ") }
                 if case .concurrency(let users, _) = stage.mode {
                     let total = max(users, Int(stage.rampTo?.rounded() ?? 0))
@@ -51,8 +68,9 @@ public enum PlanExplainer {
                         promptTokens += requests.map { Double($0.promptTokens ?? Int(workload.promptTokens.mean)) }.reduce(0, +)
                         outputTokens += requests.map { Double($0.outputTokens ?? Int(workload.outputTokens.mean)) }.reduce(0, +)
                     } else {
-                        promptTokens += Double(whole) * workload.promptTokens.mean
-                        outputTokens += Double(whole) * workload.outputTokens.mean
+                        totalRequests += Int((Double(whole) * turns).rounded()) - whole
+                        promptTokens += Double(whole) * promptPerSession
+                        outputTokens += Double(whole) * turns * workload.outputTokens.mean
                     }
                 } else {
                     unknown = true

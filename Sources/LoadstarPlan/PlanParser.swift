@@ -200,7 +200,10 @@ struct NodeReader {
 
 extension NodeReader {
     mutating func plan(_ root: Node) -> Plan? {
-        guard let f = self.fields(root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos"]) else {
+        guard
+            let f = self.fields(
+                root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos", "matrix", "placement"])
+        else {
             return nil
         }
         let name = self.string(f["name"], "name")
@@ -227,8 +230,60 @@ extension NodeReader {
             slos.errorRate = g["error_rate"].flatMap { self.double($0, "slos.error_rate") }
             if let rate = slos.errorRate, rate > 1 { self.report(g["error_rate"], "slos.error_rate", "expected a share between 0 and 1") }
         }
+        let matrix = f["matrix"].flatMap { self.matrix($0, "matrix", stages: load?.stages ?? []) } ?? Matrix()
+        let placement = f["placement"].flatMap { self.placement($0, "placement") } ?? []
         guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
-        return Plan(name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos)
+        return Plan(
+            name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos, matrix: matrix, placement: placement)
+    }
+
+    /// `{prompt_tokens: [...], output_tokens: [...], concurrency: [...], rate: [...]}`.
+    mutating func matrix(_ node: Node, _ path: String, stages: [Stage]) -> Matrix? {
+        guard let f = self.fields(node, path, required: [], optional: ["prompt_tokens", "output_tokens", "concurrency", "rate"]) else {
+            return nil
+        }
+        if f.isEmpty { self.report(node, path, "a matrix needs at least one of prompt_tokens, output_tokens, concurrency, rate") }
+        func ints(_ key: String) -> [Int] {
+            (self.list(f[key], "\(path).\(key)") ?? []).enumerated().compactMap { self.int($1, "\(path).\(key)[\($0)]", minimum: 1) }
+        }
+        var matrix = Matrix(promptTokens: ints("prompt_tokens"), outputTokens: ints("output_tokens"), concurrency: ints("concurrency"))
+        matrix.rate = (self.list(f["rate"], "\(path).rate") ?? []).enumerated().compactMap {
+            self.double($1, "\(path).rate[\($0)]", exclusive: true)
+        }
+        let closed = stages.filter { if case .concurrency = $0.mode { true } else { false } }
+        let open = stages.filter { if case .rate = $0.mode { true } else { false } }
+        if f["concurrency"] != nil {
+            if closed.isEmpty { self.report(f["concurrency"], "\(path).concurrency", "the plan has no concurrency stage to sweep") }
+            if closed.contains(where: { $0.rampTo != nil }) {
+                self.report(f["concurrency"], "\(path).concurrency", "a swept concurrency replaces the stages' users; remove to_concurrency")
+            }
+        }
+        if f["rate"] != nil {
+            if open.isEmpty { self.report(f["rate"], "\(path).rate", "the plan has no rate stage to sweep") }
+            if open.contains(where: { $0.rampTo != nil }) {
+                self.report(f["rate"], "\(path).rate", "a swept rate replaces the stages' rate; remove to_rate")
+            }
+        }
+        return matrix
+    }
+
+    /// `[{select: {region: eu-west}, share: 0.5}, …]`; shares add up to 1.
+    mutating func placement(_ node: Node, _ path: String) -> [Placement]? {
+        guard let items = self.list(node, path) else { return nil }
+        var out: [Placement] = []
+        for (index, item) in items.enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            guard let f = self.fields(item, itemPath, required: ["select", "share"], optional: []) else { continue }
+            let selector = self.stringMap(f["select"], "\(itemPath).select") ?? [:]
+            if selector.isEmpty { self.report(f["select"], "\(itemPath).select", "expected at least one label, e.g. {region: eu-west}") }
+            guard let share = self.double(f["share"], "\(itemPath).share", exclusive: true) else { continue }
+            out.append(Placement(selector: selector, share: share))
+        }
+        let total = out.reduce(0) { $0 + $1.share }
+        if out.count == items.count && abs(total - 1) > 1e-6 {
+            self.report(node, path, "the shares add up to \(total); they must add up to 1")
+        }
+        return out
     }
 
     mutating func checkUnique(_ names: [String], _ node: Node?, _ path: String, what: String) {
@@ -241,7 +296,8 @@ extension NodeReader {
     mutating func target(_ node: Node, _ path: String) -> Target? {
         guard
             let f = self.fields(
-                node, path, required: ["name", "base_url", "model"], optional: ["kind", "headers", "timeouts", "http_version", "tls"])
+                node, path, required: ["name", "base_url", "model"],
+                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate"])
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
         let baseURL = self.string(f["base_url"], "\(path).base_url")
@@ -280,10 +336,39 @@ extension NodeReader {
             tls.caFile = tf["ca_file"].flatMap { self.string($0, "\(path).tls.ca_file") }
             tls.insecure = tf["insecure"].flatMap { self.bool($0, "\(path).tls.insecure") } ?? false
         }
+        let pricing = f["pricing"].flatMap { self.pricing($0, "\(path).pricing") }
+        let quality = f["quality"].flatMap { self.double($0, "\(path).quality") }
+        let calibrate = f["calibrate"].flatMap { self.bool($0, "\(path).calibrate") } ?? true
         guard let name, let baseURL, let model else { return nil }
         return Target(
             name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts, httpVersion: httpVersion,
-            tls: tls)
+            tls: tls, pricing: pricing, quality: quality, calibrate: calibrate)
+    }
+
+    /// `{input_per_million, output_per_million}` or `{gpu_hour, gpus}` (US dollars).
+    mutating func pricing(_ node: Node, _ path: String) -> Target.Pricing? {
+        guard let f = self.fields(node, path, required: [], optional: ["input_per_million", "output_per_million", "gpu_hour", "gpus"]) else {
+            return nil
+        }
+        let perToken = f["input_per_million"] != nil || f["output_per_million"] != nil
+        let perGPU = f["gpu_hour"] != nil || f["gpus"] != nil
+        switch (perToken, perGPU) {
+        case (true, false):
+            guard let input = self.double(f["input_per_million"] ?? node, "\(path).input_per_million"),
+                let output = self.double(f["output_per_million"] ?? node, "\(path).output_per_million")
+            else { return nil }
+            return .perToken(inputPerMillion: input, outputPerMillion: output)
+        case (false, true):
+            let dollars = self.double(f["gpu_hour"], "\(path).gpu_hour")
+            let gpus = self.int(f["gpus"], "\(path).gpus", minimum: 1)
+            if f["gpu_hour"] == nil { self.report(node, "\(path).gpu_hour", "required with gpus") }
+            if f["gpus"] == nil { self.report(node, "\(path).gpus", "required with gpu_hour") }
+            guard let dollars, let gpus else { return nil }
+            return .perGPUHour(dollars: dollars, gpus: gpus)
+        default:
+            self.report(node, path, "expected either input_per_million and output_per_million, or gpu_hour and gpus")
+            return nil
+        }
     }
 
     mutating func workload(_ node: Node, _ path: String) -> Workload? {
@@ -292,7 +377,7 @@ extension NodeReader {
                 node, path, required: ["name", "prompt_tokens", "output_tokens"],
                 optional: [
                     "system_prompt", "temperature", "top_p", "stop", "ignore_eos", "extra_body", "shared_prefix_tokens",
-                    "prefix_share", "cache_bust",
+                    "prefix_share", "cache_bust", "session",
                 ])
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
@@ -325,26 +410,41 @@ extension NodeReader {
         if cacheBust && sharedPrefix > 0 {
             self.report(f["cache_bust"], "\(path).cache_bust", "cache_bust and shared_prefix_tokens contradict each other")
         }
+        var session: Workload.Session?
+        if let node = f["session"], let g = self.fields(node, "\(path).session", required: ["turns"], optional: ["think_time", "history"]) {
+            let turns = g["turns"].flatMap { self.distribution($0, "\(path).session.turns") }
+            if case .fixed(let n)? = turns, n > Workload.Session.maxTurns {
+                self.report(g["turns"], "\(path).session.turns", "at most \(Workload.Session.maxTurns) turns")
+            }
+            let think = self.duration(g["think_time"], "\(path).session.think_time") ?? 0
+            let history = g["history"].flatMap { self.bool($0, "\(path).session.history") } ?? true
+            session = turns.map { Workload.Session(turns: $0, thinkTime: think, history: history) }
+        }
         guard let name, let prompt, let output else { return nil }
         return Workload(
             name: name, promptTokens: prompt, outputTokens: output, systemPrompt: system, temperature: temperature,
             topP: topP, stop: stop, ignoreEOS: ignoreEOS, extraBody: extraBody, sharedPrefixTokens: sharedPrefix,
-            prefixShare: prefixShare, cacheBust: cacheBust)
+            prefixShare: prefixShare, cacheBust: cacheBust, session: session)
     }
 
-    /// `256`, or one of `{uniform: [min, max]}`, `{normal: {mean, stddev}}`, `{lognormal: {mean, stddev}}`.
+    /// `256`, or one of `{uniform: [min, max]}`, `{normal: {mean, stddev}}`, `{lognormal: {mean, stddev}}`,
+    /// `{histogram: {VALUE or LOW-HIGH: weight, …}}`, `{dataset: {file, field}}`.
     mutating func distribution(_ node: Node, _ path: String) -> Distribution? {
         if case .scalar = node {
             return self.int(node, path, minimum: 1).map { .fixed($0) }
         }
-        guard let f = self.fields(node, path, required: [], optional: ["uniform", "normal", "lognormal"]) else {
+        guard let f = self.fields(node, path, required: [], optional: ["uniform", "normal", "lognormal", "histogram", "dataset"]) else {
             return nil
         }
         guard f.count == 1, let (kind, value) = f.first else {
-            self.report(node, path, "expected a number or exactly one of uniform, normal, lognormal")
+            self.report(node, path, "expected a number or exactly one of uniform, normal, lognormal, histogram, dataset")
             return nil
         }
         switch kind {
+        case "histogram":
+            return self.histogram(value, "\(path).histogram")
+        case "dataset":
+            return self.dataset(value, "\(path).dataset")
         case "uniform":
             guard case .sequence(let bounds) = value, bounds.count == 2,
                 let lo = bounds[0].int, let hi = bounds[1].int, lo >= 1, hi >= lo
@@ -407,14 +507,15 @@ extension NodeReader {
                 var last = 0.0
                 for (index, item) in items.enumerated() {
                     let itemPath = "\(path).replay[\(index)]"
-                    guard let g = self.fields(item, itemPath, required: ["at"], optional: ["prompt_tokens", "output_tokens"]),
+                    guard let g = self.fields(item, itemPath, required: ["at"], optional: ["prompt_tokens", "output_tokens", "session"]),
                         let at = self.duration(g["at"], "\(itemPath).at")
                     else { continue }
                     if at < last { self.report(g["at"], "\(itemPath).at", "replay times must not decrease") }
                     last = at
                     replayed.append(Stage.ReplayRequest(
                         at: at, promptTokens: self.int(g["prompt_tokens"], "\(itemPath).prompt_tokens", minimum: 1),
-                        outputTokens: self.int(g["output_tokens"], "\(itemPath).output_tokens", minimum: 1)))
+                        outputTokens: self.int(g["output_tokens"], "\(itemPath).output_tokens", minimum: 1),
+                        session: self.int(g["session"], "\(itemPath).session")))
                 }
                 return Stage(mode: .replay(replayed), duration: duration, requests: requests)
             }
@@ -524,4 +625,52 @@ extension NodeReader {
     }
 
     static func jsonString(_ s: String) -> String { JSONText.quote(s) }
+}
+
+extension NodeReader {
+    /// `{256: 5, 1024-4096: 2}`: a value or an inclusive range of values, and its weight.
+    mutating func histogram(_ node: Node, _ path: String) -> Distribution? {
+        guard case .mapping(let mapping) = node, !mapping.isEmpty else {
+            self.report(node, path, "expected a mapping of token counts (or LOW-HIGH ranges) to weights, e.g. {256: 3, 1024-4096: 1}")
+            return nil
+        }
+        var bins: [(low: Int, high: Int, weight: Double)] = []
+        for (key, value) in mapping {
+            let text = key.string ?? ""
+            let bounds = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (bounds.count == 1 || bounds.count == 2), let low = bounds.first ?? nil, let high = bounds.last ?? nil, low >= 1, high >= low
+            else {
+                self.report(key, "\(path).\(text)", "expected a token count ≥ 1 or a range LOW-HIGH with 1 ≤ LOW ≤ HIGH")
+                continue
+            }
+            guard let weight = self.double(value, "\(path).\(text)") else { continue }
+            bins.append((low, high, weight))
+        }
+        guard bins.count == mapping.count else { return nil }
+        guard let distribution = Distribution.histogram(bins) else {
+            self.report(node, path, "at least one weight must be positive")
+            return nil
+        }
+        return distribution
+    }
+
+    /// `{file: lengths.jsonl, field: prompt_tokens}`: the token counts of a dataset, drawn as its
+    /// empirical distribution. JSONL (objects with `field`), CSV (a header naming `field`), or one
+    /// number per line (no `field`).
+    mutating func dataset(_ node: Node, _ path: String) -> Distribution? {
+        guard let f = self.fields(node, path, required: ["file"], optional: ["field"]),
+            let file = self.string(f["file"], "\(path).file")
+        else { return nil }
+        let field = f["field"].flatMap { self.string($0, "\(path).field") }
+        let resolved = file.hasPrefix("/") ? file : self.baseDirectory + "/" + file
+        do {
+            let values = try DatasetFile.values(path: resolved, field: field)
+            var counts: [Int: Int] = [:]
+            for value in values { counts[value, default: 0] += 1 }
+            return Distribution.histogram(counts.keys.sorted().map { ($0, $0, Double(counts[$0]!)) })
+        } catch {
+            self.report(f["file"], "\(path).file", "\(error)")
+            return nil
+        }
+    }
 }

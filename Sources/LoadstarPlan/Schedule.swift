@@ -2,19 +2,42 @@ import Foundation
 
 /// One request of the plan, as the schedule fixes it before anything is sent.
 public struct ScheduledRequest: Equatable, Sendable {
-    /// Index in the plan's global sequence for this cell and stage (the same on every agent).
+    /// Index in the plan's global sequence for this cell and stage (the same on every agent);
+    /// for multi-turn sessions, the session's index (all its turns share it).
     public var index: Int
     /// Microseconds after the stage's start at which the request is due (open loop only).
     public var offset: Int64
     public var promptTokens: Int
     public var outputTokens: Int
+    /// Turn within its session (0 for single requests), and the session's number of turns.
+    public var turn: Int
+    public var turns: Int
+    /// Token counts of the earlier turns the request resends, in order: user message, answer,
+    /// user message, answer… (empty for single requests and first turns).
+    public var history: [Int]
+    /// What seeds the request's own text: its index, or its session's, so that the requests of
+    /// one session start with the same words.
+    public var textKey: UInt64
+    /// Prefix-block ids of a replayed trace request (Mooncake `hash_ids`).
+    public var prefixBlocks: [Int]?
 
-    public init(index: Int, offset: Int64, promptTokens: Int, outputTokens: Int) {
+    public init(
+        index: Int, offset: Int64, promptTokens: Int, outputTokens: Int, turn: Int = 0, turns: Int = 1, history: [Int] = [],
+        textKey: UInt64? = nil, prefixBlocks: [Int]? = nil
+    ) {
         self.index = index
         self.offset = offset
         self.promptTokens = promptTokens
         self.outputTokens = outputTokens
+        self.turn = turn
+        self.turns = turns
+        self.history = history
+        self.textKey = textKey ?? UInt64(index)
+        self.prefixBlocks = prefixBlocks
     }
+
+    /// Tokens of the newest user message (the prompt minus the resent history).
+    public var newTokens: Int { max(1, self.promptTokens - self.history.reduce(0, +)) }
 }
 
 /// The global, unsharded order of requests of one open-loop stage; a shard keeps the indices its
@@ -38,7 +61,7 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
 
     /// - Parameter striping: the shard's part, or `nil` for the whole plan.
     public init(plan: Plan, cellIndex: Int, stageIndex: Int, striping: Striping?) {
-        let stage = plan.load.stages[stageIndex]
+        let stage = plan.stages(of: plan.cells[cellIndex])[stageIndex]
         let rate: Double
         let arrival: Stage.Arrival
         switch stage.mode {
@@ -71,10 +94,14 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
                 let offset = Int64((replay[i].at * 1_000_000).rounded(.down))
                 if let duration = self.durationMicros, offset >= duration { return nil }
                 self.nextIndex += 1
-                if let striping = self.striping, !striping.owns(i) { continue }
+                // A session stays on one agent: its requests are striped by the session, not the request.
+                let owner = replay[i].session.map { Int(UInt64(bitPattern: Int64($0)) % (1 << 62)) } ?? i
+                if let striping = self.striping, !striping.owns(owner) { continue }
                 var request = self.shape.request(index: i, offset: offset)
                 request.promptTokens = replay[i].promptTokens ?? request.promptTokens
                 request.outputTokens = replay[i].outputTokens ?? request.outputTokens
+                request.prefixBlocks = replay[i].prefixBlocks
+                if let session = replay[i].session { request.textKey = 1 << 63 | UInt64(bitPattern: Int64(session)) }
                 return request
             }
             if i > 0 {
@@ -89,7 +116,7 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
             if let duration = self.durationMicros, offset >= duration { return nil }
             self.nextIndex += 1
             if let striping = self.striping, !striping.owns(i) { continue }
-            return self.shape.request(index: i, offset: offset)
+            return self.shape.turn(session: i, turn: 0, offset: offset)
         }
     }
 
@@ -116,7 +143,7 @@ public struct RequestShape: Sendable {
         self.seed = plan.seed
         self.cellIndex = cellIndex
         self.stageIndex = stageIndex
-        self.workload = plan.workloads[plan.cells[cellIndex].workloadIndex]
+        self.workload = plan.workload(of: plan.cells[cellIndex])
     }
 
     public func request(index: Int, offset: Int64) -> ScheduledRequest {
@@ -124,5 +151,28 @@ public struct RequestShape: Sendable {
         let prompt = self.workload.promptTokens.draw(&rng)
         let output = self.workload.outputTokens.draw(&rng)
         return ScheduledRequest(index: index, offset: offset, promptTokens: prompt, outputTokens: output)
+    }
+
+    /// Turn `turn` of session `session`; for a workload without sessions, request `session`.
+    public func turn(session: Int, turn: Int, offset: Int64) -> ScheduledRequest {
+        guard let conversation = self.workload.session else { return self.request(index: session, offset: offset) }
+        let turns = self.turns(session: session)
+        var history: [Int] = []
+        var newest = (prompt: 1, output: 1)
+        for j in 0...turn {
+            var rng = SplitMix64(seed: self.seed, 0x5455_524E, UInt64(self.cellIndex), UInt64(self.stageIndex), UInt64(session), UInt64(j))  // "TURN"
+            newest = (self.workload.promptTokens.draw(&rng), self.workload.outputTokens.draw(&rng))
+            if j < turn && conversation.history { history += [newest.prompt, newest.output] }
+        }
+        return ScheduledRequest(
+            index: session, offset: offset, promptTokens: history.reduce(0, +) + newest.prompt, outputTokens: newest.output, turn: turn,
+            turns: turns, history: history)
+    }
+
+    /// How many turns session `session` has (1 without sessions).
+    public func turns(session: Int) -> Int {
+        guard let conversation = self.workload.session else { return 1 }
+        var rng = SplitMix64(seed: self.seed, 0x5345_5353, UInt64(self.cellIndex), UInt64(self.stageIndex), UInt64(session))  // "SESS"
+        return min(Workload.Session.maxTurns, conversation.turns.draw(&rng))
     }
 }

@@ -81,14 +81,70 @@ public struct ShardSpec: Codable, Equatable, Sendable {
     }
 }
 
+/// An agent as placement sees it: its capacity and its labels (its region included as `region`).
+public struct AgentSlot: Equatable, Sendable {
+    public var name: String
+    public var capacity: Int
+    public var labels: [String: String]
+    public init(name: String, capacity: Int, labels: [String: String]) {
+        self.name = name
+        self.capacity = capacity
+        self.labels = labels
+    }
+}
+
+/// A placement that no connected agent can satisfy.
+public struct PlacementError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
 /// Splits a plan into shards, one per agent, weighted by each agent's capacity.
 public enum ShardSplitter {
     public static func split(_ plan: Plan, capacities: [Int]) -> [ShardSpec] {
-        let stripings = Striping.split(weights: capacities.map { max(1, $0) })
+        self.shards(plan, weights: capacities.map { max(1, $0) })
+    }
+
+    /// Shards for the agents the plan's placement chooses: each selector's group gets its share
+    /// of every stage and cell, split inside the group by capacity; an agent matching no selector
+    /// gets nothing (and one matching several belongs to the first). Without placement, every
+    /// agent by capacity.
+    /// - Returns: the index in `agents` of each agent that takes part, with its shard.
+    public static func place(_ plan: Plan, agents: [AgentSlot]) throws(PlacementError) -> [(agent: Int, spec: ShardSpec)] {
+        guard !plan.placement.isEmpty else {
+            return self.split(plan, capacities: agents.map(\.capacity)).enumerated().map { ($0, $1) }
+        }
+        var taken = Set<Int>()
+        var chosen: [(agent: Int, weight: Double)] = []
+        for (index, group) in plan.placement.enumerated() {
+            let members = agents.indices.filter { agent in
+                !taken.contains(agent) && group.selector.allSatisfy { agents[agent].labels[$0.key] == $0.value }
+            }
+            guard !members.isEmpty else {
+                let known = agents.map { agent in
+                    "\(agent.name) (\(agent.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")))"
+                }
+                throw PlacementError(description: "placement[\(index)] selects \(group.selectorText) but no connected agent has those labels; "
+                    + "agents: \(known.isEmpty ? "none" : known.joined(separator: "; "))")
+            }
+            taken.formUnion(members)
+            let capacity = Double(members.reduce(0) { $0 + max(1, agents[$1].capacity) })
+            for agent in members { chosen.append((agent, group.share * Double(max(1, agents[agent].capacity)) / capacity)) }
+        }
+        // Integer weights to one part in 10,000, reduced by their common divisor (so 50/50 is 1:1).
+        var weights = chosen.map { max(1, Int(($0.weight * 10_000).rounded())) }
+        let divisor = weights.reduce(0) { Self.gcd($0, $1) }
+        weights = weights.map { $0 / max(1, divisor) }
+        return zip(chosen, self.shards(plan, weights: weights)).map { ($0.agent, $1) }
+    }
+
+    private static func shards(_ plan: Plan, weights: [Int]) -> [ShardSpec] {
+        let stripings = Striping.split(weights: weights)
         return stripings.enumerated().map { index, striping in
             var seeds = SplitMix64(seed: plan.seed, 0x5348_4152_44, UInt64(index))  // "SHARD"
             return ShardSpec(
                 plan: plan, shardIndex: index, shardCount: stripings.count, striping: striping, seed: seeds.next())
         }
     }
+
+    private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 }

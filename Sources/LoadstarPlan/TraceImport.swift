@@ -2,7 +2,8 @@ import Foundation
 
 /// Public LLM-inference traces, turned into replay requests: Azure LLM inference trace CSV
 /// (`TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake JSONL (`timestamp` ms, `input_length`,
-/// `output_length`), and BurstGPT CSV (`Timestamp`, `Request tokens`, `Response tokens`).
+/// `output_length`, `hash_ids` as shared prefix blocks), and BurstGPT CSV (`Timestamp`,
+/// `Request tokens`, `Response tokens`, and `Session ID` where the file has it).
 public enum TraceImport {
     public enum Format: String, Codable, Sendable, CaseIterable {
         case azure
@@ -45,6 +46,8 @@ public enum TraceImport {
         var at: Double
         var prompt: Int
         var output: Int
+        var session: Int? = nil
+        var blocks: [Int]? = nil
     }
 
     static func parse(_ text: String, format: Format, path: String) throws -> [Row] {
@@ -58,7 +61,8 @@ public enum TraceImport {
                     let input = (object["input_length"] as? NSNumber)?.intValue,
                     let output = (object["output_length"] as? NSNumber)?.intValue
                 else { throw Failure(description: "\(path):\(number + 1): expected {timestamp, input_length, output_length}") }
-                rows.append(Row(at: timestamp / 1000, prompt: input, output: output))
+                let blocks = (object["hash_ids"] as? [NSNumber])?.map(\.intValue)
+                rows.append(Row(at: timestamp / 1000, prompt: input, output: output, blocks: blocks))
             }
         case .azure, .burstgpt:
             guard let header = lines.first else { return [] }
@@ -70,17 +74,28 @@ public enum TraceImport {
             else {
                 throw Failure(description: "\(path):1: expected columns \(names.0), \(names.1), \(names.2); found \(columns.joined(separator: ", "))")
             }
+            let sessionColumn = format == .burstgpt ? columns.firstIndex(of: "Session ID") : nil
             var origin: Double?
             for (number, line) in lines.dropFirst().enumerated() where !line.isEmpty {
                 let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                guard fields.count > max(t, p, o), let prompt = Int(fields[p]), let output = Int(fields[o]),
+                guard fields.count > max(t, p, o, sessionColumn ?? 0), let prompt = Int(fields[p]), let output = Int(fields[o]),
                     let seconds = format == .azure ? self.azureSeconds(fields[t]) : Double(fields[t])
                 else { throw Failure(description: "\(path):\(number + 2): cannot read \(names.0), \(names.1), \(names.2) from '\(line)'") }
                 if origin == nil { origin = seconds }
-                rows.append(Row(at: seconds - origin!, prompt: prompt, output: output))
+                let session = sessionColumn.map { Self.sessionNumber(fields[$0]) }
+                rows.append(Row(at: seconds - origin!, prompt: prompt, output: output, session: session))
             }
         }
         return rows.sorted { $0.at < $1.at }
+    }
+
+    /// A session id as a number: itself when numeric, else a stable hash of the text (FNV-1a).
+    static func sessionNumber(_ text: String) -> Int {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let number = Int(trimmed), number >= 0 { return number }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in trimmed.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(hash >> 2)
     }
 
     /// `2023-11-16 18:17:03.9799600` or `2024-05-10 00:00:00.009930+00:00`, as seconds of the day
@@ -108,12 +123,18 @@ public enum TraceImport {
         let end = options.windowDuration.map { options.windowStart + $0 } ?? .infinity
         var rng = SplitMix64(seed: options.seed, 0x5452_4143_45)  // "TRACE"
         var out: [Stage.ReplayRequest] = []
+        // Copies made by rate scaling are sessions of their own (a conversation is not repeated
+        // inside itself): copy c of session s becomes session s + c × (largest session + 1).
+        let sessionSpan = (rows.compactMap(\.session).max() ?? 0) + 1
         for row in rows where row.at >= options.windowStart && row.at < end {
             var copies = Int(options.rateScale.rounded(.down))
             if rng.nextUnit() <= options.rateScale - Double(copies) { copies += 1 }
             let prompt = options.maxPromptTokens.map { min($0, max(1, row.prompt)) } ?? max(1, row.prompt)
-            for _ in 0..<copies {
-                out.append(Stage.ReplayRequest(at: (row.at - options.windowStart) * options.timeScale, promptTokens: prompt, outputTokens: max(1, row.output)))
+            let blocks = row.blocks.map { Array($0.prefix((prompt + Stage.prefixBlockTokens - 1) / Stage.prefixBlockTokens)) }
+            for copy in 0..<copies {
+                out.append(Stage.ReplayRequest(
+                    at: (row.at - options.windowStart) * options.timeScale, promptTokens: prompt, outputTokens: max(1, row.output),
+                    session: row.session.map { $0 &+ copy &* sessionSpan }, prefixBlocks: blocks))
             }
         }
         return out

@@ -132,9 +132,10 @@ struct Cluster {
             coordinatorPort: try await coordinator.port(announcedBy: "loadstar coordinator listening"), databaseURL: url)
     }
 
-    func agent(_ name: String, record: String? = nil) throws -> Child {
+    func agent(_ name: String, record: String? = nil, extra: [String] = []) throws -> Child {
         var arguments = ["agent", "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--name", name, "--once", "--log-level", "warning"]
         if let record { arguments += ["--record", record] }
+        arguments += extra
         return try Child(arguments)
     }
 

@@ -53,7 +53,17 @@ let tracesPresent = FileManager.default.fileExists(atPath: tracesDirectory + "/R
         #expect(abs(TraceImport.azureSeconds("2023-11-16 18:17:03.9799600")! - TraceImport.azureSeconds("2023-11-16 18:15:46.6805900")! - 77.29937) < 1e-6)
         let burst = "Timestamp,Session ID,Elapsed time,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,1,0.5,ChatGPT,472,18,490,Conversation log\n7.5,1,0.2,GPT-4,10,0,10,API log\n"
         let rows = try TraceImport.parse(burst, format: .burstgpt, path: "b.csv")
-        #expect(rows == [.init(at: 0, prompt: 472, output: 18), .init(at: 2.5, prompt: 10, output: 0)])
+        #expect(rows == [.init(at: 0, prompt: 472, output: 18, session: 1), .init(at: 2.5, prompt: 10, output: 0, session: 1)])
+        // The files without sessions read as requests of their own.
+        let plain = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,ChatGPT,472,18,490,Conversation log\n"
+        #expect(try TraceImport.parse(plain, format: .burstgpt, path: "b.csv") == [.init(at: 0, prompt: 472, output: 18)])
+        // Non-numeric session ids get a stable number; rate-scaled copies are sessions of their own.
+        #expect(TraceImport.sessionNumber("s-abc") == TraceImport.sessionNumber("s-abc"))
+        #expect(TraceImport.sessionNumber("s-abc") != TraceImport.sessionNumber("s-abd"))
+        var options = TraceImport.Options()
+        options.rateScale = 2
+        let doubled = TraceImport.shape(rows, options: options)
+        #expect(doubled.map(\.session) == [1, 3, 1, 3])
         #expect(throws: TraceImport.Failure.self) { try TraceImport.parse("a,b\n1,2\n", format: .burstgpt, path: "x.csv") }
         #expect(throws: TraceImport.Failure.self) { try TraceImport.parse("{\"timestamp\": 1}\n", format: .mooncake, path: "m.jsonl") }
     }

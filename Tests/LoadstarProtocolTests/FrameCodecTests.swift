@@ -76,7 +76,7 @@ func encoded(_ message: Message) -> ByteBuffer {
 
     @Test func oversizedFrameIsRejectedBeforeItsPayloadArrives() {
         var buffer = ByteBuffer()
-        buffer.writeMultipleIntegers(UInt8(1), MessageType.sampleBatch.rawValue, UInt32(64 << 20))
+        buffer.writeMultipleIntegers(loadstarProtocolVersion, MessageType.sampleBatch.rawValue, UInt32(64 << 20))
         #expect(throws: WireError.frameTooLarge(length: 64 << 20, limit: Frame.defaultMaximumPayloadLength)) {
             try Frame.decode(from: &buffer)
         }
@@ -84,7 +84,7 @@ func encoded(_ message: Message) -> ByteBuffer {
 
     @Test func unknownTypeIsRejected() {
         var buffer = ByteBuffer()
-        buffer.writeMultipleIntegers(UInt8(1), UInt8(200), UInt32(0))
+        buffer.writeMultipleIntegers(loadstarProtocolVersion, UInt8(200), UInt32(0))
         #expect(throws: WireError.unknownMessageType(200)) { try Frame.decode(from: &buffer) }
     }
 
