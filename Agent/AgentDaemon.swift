@@ -80,6 +80,8 @@ public actor AgentDaemon: Service {
         var nextSeq: UInt64 = 0
         var unacked: [UInt64: SampleBatch] = [:]
         var done: ShardDone?
+        /// Set once the targets are probed (``PromptCalibrator``).
+        var calibrations: [PromptCalibration]?
     }
 
     public init(options: AgentOptions, logger: Logger) {
@@ -232,12 +234,22 @@ public actor AgentDaemon: Service {
             }
             self.shard = ShardState(assignment: assignment, spec: spec)
             self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
+            // Probe the targets before the start, then tell the coordinator the shard is ready.
+            let plan = spec.plan
+            let secrets = assignment.secrets
+            Task {
+                let calibrations = await withCheckedContinuation { continuation in
+                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(plan: plan, secrets: secrets)) }.start()
+                }
+                await self.calibrated(assignment, calibrations)
+            }
         case .startAt(let start):
             guard var shard = self.shard, shard.assignment.runID == start.runID, !shard.started else { return }
             shard.started = true
             self.shard = shard
             let outputs = ShardRunner.start(
-                spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats)
+                spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats,
+                calibrations: shard.calibrations ?? [])
             let runID = start.runID
             Task { await self.pump(outputs, runID: runID) }
         case .batchAck(let ack):
@@ -254,6 +266,25 @@ public actor AgentDaemon: Service {
         default:
             break
         }
+    }
+
+    private func calibrated(_ assignment: ShardAssignment, _ calibrations: [PromptCalibration]) async {
+        guard let shard = self.shard, shard.assignment.runID == assignment.runID, shard.assignment.shardIndex == assignment.shardIndex
+        else { return }
+        self.shard?.calibrations = calibrations
+        for calibration in calibrations {
+            let target = shard.spec.plan.targets[Int(calibration.targetIndex)].name
+            if calibration.problem.isEmpty {
+                self.logger.info("prompt calibrated", metadata: [
+                    "target": "\(target)", "tokens_per_word": "\(calibration.tokensPerWord)", "overhead_tokens": "\(calibration.overheadTokens)",
+                ])
+            } else {
+                self.logger.warning("prompt calibration failed; one word counts as one token", metadata: [
+                    "target": "\(target)", "reason": "\(calibration.problem)",
+                ])
+            }
+        }
+        await self.send(.shardReady(ShardReady(runID: assignment.runID, shardIndex: assignment.shardIndex, calibrations: calibrations)))
     }
 
     /// Moves engine output into batches until the shard finishes.

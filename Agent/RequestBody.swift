@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarProtocol
 
 /// Builds the JSON body of one request. Prompt text is synthesised to the requested number of
 /// tokens under the simulator's documented rule (one token per whitespace-separated word), from a
@@ -27,9 +28,17 @@ public enum RequestBody {
     ///   - seed: the request's own seed (its text, its nonce, whether it reuses the prefix); for a
     ///     session, the session's, so every turn resends the same earlier text.
     ///   - prefixSeed: the workload's seed for the shared prefix, the same for every request.
+    ///   - calibration: the target's tokens per word, learnt by probing it; without one, a word is a token.
     public static func make(
-        target: Target, workload: Workload, request: ScheduledRequest, seed: UInt64, prefixSeed: UInt64 = 0
+        target: Target, workload: Workload, request: ScheduledRequest, seed: UInt64, prefixSeed: UInt64 = 0,
+        calibration: PromptCalibration? = nil
     ) -> String {
+        // Token counts become word counts through the calibration: the first message of a
+        // request also carries the target's fixed overhead (its chat template).
+        func words(_ tokens: Int, first: Bool = false) -> Int { calibration?.words(forTokens: tokens, first: first) ?? max(1, tokens) }
+        var workload = workload
+        if workload.sharedPrefixTokens > 0 { workload.sharedPrefixTokens = words(workload.sharedPrefixTokens) }
+        let blockWords = words(Stage.prefixBlockTokens)
         let systemTokens = workload.systemPrompt.map { Self.wordCount($0) } ?? 0
         // The conversation: earlier turns (user, answer, …) then the newest user message. The
         // system prompt counts towards the request's prompt tokens, so the first user message is
@@ -38,12 +47,14 @@ public enum RequestBody {
         let history = request.history
         for j in stride(from: 0, to: history.count - 1, by: 2) {
             let exchange = j / 2
-            let user = max(1, history[j] - (j == 0 ? systemTokens : 0))
-            turns.append(("user", Self.userMessage(tokens: user, turn: exchange, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed)))
-            turns.append(("assistant", Self.prompt(tokens: history[j + 1], seed: Self.turnSeed(seed, 2 * exchange + 1))))
+            let user = max(1, words(history[j], first: j == 0) - (j == 0 ? systemTokens : 0))
+            turns.append(("user", Self.userMessage(
+                tokens: user, turn: exchange, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed, blockWords: blockWords)))
+            turns.append(("assistant", Self.prompt(tokens: words(history[j + 1]), seed: Self.turnSeed(seed, 2 * exchange + 1))))
         }
-        let newest = max(1, request.newTokens - (history.isEmpty ? systemTokens : 0))
-        turns.append(("user", Self.userMessage(tokens: newest, turn: request.turn, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed)))
+        let newest = max(1, words(request.newTokens, first: history.isEmpty) - (history.isEmpty ? systemTokens : 0))
+        turns.append(("user", Self.userMessage(
+            tokens: newest, turn: request.turn, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed, blockWords: blockWords)))
 
         var fields: [String] = [
             "\"model\":\(Self.quote(target.model))",
@@ -81,11 +92,12 @@ public enum RequestBody {
     /// User message `turn` of a request or session: the first carries the workload's prefix
     /// rules (or a trace's prefix blocks); later ones are text of their own.
     static func userMessage(
-        tokens: Int, turn: Int, request: ScheduledRequest, workload: Workload, seed: UInt64, prefixSeed: UInt64
+        tokens: Int, turn: Int, request: ScheduledRequest, workload: Workload, seed: UInt64, prefixSeed: UInt64,
+        blockWords: Int = Stage.prefixBlockTokens
     ) -> String {
         guard turn == 0 else { return Self.prompt(tokens: tokens, seed: Self.turnSeed(seed, 2 * turn)) }
         if let blocks = request.prefixBlocks, !blocks.isEmpty {
-            return Self.blockPrompt(tokens: tokens, blocks: blocks, seed: seed, prefixSeed: prefixSeed)
+            return Self.blockPrompt(tokens: tokens, blocks: blocks, seed: seed, prefixSeed: prefixSeed, blockWords: blockWords)
         }
         return Self.userPrompt(tokens: tokens, workload: workload, seed: seed, prefixSeed: prefixSeed)
     }
@@ -97,12 +109,12 @@ public enum RequestBody {
 
     /// A replayed trace prompt: one block of text per prefix-block id (the same id, the same
     /// words, on every request and agent), then text of the request's own; `tokens` words in all.
-    static func blockPrompt(tokens: Int, blocks: [Int], seed: UInt64, prefixSeed: UInt64) -> String {
+    static func blockPrompt(tokens: Int, blocks: [Int], seed: UInt64, prefixSeed: UInt64, blockWords: Int = Stage.prefixBlockTokens) -> String {
         var parts: [String] = []
         var remaining = tokens
         for block in blocks where remaining > 0 {
             var rng = SplitMix64(seed: prefixSeed, 0x424C_4B, UInt64(bitPattern: Int64(block)))  // "BLK"
-            let count = min(Stage.prefixBlockTokens, remaining)
+            let count = min(blockWords, remaining)
             parts.append(Self.prompt(tokens: count, seed: rng.next()))
             remaining -= count
         }

@@ -42,8 +42,10 @@ public enum ShardRunner {
     /// - Parameters:
     ///   - startWall: when the first cell starts, on this agent's wall clock (µs).
     ///   - workers: threads to spread the shard over (the plan's `workers`, else the core count).
+    ///   - calibrations: what probing the targets taught (``PromptCalibrator``), by target.
     public static func start(
-        spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats, workers: Int? = nil
+        spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats, workers: Int? = nil,
+        calibrations: [PromptCalibration] = []
     ) -> AsyncStream<EngineOutput> {
         let (stream, continuation) = AsyncStream.makeStream(of: EngineOutput.self)
         let count = max(1, workers ?? spec.plan.load.workers ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -52,7 +54,8 @@ public enum ShardRunner {
         for worker in 0..<count {
             let thread = Thread {
                 let engine = ShardEngine(
-                    spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count)
+                    spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count,
+                    calibrations: calibrations)
                 let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
                 completion.finished(outcome)
             }
@@ -92,7 +95,7 @@ final class WorkerCompletion: Sendable {
 }
 
 /// `curl_global_init` is not thread-safe: run it once, before the first worker's multi handle.
-private let curlGlobalInit: Void = { _ = CCurl_global_init_default() }()
+let curlGlobalInit: Void = { _ = CCurl_global_init_default() }()
 
 /// The event loop of one shard's worker. Owns the multi handle and every transfer; never leaves its thread.
 final class ShardEngine {
@@ -132,6 +135,8 @@ final class ShardEngine {
     private let endpoints: [(url: String, headers: [String])]
     /// Per workload: the seed of its shared prompt prefix.
     private let prefixSeeds: [UInt64]
+    /// Per target: its prompt calibration, when it has one.
+    private let calibrations: [PromptCalibration?]
     /// Length of a cell when known (for the cool-down window), µs.
     private let cellMicros: Int64?
 
@@ -146,7 +151,7 @@ final class ShardEngine {
 
     init(
         spec: ShardSpec, secrets: [String: String], stats: EngineStats, output: AsyncStream<EngineOutput>.Continuation,
-        worker: Int = 0, workers: Int = 1
+        worker: Int = 0, workers: Int = 1, calibrations: [PromptCalibration] = []
     ) {
         self.spec = spec
         self.secrets = secrets
@@ -168,6 +173,7 @@ final class ShardEngine {
             return rng.next()
         }
         self.cellMicros = plan.load.cellSeconds.map { Int64($0 * 1_000_000) }
+        self.calibrations = plan.targets.indices.map { index in calibrations.first { Int($0.targetIndex) == index } }
         curlGlobalInit
         self.multi = curl_multi_init()
         _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, self.maxInFlight)
@@ -323,7 +329,8 @@ final class ShardEngine {
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), request.textKey)
         let promptSeed = promptRNG.next()
         let body = RequestBody.make(
-            target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: self.prefixSeeds[cell.workloadIndex])
+            target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: self.prefixSeeds[cell.workloadIndex],
+            calibration: self.calibrations[cell.targetIndex])
         let endpoint = self.endpoints[cell.targetIndex]
         let now = AgentClock.monotonicMicros()
         // Wall times come from a recent anchor: the monotonic and wall clocks drift apart by up to

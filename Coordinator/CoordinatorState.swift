@@ -28,6 +28,7 @@ actor CoordinatorState {
         var agentID: String
         var agentName: String
         var done: ShardDone?
+        var ready = false
         var complete = false
         var lost = false
     }
@@ -107,6 +108,9 @@ actor CoordinatorState {
                     let isNew = try await self.database.store(batch, clockOffset: offset)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
                     if isNew { await self.batchStored(batch) }
+                case .shardReady(let ready):
+                    try await self.database.recordCalibrations(ready)
+                    await self.shardReady(ready)
                 case .shardDone(let done):
                     try await self.database.recordShardDone(done)
                     await self.shardDone(done)
@@ -232,14 +236,24 @@ actor CoordinatorState {
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
         try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
 
-        // Shards go out first; all agents then start at one common instant, each told it on its own clock.
-        let start = coordinatorNow() + 1_000_000
+        // Shards go out first; once every agent has set its shard up (probed the targets), all
+        // start at one common instant, each told it on its own clock.
         for (spec, agent) in zip(specs, selected) {
             let json = (try? JSONEncoder().encode(spec)) ?? Data()
             let assignment = ShardAssignment(
                 runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
                 spec: Array(json), secrets: submit.secrets)
             try? await agent.writer?.write(.assignShard(assignment))
+        }
+        let setupDeadline = coordinatorNow() + Int64(Self.setupSeconds(plan) * 1_000_000)
+        while !(await self.allShardsReady()) && coordinatorNow() < setupDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if !(await self.allShardsReady()) {
+            self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
+        }
+        let start = coordinatorNow() + 1_000_000
+        for agent in selected {
             try? await agent.writer?.write(.startAt(StartAt(runID: id, startTime: start + agent.clock.offset)))
         }
         for spec in specs {
@@ -317,6 +331,22 @@ actor CoordinatorState {
     }
 
     /// Whether every shard is complete or lost; declares lost the agents gone too long.
+    /// Longest the agents may take to set a shard up: two probes per calibrated target.
+    static func setupSeconds(_ plan: Plan) -> Double {
+        let probes = plan.targets.filter(\.calibrate).map { 2 * ($0.timeouts.connect + $0.timeouts.firstToken) }.reduce(0, +)
+        return min(120, 5 + probes)
+    }
+
+    private func shardReady(_ ready: ShardReady) {
+        guard self.run?.id == ready.runID else { return }
+        self.run?.shards[ready.shardIndex]?.ready = true
+    }
+
+    private func allShardsReady() -> Bool {
+        guard let run = self.run else { return true }
+        return run.shards.values.allSatisfy { $0.ready || $0.lost }
+    }
+
     private func runFinished() async -> Bool {
         guard var run = self.run else { return true }
         let now = coordinatorNow()

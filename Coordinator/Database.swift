@@ -209,6 +209,22 @@ public actor Database {
         }
     }
 
+    /// Stores what an agent's probes taught it about each target's tokenizer.
+    public func recordCalibrations(_ ready: ShardReady) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            for c in ready.calibrations {
+                _ = try db.query("""
+                    INSERT INTO calibrations (run_id, shard_index, target_index, tokens_per_word, overhead_tokens, problem)
+                    VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (run_id, shard_index, target_index) DO UPDATE
+                    SET tokens_per_word = EXCLUDED.tokens_per_word, overhead_tokens = EXCLUDED.overhead_tokens, problem = EXCLUDED.problem
+                    """,
+                    [String(ready.runID), String(ready.shardIndex), String(c.targetIndex), "\(c.tokensPerWord)", "\(c.overheadTokens)",
+                     c.problem.isEmpty ? nil : c.problem])
+            }
+        }
+    }
+
     public func setShardStatus(runID: UInt64, shardIndex: UInt32, status: String) throws(DatabaseError) {
         _ = try self.with { db throws(DatabaseError) in
             try db.query("UPDATE shards SET status = $3 WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex), status])

@@ -4,12 +4,13 @@ import LoadstarPlan
 /// Renders a run's percentile table from the `latency_summary` view.
 public enum Report {
     static let columns = [
-        ("target", "target"), ("scenario", "scenario"), ("requests", "reqs"), ("error_rate", "err%"),
+        ("cell", "cell"), ("requests", "reqs"), ("error_rate", "err%"),
         ("ttft_p50_ms", "ttft p50"), ("ttft_p90_ms", "p90"), ("ttft_p95_ms", "p95"), ("ttft_p99_ms", "p99"),
         ("itl_p50_ms", "itl p50"), ("itl_p90_ms", "p90"), ("itl_p95_ms", "p95"), ("itl_p99_ms", "p99"),
         ("e2e_p50_ms", "e2e p50"), ("e2e_p90_ms", "p90"), ("e2e_p95_ms", "p95"), ("e2e_p99_ms", "p99"),
         ("sched_e2e_p99_ms", "sched e2e p99"),
         ("1000 / nullif(tpot_p50_ms, 0)", "tok/s"),
+        ("throughput_rps", "req/s"), ("goodput_rps", "good/s"),
     ]
 
     public static func table(database: Database, runID: UInt64) async throws -> String {
@@ -19,12 +20,13 @@ public enum Report {
         guard let header = run.first else { return "run \(runID) does not exist\n" }
         let select = Self.columns.map(\.0).joined(separator: ", ")
         let rows = try await database.query(
-            "SELECT \(select) FROM latency_summary WHERE run_id = $1 ORDER BY scenario, target", [String(runID)]).rows
+            "SELECT \(select) FROM latency_summary WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
         if let reason = header[2], !reason.isEmpty { out += " (\(reason))" }
         out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
         out += "sched = from the intended send time (free of coordinated omission); "
-        out += "tok/s = output tokens per second per request after the first (1 / median TPOT)\n\n"
+        out += "tok/s = output tokens per second per request after the first (1 / median TPOT); "
+        out += "good/s = requests per second meeting every per-request SLO\n\n"
         let titles = Self.columns.map(\.1)
         let cells: [[String]] = rows.map { row in
             row.enumerated().map { index, value in
@@ -32,7 +34,7 @@ public enum Report {
                 switch Self.columns[index].0 {
                 case "error_rate": return String(format: "%.2f", (Double(value) ?? 0) * 100)
                 case let name where name.hasSuffix("_ms"): return String(format: "%.2f", Double(value) ?? 0)
-                case let name where name.hasPrefix("1000 /"): return String(format: "%.1f", Double(value) ?? 0)
+                case let name where name.hasPrefix("1000 /") || name.hasSuffix("_rps"): return String(format: "%.1f", Double(value) ?? 0)
                 default: return value
                 }
             }
@@ -40,7 +42,7 @@ public enum Report {
         let widths = titles.indices.map { i in ([titles[i]] + cells.map { $0[i] }).map(\.count).max() ?? 0 }
         func line(_ values: [String]) -> String {
             values.enumerated().map { i, v in
-                i < 2 ? v.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                i < 1 ? v.padding(toLength: widths[i], withPad: " ", startingAt: 0)
                     : String(repeating: " ", count: widths[i] - v.count) + v
             }.joined(separator: "  ")
         }
@@ -58,6 +60,40 @@ public enum Report {
                 out += "  \(row[0] ?? "?")  \(row[1] ?? "?")  \(row[2] ?? "0")  \(row[3] ?? "")\n"
             }
         }
+        out += try await Self.calibration(database: database, runID: runID)
+        return out
+    }
+
+    /// Per target: the prompt tokens asked for against those the target reported, and what
+    /// calibration learnt (tokens per word, averaged over the agents).
+    public static func calibration(database: Database, runID: UInt64) async throws -> String {
+        let rows = try await database.query("""
+            SELECT t.name, count(*), avg(s.prompt_tokens_requested), avg(s.prompt_tokens),
+                   avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested),
+                   (SELECT avg(k.tokens_per_word) FROM calibrations k WHERE k.run_id = t.run_id AND k.target_index = t.target_index AND k.problem IS NULL),
+                   (SELECT min(k.problem) FROM calibrations k WHERE k.run_id = t.run_id AND k.target_index = t.target_index)
+            FROM samples s
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
+            GROUP BY t.run_id, t.target_index, t.name ORDER BY t.target_index
+            """, [String(runID)]).rows
+        guard !rows.isEmpty else { return "" }
+        var out = "\nprompt tokens, requested vs reported by the target (usage):\n"
+        for row in rows {
+            let requested = Double(row[2] ?? "") ?? 0
+            let reported = Double(row[3] ?? "") ?? 0
+            let error = (Double(row[4] ?? "") ?? 0) * 100
+            var line = String(format: "  %@  %@ requests: mean %.0f requested, %.0f reported, mean error %.2f%%", row[0] ?? "?", row[1] ?? "0", requested, reported, error)
+            if let perWord = row[5].flatMap(Double.init) {
+                line += String(format: " (calibrated: %.3f tokens per word)", perWord)
+            } else if let problem = row[6] {
+                line += " (calibration failed: \(problem))"
+            } else {
+                line += " (not calibrated)"
+            }
+            out += line + "\n"
+        }
         return out
     }
 
@@ -67,12 +103,12 @@ public enum Report {
         guard !objectives.isEmpty else { return [] }
         let columns = objectives.map(\.column).joined(separator: ", ")
         let rows = try await database.query(
-            "SELECT target, scenario, \(columns) FROM latency_summary WHERE run_id = $1 ORDER BY scenario, target", [String(runID)]).rows
+            "SELECT cell, \(columns) FROM latency_summary WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var misses: [String] = []
         for row in rows {
             for (index, objective) in objectives.enumerated() {
-                guard let text = row[index + 2], let value = Double(text), value > objective.limit else { continue }
-                misses.append(String(format: "SLO %@ ≤ %g missed by %@ / %@: measured %.3f", objective.key, objective.limit, row[0] ?? "?", row[1] ?? "?", value))
+                guard let text = row[index + 1], let value = Double(text), value > objective.limit else { continue }
+                misses.append(String(format: "SLO %@ ≤ %g missed by %@: measured %.3f", objective.key, objective.limit, row[0] ?? "?", value))
             }
         }
         return misses

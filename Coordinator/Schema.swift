@@ -288,5 +288,19 @@ enum Schema {
             JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index
             JOIN targets t ON t.run_id = r.run_id AND t.target_index = c.target_index;
             """),
+        Migration(version: 3, name: "prompt calibrations", sql: """
+            -- What each agent's probes taught it about a target's tokenizer: prompt tokens per
+            -- synthetic word, and the tokens every request carries (its chat template).
+            CREATE TABLE calibrations (
+                run_id          bigint NOT NULL,
+                shard_index     int NOT NULL,
+                target_index    int NOT NULL,
+                tokens_per_word double precision NOT NULL,
+                overhead_tokens double precision NOT NULL,
+                problem         text,
+                PRIMARY KEY (run_id, shard_index, target_index),
+                FOREIGN KEY (run_id, shard_index) REFERENCES shards ON DELETE CASCADE
+            );
+            """),
     ]
 }

@@ -43,6 +43,12 @@ public enum MessageCodec {
             buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.fired, m.succeeded, m.failed)
             buffer.writeMultipleIntegers(m.late, m.dropped, m.batches)
             buffer.writeWireBool(m.aborted)
+        case .shardReady(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex, UInt32(m.calibrations.count))
+            for c in m.calibrations {
+                buffer.writeMultipleIntegers(c.targetIndex, c.tokensPerWord.bitPattern, c.overheadTokens.bitPattern)
+                buffer.writeWireString(c.problem)
+            }
         case .abort(let m):
             buffer.writeInteger(m.runID)
             buffer.writeWireString(m.reason)
@@ -125,6 +131,17 @@ public enum MessageCodec {
                     runID: try r.integer(), shardIndex: try r.integer(), fired: try r.integer(),
                     succeeded: try r.integer(), failed: try r.integer(), late: try r.integer(),
                     dropped: try r.integer(), batches: try r.integer(), aborted: try r.bool()))
+        case .shardReady:
+            let runID: UInt64 = try r.integer()
+            let shardIndex: UInt32 = try r.integer()
+            let count = try r.count("calibrations", minimumSize: 24)
+            var calibrations: [PromptCalibration] = []
+            for _ in 0..<count {
+                calibrations.append(PromptCalibration(
+                    targetIndex: try r.integer(), tokensPerWord: Double(bitPattern: try r.integer()),
+                    overheadTokens: Double(bitPattern: try r.integer()), problem: try r.string("calibration problem")))
+            }
+            message = .shardReady(ShardReady(runID: runID, shardIndex: shardIndex, calibrations: calibrations))
         case .abort:
             message = .abort(Abort(runID: try r.integer(), reason: try r.string("reason")))
         case .goodbye:

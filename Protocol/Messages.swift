@@ -19,6 +19,7 @@ public enum Message: Equatable, Sendable {
     case sampleBatch(SampleBatch)
     case batchAck(BatchAck)
     case shardDone(ShardDone)
+    case shardReady(ShardReady)
     case abort(Abort)
     case goodbye(Goodbye)
     case submitRun(SubmitRun)
@@ -40,6 +41,7 @@ public enum Message: Equatable, Sendable {
         case .sampleBatch: .sampleBatch
         case .batchAck: .batchAck
         case .shardDone: .shardDone
+        case .shardReady: .shardReady
         case .abort: .abort
         case .goodbye: .goodbye
         case .submitRun: .submitRun
@@ -65,6 +67,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case shardDone = 11
     case abort = 12
     case goodbye = 13
+    case shardReady = 14
     case submitRun = 20
     case runAccepted = 21
     case runProgress = 22
@@ -242,6 +245,46 @@ public struct BatchAck: Equatable, Sendable {
 }
 
 /// The agent has fired its whole shard (or stopped on abort) and sent every sample.
+/// Agent → coordinator: the shard is set up (its targets' prompts calibrated) and can start.
+public struct ShardReady: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    /// One per target that asked for calibration.
+    public var calibrations: [PromptCalibration]
+    public init(runID: UInt64, shardIndex: UInt32, calibrations: [PromptCalibration]) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.calibrations = calibrations
+    }
+}
+
+/// What probing a target taught an agent: its tokens per synthetic word, and the tokens every
+/// request carries whatever its text (chat template, special tokens).
+public struct PromptCalibration: Equatable, Sendable {
+    public var targetIndex: UInt32
+    public var tokensPerWord: Double
+    public var overheadTokens: Double
+    /// Why probing failed (the identity calibration is used then); empty when it worked.
+    public var problem: String
+
+    public static func identity(targetIndex: UInt32, problem: String = "") -> PromptCalibration {
+        PromptCalibration(targetIndex: targetIndex, tokensPerWord: 1, overheadTokens: 0, problem: problem)
+    }
+
+    public init(targetIndex: UInt32, tokensPerWord: Double, overheadTokens: Double, problem: String = "") {
+        self.targetIndex = targetIndex
+        self.tokensPerWord = tokensPerWord
+        self.overheadTokens = overheadTokens
+        self.problem = problem
+    }
+
+    /// Words to write for a message of `tokens` tokens; `first` messages also carry the overhead.
+    public func words(forTokens tokens: Int, first: Bool) -> Int {
+        let content = Double(tokens) - (first ? self.overheadTokens : 0)
+        return max(1, Int((content / self.tokensPerWord).rounded()))
+    }
+}
+
 public struct ShardDone: Equatable, Sendable {
     public var runID: UInt64
     public var shardIndex: UInt32

@@ -25,6 +25,11 @@ public struct SimulatorProfile: Codable, Sendable, Equatable {
     public var coldAfterIdleSeconds: Double
     /// Output length when a request gives no `max_tokens`.
     public var defaultMaxTokens: Int
+    /// The simulated tokenizer: prompt tokens = `templateTokens` + round(words × `tokensPerWord`).
+    /// The default (1 and 0) is the documented one-token-per-word rule; other values stand in for
+    /// a real tokenizer and chat template, to exercise prompt calibration.
+    public var tokensPerWord: Double = 1
+    public var templateTokens: Int = 0
     /// Faults injected at these rates (0…1), and delays for the slow kinds.
     public var faults: Faults
 

@@ -226,7 +226,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         }
         let id = self.state.newID()
         let streaming = body["stream"] as? Bool ?? false
-        let (promptTokens, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
+        let (words, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
+        let promptTokens = engine.profile.templateTokens + Int((Double(words) * engine.profile.tokensPerWord).rounded())
         let maxTokens = max(1, format.maxTokens(body) ?? engine.profile.defaultMaxTokens)
         let model = body["model"] as? String ?? profile
         let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens, prefixBlocks: blocks)

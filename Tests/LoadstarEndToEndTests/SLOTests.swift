@@ -38,10 +38,10 @@ import Testing
                 #expect(reportStatus == 0, "stderr: \(report.stderr)")
             } else {
                 #expect(status != 0)
-                #expect(run.stderr.contains("SLO ttft_p99_ms ≤ 0.001 missed by sim / short: measured"), "stderr: \(run.stderr)")
+                #expect(run.stderr.contains("SLO ttft_p99_ms ≤ 0.001 missed by short@sim: measured"), "stderr: \(run.stderr)")
                 #expect(!run.stderr.contains("error_rate"))
                 #expect(reportStatus != 0)
-                #expect(report.stderr.contains("SLO ttft_p99_ms ≤ 0.001 missed by sim / short"))
+                #expect(report.stderr.contains("SLO ttft_p99_ms ≤ 0.001 missed by short@sim"))
                 #expect(report.stdout.contains("run \(id)"))
             }
         }

@@ -24,6 +24,10 @@ let everyMessage: [Message] = [
         Sample(requestIndex: 6, errorClass: .http429, flags: [.outputTokensEstimated], errorDetail: "HTTP 429"),
     ])),
     .batchAck(BatchAck(runID: 7, shardIndex: 1, batchSeq: 42)),
+    .shardReady(ShardReady(runID: 7, shardIndex: 1, calibrations: [
+        PromptCalibration(targetIndex: 0, tokensPerWord: 1.3, overheadTokens: 9),
+        .identity(targetIndex: 1, problem: "HTTP 401"),
+    ])),
     .shardDone(ShardDone(runID: 7, shardIndex: 1, fired: 100, succeeded: 98, failed: 2, late: 1, dropped: 0, batches: 3,
                          aborted: true)),
     .abort(Abort(runID: 7, reason: "user")),
