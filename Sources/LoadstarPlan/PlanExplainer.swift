@@ -55,7 +55,7 @@ public enum PlanExplainer {
             for (s, stage) in plan.stages(of: cell).enumerated() {
                 let whole = self.expectedRequests(plan, cell: cell.index, stage: s, striping: nil)
                 let perAgent = shards.map { self.expectedRequests(plan, cell: cell.index, stage: s, striping: $0.striping) }
-                out += "  stage \(s): \(self.describe(stage)) — \(whole.map { "\($0) \(unit)" } ?? "\(unit) depend on latency")"
+                out += "  stage \(s): \(self.describe(stage, unit: unit)) — \(whole.map { "\($0) \(unit)" } ?? "\(unit) depend on latency")"
                 if whole != nil { out += "; per agent " + perAgent.map { $0.map(String.init) ?? "?" }.joined(separator: " / ") }
                 if case .concurrency(let users, _) = stage.mode {
                     let total = max(users, Int(stage.rampTo?.rounded() ?? 0))
@@ -83,13 +83,15 @@ public enum PlanExplainer {
         return out
     }
 
-    static func describe(_ stage: Stage) -> String {
+    /// - Parameter unit: what a stage's rate and bound count, `requests` or `sessions`.
+    static func describe(_ stage: Stage, unit: String = "requests") -> String {
         var text: String
         switch stage.mode {
         case .rate(let rate, let arrival):
-            text = "open loop \(rate) req/s \(arrival.rawValue)"
+            let perSecond = unit == "sessions" ? "sessions/s" : "req/s"
+            text = "open loop \(rate) \(perSecond) \(arrival.rawValue)"
             if let cv = stage.burstiness { text += " (burstiness \(cv))" }
-            if let to = stage.rampTo { text += " ramping to \(to) req/s" }
+            if let to = stage.rampTo { text += " ramping to \(to) \(perSecond)" }
         case .concurrency(let users, let think):
             text = "closed loop \(users) users" + (think > 0 ? ", think \(think) s" : "")
             if let to = stage.rampTo { text += " ramping to \(Int(to))" }
@@ -97,7 +99,7 @@ public enum PlanExplainer {
             text = "replay of \(requests.count) timed requests over \(String(format: "%.1f", requests.last?.at ?? 0)) s"
         }
         if let duration = stage.duration { text += " for \(duration) s" }
-        if let requests = stage.requests, !(stage.mode.isReplay) { text += ", at most \(requests) requests" }
+        if let requests = stage.requests, !(stage.mode.isReplay) { text += ", at most \(requests) \(unit)" }
         return text
     }
 }
