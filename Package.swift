@@ -126,6 +126,11 @@ let package = Package(
             path: "Tests/LoadstarSimulatorTests"
         ),
         .testTarget(
+            name: "LoadstarCoordinatorTests",
+            dependencies: ["LoadstarCoordinator"],
+            path: "Tests/LoadstarCoordinatorTests"
+        ),
+        .testTarget(
             name: "LoadstarEndToEndTests",
             dependencies: ["LoadstarCoordinator", "LoadstarPlan"],
             path: "Tests/LoadstarEndToEndTests"

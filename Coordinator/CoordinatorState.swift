@@ -165,6 +165,9 @@ actor CoordinatorState {
     private func shardDone(_ done: ShardDone) async {
         guard self.run?.id == done.runID else { return }
         self.run?.shards[done.shardIndex]?.done = done
+        try? await self.database.recordEvent(
+            runID: done.runID, kind: "shard_done", shardIndex: done.shardIndex,
+            detail: "\(done.aborted ? "aborted" : "done"): fired \(done.fired), succeeded \(done.succeeded), failed \(done.failed), late \(done.late), dropped \(done.dropped)")
         await self.checkShardComplete(done.runID, done.shardIndex)
     }
 
@@ -234,6 +237,8 @@ actor CoordinatorState {
         let id = try await self.database.createRun(plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records)
         await self.startRun(id, records)
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
+        try? await self.database.recordEvent(
+            runID: id, kind: "run_started", detail: "\(selected.count) agent(s): " + selected.map(\.hello.name).joined(separator: ", "))
         try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
 
         // Shards go out first; once every agent has set its shard up (probed the targets), all
@@ -297,7 +302,16 @@ actor CoordinatorState {
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
         var problems = try await Report.problems(database: self.database, runID: id)
-        problems += try await Report.sloMisses(database: self.database, runID: id, slos: plan.slos)
+        let misses = try await Report.sloMisses(database: self.database, runID: id, slos: plan.slos)
+        problems += misses
+        if !plan.slos.objectives.isEmpty {
+            for miss in misses { try? await self.database.recordEvent(runID: id, kind: "slo_verdict", detail: "missed: " + miss) }
+            if misses.isEmpty {
+                let met = plan.slos.objectives.map { "\($0.key) ≤ \($0.limit)" }.joined(separator: ", ")
+                try? await self.database.recordEvent(runID: id, kind: "slo_verdict", detail: "met by every cell: " + met)
+            }
+        }
+        try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
         if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }
@@ -357,6 +371,8 @@ actor CoordinatorState {
                 run.shards[index]?.lost = true
                 self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
                 try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
+                try? await self.database.recordEvent(
+                    runID: run.id, kind: "agent_lost", shardIndex: index, detail: "agent \(shard.agentName) silent for too long; its shard's remaining requests are not run")
             }
         }
         self.run?.shards = run.shards

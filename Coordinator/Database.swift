@@ -131,12 +131,13 @@ public actor Database {
                 }
                 for cell in plan.cells {
                     _ = try db.query("""
-                        INSERT INTO cells (run_id, cell_index, name, target_index, scenario, prompt_tokens, output_tokens, concurrency, rate)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        INSERT INTO cells (run_id, cell_index, name, target_index, scenario, prompt_tokens, output_tokens, concurrency, rate,
+                                           cache_bust)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                         """,
                         [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name,
                          cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
-                         cell.rate.map { "\($0)" }])
+                         cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false"])
                 }
                 for shard in shards {
                     let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
@@ -222,6 +223,15 @@ public actor Database {
                     [String(ready.runID), String(ready.shardIndex), String(c.targetIndex), "\(c.tokensPerWord)", "\(c.overheadTokens)",
                      c.problem.isEmpty ? nil : c.problem])
             }
+        }
+    }
+
+    /// One entry of a run's event log (`run_events`).
+    public func recordEvent(runID: UInt64, kind: String, shardIndex: UInt32? = nil, detail: String) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query(
+                "INSERT INTO run_events (run_id, kind, shard_index, detail) VALUES ($1, $2, $3, $4)",
+                [String(runID), kind, shardIndex.map { String($0) }, detail])
         }
     }
 

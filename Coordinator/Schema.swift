@@ -302,5 +302,127 @@ enum Schema {
                 FOREIGN KEY (run_id, shard_index) REFERENCES shards ON DELETE CASCADE
             );
             """),
+        Migration(version: 4, name: "run events, analyst role, analysis views", sql: """
+            -- What happened to a run, in order: started, agent lost, load reassigned, shard done,
+            -- each SLO verdict, finished.
+            CREATE TABLE run_events (
+                id          bigserial PRIMARY KEY,
+                run_id      bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+                at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+                kind        text NOT NULL CHECK (kind IN ('run_started', 'agent_lost', 'load_reassigned', 'shard_done',
+                                                          'slo_verdict', 'run_finished')),
+                shard_index int,
+                detail      text NOT NULL DEFAULT ''
+            );
+            CREATE INDEX run_events_run ON run_events (run_id, at);
+            ALTER TABLE cells ADD COLUMN cache_bust boolean NOT NULL DEFAULT false;
+
+            -- loadstar_reader: read-only access for analysts (GRANT loadstar_reader TO someone).
+            -- Skipped with a notice where the database user may not create roles.
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'loadstar_reader') THEN
+                    CREATE ROLE loadstar_reader NOLOGIN;
+                END IF;
+                EXECUTE format('GRANT CONNECT ON DATABASE %I TO loadstar_reader', current_database());
+                GRANT USAGE ON SCHEMA public TO loadstar_reader;
+                GRANT SELECT ON ALL TABLES IN SCHEMA public TO loadstar_reader;
+                ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO loadstar_reader;
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE NOTICE 'loadstar_reader not created: %', SQLERRM;
+            END
+            $$;
+
+            -- Per run × cell × region (the agents' region): the latency percentiles of that region's
+            -- requests, in milliseconds.
+            CREATE VIEW latency_by_region AS
+            SELECT run_id, target, scenario, cell, cell_index, region,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p99_ms,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') / 1000 AS tpot_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') / 1000 AS tpot_p99_ms,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p99_ms
+            FROM request_samples
+            WHERE NOT excluded
+            GROUP BY run_id, target, scenario, cell, cell_index, region;
+
+            -- Per run × cell × second of completion: throughput, goodput and latency over time.
+            CREATE VIEW timeseries AS
+            SELECT run_id, cell, cell_index,
+                   date_trunc('second', sent_at + e2e_us * interval '1 microsecond') AS second,
+                   count(*) AS completed,
+                   count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                   count(*) FILTER (WHERE meets_slo) AS good,
+                   coalesce(sum(output_tokens) FILTER (WHERE error_class = 'none'), 0) AS output_tokens,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p99_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p99_ms
+            FROM request_samples
+            WHERE e2e_us IS NOT NULL
+            GROUP BY run_id, cell, cell_index, second;
+
+            -- Per run × cell × error class and HTTP status: how many, what share, one example.
+            CREATE VIEW error_breakdown AS
+            SELECT run_id, cell, cell_index, error_class, http_status,
+                   count(*) AS requests,
+                   round(count(*)::numeric / sum(count(*)) OVER (PARTITION BY run_id, cell_index), 4) AS share,
+                   min(error_detail) AS example
+            FROM request_samples
+            WHERE NOT excluded
+            GROUP BY run_id, cell, cell_index, error_class, http_status;
+
+            -- Cold (the first request of a new connection, or a cache-busted workload) against warm.
+            CREATE VIEW cold_warm AS
+            SELECT run_id, cell, cell_index,
+                   CASE WHEN NOT connection_reused OR c2.cache_bust THEN 'cold' ELSE 'warm' END AS temperature,
+                   count(*) AS requests,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p99_ms,
+                   avg(coalesce(cached_tokens, 0)) AS cached_tokens_mean
+            FROM request_samples rs
+            JOIN cells c2 USING (run_id, cell_index)
+            WHERE NOT excluded AND error_class = 'none'
+            GROUP BY run_id, cell, cell_index, temperature;
+
+            -- Why per-agent percentiles must not be averaged: the exact p99 over the fleet's raw
+            -- rows beside the mean (and spread) of each agent's own p99.
+            CREATE VIEW agent_vs_global AS
+            WITH per_agent AS (
+                SELECT run_id, cell_index, shard_index,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) AS ttft_p99,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) AS e2e_p99
+                FROM samples
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, cell_index, shard_index
+            ), global AS (
+                SELECT run_id, cell_index,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) AS ttft_p99,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) AS e2e_p99
+                FROM samples
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, cell_index
+            )
+            SELECT g.run_id, c.name AS cell, g.cell_index, count(*) AS agents,
+                   g.ttft_p99 / 1000 AS ttft_p99_global_ms, avg(a.ttft_p99) / 1000 AS ttft_p99_agent_mean_ms,
+                   min(a.ttft_p99) / 1000 AS ttft_p99_agent_min_ms, max(a.ttft_p99) / 1000 AS ttft_p99_agent_max_ms,
+                   g.e2e_p99 / 1000 AS e2e_p99_global_ms, avg(a.e2e_p99) / 1000 AS e2e_p99_agent_mean_ms
+            FROM global g
+            JOIN per_agent a USING (run_id, cell_index)
+            JOIN cells c ON c.run_id = g.run_id AND c.cell_index = g.cell_index
+            GROUP BY g.run_id, c.name, g.cell_index, g.ttft_p99, g.e2e_p99;
+
+            -- Views made after the grant above are covered by its default privileges only for
+            -- tables; grant them explicitly.
+            DO $$
+            BEGIN
+                GRANT SELECT ON latency_by_region, timeseries, error_breakdown, cold_warm, agent_vs_global TO loadstar_reader;
+            EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+                RAISE NOTICE 'views not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
     ]
 }

@@ -115,22 +115,74 @@ extension Loadstar {
 
     struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print a run's percentile report again, from SQL.",
+            abstract: "Print a run's report again, from SQL: a table, JSON, CSV or a self-contained HTML file with charts.",
             discussion: "Exit status: non-zero when the run missed an SLO of its plan (the failing figures are printed).")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case table, json, csv, html
+        }
+
         @Argument(help: "The run id.") var runID: UInt64
+        @Option(help: "table, json, csv or html.") var format: Format = .table
+        @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.") var output: String?
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             let misses: [String]
             do {
                 let db = Database(conninfo: try self.database.resolve())
-                print(try await LoadstarCoordinator.Report.table(database: db, runID: self.runID), terminator: "")
+                let text: String
+                switch self.format {
+                case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID)
+                case .json: text = try await LoadstarCoordinator.Report.json(database: db, runID: self.runID)
+                case .csv: text = try await LoadstarCoordinator.Report.csv(database: db, runID: self.runID)
+                case .html: text = try await HTMLReport.render(database: db, runID: self.runID)
+                }
+                if let output = self.output {
+                    try text.write(toFile: output, atomically: true, encoding: .utf8)
+                } else {
+                    print(text, terminator: "")
+                }
                 misses = try await LoadstarCoordinator.Report.sloMisses(
                     database: db, runID: self.runID, slos: try await LoadstarCoordinator.Report.slos(database: db, runID: self.runID))
             } catch {
                 throw fail("\(error)")
             }
             if !misses.isEmpty { throw fail(misses.joined(separator: "\nloadstar: ")) }
+        }
+    }
+
+    struct Compare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rank the targets in every cell of one or more runs and report each rank inversion.",
+            discussion: """
+                Cells of the given runs are joined into curves, one per target, along context length (the matrix's \
+                prompt tokens, or each cell's mean requested prompt tokens) and along concurrency; where two curves \
+                cross, the report names the new leader and the point where they cross (interpolated in log scale).
+                """)
+        @Argument(help: "Run ids.") var runIDs: [UInt64]
+        @Option(parsing: .singleValue, help: "A figure to rank by (repeatable): \(CellResult.Metric.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var metric: [String] = []
+        @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            if self.runIDs.isEmpty { throw ValidationError("name at least one run id") }
+            for name in self.metric where CellResult.Metric(rawValue: name) == nil {
+                throw ValidationError("unknown metric '\(name)'; expected one of \(CellResult.Metric.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+
+        func run() async throws {
+            do {
+                let db = Database(conninfo: try self.database.resolve())
+                let cells = try await CellResult.load(database: db, runIDs: self.runIDs)
+                let missing = Set(self.runIDs).subtracting(cells.map(\.runID))
+                if !missing.isEmpty { throw ReportError.noSuchRun(missing.min()!) }
+                let metrics = self.metric.isEmpty ? LoadstarCoordinator.Compare.defaultMetrics : self.metric.compactMap(CellResult.Metric.init)
+                print(LoadstarCoordinator.Compare.text(cells, runIDs: self.runIDs, metrics: metrics), terminator: "")
+            } catch {
+                throw fail("\(error)")
+            }
         }
     }
 

@@ -58,5 +58,64 @@ import Testing
         #expect(sram256 > h100256 * 1.2, "256 tokens: sram \(sram256) vs h100 \(h100256)")
         #expect(sram32k * 1.5 < h10032k, "32k tokens: sram \(sram32k) vs h100 \(h10032k)")
         #expect(try await Database(conninfo: url).query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows[0][0] == "72")
+
+        // `loadstar compare` finds the inversion and where the curves cross.
+        let compare = try Child(["compare", "\(id)", "--database", url, "--metric", "tok/s"])
+        #expect(try await compare.wait(seconds: 30) == 0, "stderr: \(compare.stderr)")
+        #expect(compare.stdout.contains("tok/s: h100-dense overtakes sram-decode between context length 256 and 32768"), "\(compare.stdout)")
+
+        // The other report formats hold the same figures.
+        let json = try Child(["report", "\(id)", "--format", "json", "--database", url])
+        #expect(try await json.wait(seconds: 30) == 0)
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((document?["cells"] as? [Any])?.count == 6)
+        #expect(((document?["run"] as? [String: Any])?["status"] as? String) == "completed")
+        let csv = try Child(["report", "\(id)", "--format", "csv", "--database", url])
+        #expect(try await csv.wait(seconds: 30) == 0)
+        #expect(csv.stdout.split(separator: "\r\n").count == 7, "a header and one row per cell")
+
+        // The HTML report renders in a real headless browser: every chart is laid out and every
+        // data mark drawn, and the tok/s chart marks the crossing.
+        let html = NSTemporaryDirectory() + "loadstar-report-\(UUID().uuidString).html"
+        let report = try Child(["report", "\(id)", "--format", "html", "--output", html, "--database", url])
+        #expect(try await report.wait(seconds: 30) == 0, "stderr: \(report.stderr)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(!page.contains("<script src") && !page.contains("<link ") && !page.contains("<img "), "self-contained")
+        #expect(page.contains("h100-dense &gt; sram-decode"), "the crossing is marked on the chart")
+        let charts = try await renderedCharts(html)
+        #expect(charts.count >= 8, "\(charts)")
+        for chart in charts {
+            #expect((chart["width"] as? Double ?? 0) > 100 && (chart["height"] as? Double ?? 0) > 100, "\(chart)")
+            #expect((chart["marks"] as? Int ?? 0) > 0 && chart["drawn"] as? Int == chart["marks"] as? Int, "\(chart)")
+        }
+        #expect(charts.contains { ($0["id"] as? String ?? "").hasPrefix("curve-context") })
+        #expect(charts.contains { $0["id"] as? String == "pareto" })
+        #expect(charts.contains { $0["id"] as? String == "ttft-cdf" })
     }
+}
+
+/// Opens an HTML report in headless Chromium and returns what its render check recorded for
+/// each chart. `deploy/test` installs the browser.
+func renderedCharts(_ path: String) async throws -> [[String: Any]] {
+    let candidates = ["/usr/bin/chromium-headless-shell", "/usr/bin/chromium", "/usr/lib/chromium/chromium-headless-shell"]
+    guard let browser = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw HarnessError("no headless Chromium (\(candidates.joined(separator: ", "))); deploy/test installs chromium-headless-shell")
+    }
+    let out = NSTemporaryDirectory() + "loadstar-dom-\(UUID().uuidString).html"
+    let process = try Subprocess(
+        browser, ["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "file://" + path], stdout: out, stderr: "/dev/null")
+    let deadline = Date().addingTimeInterval(60)
+    while process.poll() == nil {
+        if Date() > deadline {
+            process.signal(SIGKILL)
+            throw HarnessError("the browser did not finish within 60 s")
+        }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    let dom = try String(contentsOfFile: out, encoding: .utf8)
+    guard let start = dom.range(of: "<pre id=\"render-check\" hidden=\"\">"), let end = dom[start.upperBound...].range(of: "</pre>") else {
+        throw HarnessError("the page's render check did not run; DOM: \(dom.prefix(300))")
+    }
+    let json = String(dom[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "&quot;", with: "\"")
+    return (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]) ?? []
 }

@@ -1,12 +1,14 @@
 # Shared by deploy/quickstart and deploy/test: install what is missing on Debian/Ubuntu.
 # Sourced, not run.
 
-# $1 = "test" adds what only the test suite needs (nginx as an HTTP/2 + TLS front, openssl).
+# $1 = "test" adds what only the test suite needs (nginx as an HTTP/2 + TLS front, openssl, and
+# a headless Chromium that renders the HTML report).
 loadstar_need_packages() {
     local need=()
     if [ "${1:-}" = test ]; then
         [ -x /usr/sbin/nginx ] || need+=(nginx-light)
         command -v openssl >/dev/null 2>&1 || need+=(openssl)
+        command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || need+=(chromium-headless-shell)
     fi
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)

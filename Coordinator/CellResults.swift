@@ -1,0 +1,83 @@
+import Foundation
+
+/// One cell's figures from `latency_summary`, with the coordinates it is plotted and compared at.
+public struct CellResult: Sendable, Equatable {
+    public var runID: UInt64
+    public var cellIndex: Int
+    public var cell: String
+    public var target: String
+    public var scenario: String
+    /// The cell's context length: the matrix value, else the mean requested prompt tokens.
+    public var promptTokens: Double
+    public var outputTokens: Int?
+    public var concurrency: Int?
+    public var rate: Double?
+    public var requests: Int
+    public var errorRate: Double
+    public var figures: [Metric: Double]
+    public var quality: Double?
+
+    /// The figures compared and plotted, with the direction that is better.
+    public enum Metric: String, CaseIterable, Sendable {
+        case tokensPerSecond = "tok/s"
+        case ttftP50 = "ttft p50 ms"
+        case ttftP99 = "ttft p99 ms"
+        case tpotP99 = "tpot p99 ms"
+        case e2eP99 = "e2e p99 ms"
+        case throughput = "req/s"
+        case goodput = "good/s"
+        case outputTokensPerSecond = "output tok/s"
+        case costPerMillion = "$/M output tokens"
+
+        public var higherIsBetter: Bool {
+            switch self {
+            case .tokensPerSecond, .throughput, .goodput, .outputTokensPerSecond: true
+            default: false
+            }
+        }
+
+        /// The `latency_summary` expression behind the figure.
+        var column: String {
+            switch self {
+            case .tokensPerSecond: "1000 / nullif(l.tpot_p50_ms, 0)"
+            case .ttftP50: "l.ttft_p50_ms"
+            case .ttftP99: "l.ttft_p99_ms"
+            case .tpotP99: "l.tpot_p99_ms"
+            case .e2eP99: "l.e2e_p99_ms"
+            case .throughput: "l.throughput_rps"
+            case .goodput: "l.goodput_rps"
+            case .outputTokensPerSecond: "l.output_tok_s"
+            case .costPerMillion: "l.usd_per_m_output_tokens"
+            }
+        }
+    }
+}
+
+extension CellResult {
+    /// Every cell of the given runs, in run and cell order.
+    public static func load(database: Database, runIDs: [UInt64]) async throws -> [CellResult] {
+        let metrics = CellResult.Metric.allCases
+        let sql = """
+            SELECT l.run_id, l.cell_index, l.cell, l.target, l.scenario,
+                   coalesce(l.cell_prompt_tokens::float8,
+                            (SELECT avg(s.prompt_tokens_requested) FROM samples s WHERE s.run_id = l.run_id AND s.cell_index = l.cell_index)),
+                   l.cell_output_tokens, l.cell_concurrency, l.cell_rate, l.requests, l.error_rate, l.quality,
+                   \(metrics.map(\.column).joined(separator: ", "))
+            FROM latency_summary l
+            WHERE l.run_id = ANY($1::bigint[])
+            ORDER BY l.run_id, l.cell_index
+            """
+        let rows = try await database.query(sql, ["{" + runIDs.map(String.init).joined(separator: ",") + "}"]).rows
+        return rows.map { row in
+            var figures: [Metric: Double] = [:]
+            for (index, metric) in metrics.enumerated() {
+                if let value = row[12 + index].flatMap(Double.init), value.isFinite { figures[metric] = value }
+            }
+            return CellResult(
+                runID: UInt64(row[0] ?? "") ?? 0, cellIndex: Int(row[1] ?? "") ?? 0, cell: row[2] ?? "", target: row[3] ?? "",
+                scenario: row[4] ?? "", promptTokens: row[5].flatMap(Double.init) ?? 0, outputTokens: row[6].flatMap { Int($0) },
+                concurrency: row[7].flatMap { Int($0) }, rate: row[8].flatMap(Double.init), requests: Int(row[9] ?? "") ?? 0,
+                errorRate: row[10].flatMap(Double.init) ?? 0, figures: figures, quality: row[11].flatMap(Double.init))
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// `loadstar compare`: targets ranked in every cell of one or more runs, and every rank
+/// inversion with the context length (or concurrency) where the curves cross.
+public enum Compare {
+    public static let defaultMetrics: [CellResult.Metric] = [.tokensPerSecond, .ttftP99, .e2eP99, .goodput]
+
+    public static func text(_ cells: [CellResult], runIDs: [UInt64], metrics: [CellResult.Metric] = defaultMetrics) -> String {
+        let targets = Array(Set(cells.map(\.target))).sorted()
+        var out = "compare run(s) \(runIDs.map(String.init).joined(separator: ", ")): \(cells.count) cell(s), targets \(targets.joined(separator: ", "))\n"
+        var crossings: [Inversions.Crossing] = []
+        for axis in Inversions.Axis.allCases {
+            for metric in metrics {
+                let rankings = Inversions.rankings(cells, axis: axis, metric: metric)
+                guard !rankings.isEmpty else { continue }
+                var family = ""
+                for entry in rankings {
+                    if entry.family != family {
+                        family = entry.family
+                        out += "\n\(metric.rawValue) (\(metric.higherIsBetter ? "higher" : "lower") is better) along \(axis.rawValue) [\(family)]:\n"
+                    }
+                    let ranks = entry.ranked.enumerated().map { "\($0 + 1). \($1.0) \(String(format: "%.1f", $1.1))" }
+                    out += "  \(Inversions.Crossing.format(entry.x)):".padding(toLength: 10, withPad: " ", startingAt: 0) + ranks.joined(separator: "   ") + "\n"
+                }
+                crossings += Inversions.crossings(cells, axis: axis, metric: metric)
+            }
+        }
+        if crossings.isEmpty {
+            out += "\nno rank inversions: no two targets' curves cross between the measured points"
+            out += cells.isEmpty ? "" : " (a sweep needs at least two context lengths or concurrencies per target)"
+            out += "\n"
+        } else {
+            out += "\nrank inversions (\(crossings.count)):\n"
+            for crossing in crossings { out += "  \(crossing)\n" }
+        }
+        return out
+    }
+}

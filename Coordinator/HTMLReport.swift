@@ -1,0 +1,229 @@
+import Foundation
+
+/// `loadstar report RUN --format html`: one self-contained file (inline SVG and CSS, no network)
+/// with the run's charts and tables. A small inline script records, once the page has loaded,
+/// what each chart drew (`#render-check`), so a headless browser can confirm the charts render.
+public enum HTMLReport {
+    public static func render(database: Database, runID: UInt64) async throws -> String {
+        let header = try await database.query(
+            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(*) FROM shards WHERE run_id = $1), started_at::text FROM runs WHERE id = $1",
+            [String(runID)]).rows
+        guard let run = header.first else { throw ReportError.noSuchRun(runID) }
+        let cells = try await CellResult.load(database: database, runIDs: [runID])
+        var charts: [SVGChart] = []
+        charts += Self.curveCharts(cells)
+        charts += try await Self.cdfCharts(database: database, runID: runID)
+        charts += try await Self.timeCharts(database: database, runID: runID)
+        charts += Self.frontierCharts(cells)
+
+        var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(run[0] ?? ""))</h1>\n"
+        body += "<p>Status <b>\(SVGChart.escape(run[1] ?? ""))</b>\((run[2] ?? "").isEmpty ? "" : " (\(SVGChart.escape(run[2]!)))"), "
+        body += "\(run[3] ?? "0") agent(s), started \(SVGChart.escape(run[4] ?? "-")). Every figure is computed in PostgreSQL from the raw "
+        body += "samples of the whole fleet; latencies in milliseconds.</p>\n"
+        body += try await Self.table(
+            database: database, title: "Cells",
+            sql: """
+                SELECT cell, requests, round(error_rate * 100, 2) AS "err %", round(ttft_p50_ms::numeric, 2) AS "ttft p50",
+                       round(ttft_p99_ms::numeric, 2) AS "ttft p99", round(itl_p99_ms::numeric, 2) AS "itl p99",
+                       round(tpot_p50_ms::numeric, 2) AS "tpot p50", round(e2e_p99_ms::numeric, 2) AS "e2e p99",
+                       round(sched_e2e_p99_ms::numeric, 2) AS "sched e2e p99", round((1000 / nullif(tpot_p50_ms, 0))::numeric, 1) AS "tok/s",
+                       round(throughput_rps::numeric, 2) AS "req/s", round(goodput_rps::numeric, 2) AS "good/s",
+                       round(cache_hit_rate::numeric, 3) AS "cache hit", round(usd_per_m_output_tokens::numeric, 3) AS "$/M out", quality
+                FROM latency_summary WHERE run_id = $1 ORDER BY cell_index
+                """, runID: runID)
+        let crossings = Inversions.Axis.allCases.flatMap { axis in
+            CellResult.Metric.allCases.flatMap { Inversions.crossings(cells, axis: axis, metric: $0) }
+        }
+        body += "<h2>Rank inversions</h2>\n"
+        body += crossings.isEmpty
+            ? "<p>No two targets' curves cross between the measured points.</p>\n"
+            : "<ul>" + crossings.map { "<li>\(SVGChart.escape($0.description))</li>" }.joined() + "</ul>\n"
+        body += "<h2>Charts</h2>\n<div class=\"charts\">" + charts.map { $0.render() }.joined(separator: "\n") + "</div>\n"
+        body += try await Self.table(
+            database: database, title: "Exact global p99 against the mean of per-agent p99s (why percentiles must not be averaged)",
+            sql: """
+                SELECT cell, agents, round(ttft_p99_global_ms::numeric, 2) AS "ttft p99 global", round(ttft_p99_agent_mean_ms::numeric, 2) AS "mean of agents' p99",
+                       round(ttft_p99_agent_min_ms::numeric, 2) AS "min", round(ttft_p99_agent_max_ms::numeric, 2) AS "max"
+                FROM agent_vs_global WHERE run_id = $1 ORDER BY cell_index
+                """, runID: runID)
+        body += try await Self.table(
+            database: database, title: "Regions",
+            sql: """
+                SELECT cell, region, requests, errors, round(ttft_p50_ms::numeric, 2) AS "ttft p50", round(ttft_p99_ms::numeric, 2) AS "ttft p99",
+                       round(e2e_p99_ms::numeric, 2) AS "e2e p99"
+                FROM latency_by_region WHERE run_id = $1 ORDER BY cell_index, region
+                """, runID: runID)
+        body += try await Self.table(
+            database: database, title: "Cold against warm",
+            sql: """
+                SELECT cell, temperature, requests, round(ttft_p50_ms::numeric, 2) AS "ttft p50", round(ttft_p99_ms::numeric, 2) AS "ttft p99",
+                       round(cached_tokens_mean::numeric, 1) AS "cached tokens (mean)"
+                FROM cold_warm WHERE run_id = $1 ORDER BY cell_index, temperature
+                """, runID: runID)
+        body += try await Self.table(
+            database: database, title: "Errors",
+            sql: """
+                SELECT cell, error_class, http_status, requests, share, example FROM error_breakdown
+                WHERE run_id = $1 AND error_class <> 'none' ORDER BY cell_index, requests DESC
+                """, runID: runID)
+        body += try await Self.table(
+            database: database, title: "Events",
+            sql: "SELECT at::text AS at, kind, shard_index AS shard, detail FROM run_events WHERE run_id = $1 ORDER BY at, id", runID: runID)
+        let calibration = try await Report.calibration(database: database, runID: runID)
+        if !calibration.isEmpty { body += "<h2>Prompt calibration</h2>\n<pre>\(SVGChart.escape(calibration))</pre>\n" }
+
+        return """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>Loadstar run \(runID)</title>
+            <style>
+            body { font-family: sans-serif; margin: 24px; color: #222; }
+            table { border-collapse: collapse; margin: 8px 0 24px; font-size: 12px; }
+            th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+            th:first-child, td:first-child { text-align: left; }
+            .charts { display: flex; flex-wrap: wrap; gap: 16px; }
+            svg.chart { border: 1px solid #eee; background: #fff; }
+            </style></head><body>
+            \(body)
+            <pre id="render-check" hidden></pre>
+            <script>
+            window.addEventListener('load', function () {
+              var out = [];
+              document.querySelectorAll('svg.chart').forEach(function (svg) {
+                var marks = svg.querySelectorAll('.mark'), drawn = 0;
+                marks.forEach(function (m) { var b = m.getBBox(); if (b.width > 0 || b.height > 0) drawn++; });
+                var box = svg.getBoundingClientRect();
+                out.push({id: svg.id, width: box.width, height: box.height, marks: marks.length, drawn: drawn});
+              });
+              document.getElementById('render-check').textContent = JSON.stringify(out);
+            });
+            </script>
+            </body></html>
+
+            """
+    }
+
+    /// Each figure against context length (and concurrency) per target, crossings marked.
+    static func curveCharts(_ cells: [CellResult]) -> [SVGChart] {
+        var charts: [SVGChart] = []
+        for axis in Inversions.Axis.allCases {
+            for metric in [CellResult.Metric.ttftP50, .ttftP99, .tokensPerSecond, .tpotP99, .e2eP99] {
+                let families = Inversions.curves(cells, axis: axis, metric: metric).sorted { $0.key < $1.key }.prefix(3)
+                for (family, curves) in families {
+                    let crossings = Inversions.crossings(cells, axis: axis, metric: metric).filter { $0.family == family }
+                    charts.append(SVGChart(
+                        id: "curve-\(axis == .promptTokens ? "context" : "concurrency")-\(charts.count)",
+                        title: "\(metric.rawValue) against \(axis.rawValue) (\(family))",
+                        xLabel: axis == .promptTokens ? "prompt tokens" : "concurrency (users)", yLabel: metric.rawValue,
+                        series: curves.map { SVGChart.Series(name: $0.target, points: $0.points) }, logX: true,
+                        markers: crossings.map { ($0.at, "\($0.leaderAfter) > \($0.leaderBefore)") }))
+                }
+            }
+        }
+        return charts
+    }
+
+    /// TTFT distribution of every cell (up to 10), from 99 percentiles and p99.9.
+    static func cdfCharts(database: Database, runID: UInt64) async throws -> [SVGChart] {
+        let fractions = (1...99).map { Double($0) / 100 } + [0.999]
+        let rows = try await database.query("""
+            SELECT c.name, percentile_cont(ARRAY[\(fractions.map { "\($0)" }.joined(separator: ","))]) WITHIN GROUP (ORDER BY s.ttft_us)
+            FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
+            GROUP BY c.cell_index, c.name ORDER BY c.cell_index LIMIT 10
+            """, [String(runID)]).rows
+        let series = rows.map { row in
+            let values = Self.doubleArray(row[1])
+            return SVGChart.Series(name: row[0] ?? "", points: zip(values, fractions).map { (x: $0 / 1000, y: $1 * 100) })
+        }
+        guard !series.isEmpty else { return [] }
+        return [SVGChart(id: "ttft-cdf", title: "TTFT distribution", xLabel: "TTFT (ms)", yLabel: "percentile", series: series)]
+    }
+
+    /// Completed requests per second and p99 TTFT over the run, per cell (up to 10).
+    static func timeCharts(database: Database, runID: UInt64) async throws -> [SVGChart] {
+        let rows = try await database.query("""
+            SELECT cell, extract(epoch FROM second - min(second) OVER ()), completed, ttft_p99_ms, good
+            FROM timeseries WHERE run_id = $1 AND cell_index < 10 ORDER BY cell_index, second
+            """, [String(runID)]).rows
+        guard !rows.isEmpty else { return [] }
+        var order: [String] = []
+        var throughput: [String: [(x: Double, y: Double)]] = [:]
+        var latency: [String: [(x: Double, y: Double)]] = [:]
+        var goodput: [String: [(x: Double, y: Double)]] = [:]
+        for row in rows {
+            let cell = row[0] ?? ""
+            if throughput[cell] == nil { order.append(cell) }
+            let t = Double(row[1] ?? "") ?? 0
+            throughput[cell, default: []].append((t, Double(row[2] ?? "") ?? 0))
+            goodput[cell, default: []].append((t, Double(row[4] ?? "") ?? 0))
+            if let p99 = row[3].flatMap(Double.init) { latency[cell, default: []].append((t, p99)) }
+        }
+        return [
+            SVGChart(id: "throughput-time", title: "Completed requests per second", xLabel: "seconds into the run", yLabel: "requests/s",
+                     series: order.map { SVGChart.Series(name: $0, points: throughput[$0]!) }),
+            SVGChart(id: "goodput-time", title: "Goodput: requests per second meeting every SLO", xLabel: "seconds into the run",
+                     yLabel: "requests/s", series: order.map { SVGChart.Series(name: $0, points: goodput[$0]!) }),
+            SVGChart(id: "latency-time", title: "p99 TTFT per second", xLabel: "seconds into the run", yLabel: "ms",
+                     series: order.compactMap { cell in latency[cell].map { SVGChart.Series(name: cell, points: $0) } }),
+        ]
+    }
+
+    /// p99 TTFT against per-request decode speed for every cell, per target, with the Pareto
+    /// frontier (no other cell is both faster and lower-latency); cost and quality where given.
+    static func frontierCharts(_ cells: [CellResult]) -> [SVGChart] {
+        let points = cells.compactMap { cell -> (cell: CellResult, x: Double, y: Double)? in
+            guard let x = cell.figures[.tokensPerSecond], let y = cell.figures[.ttftP99] else { return nil }
+            return (cell, x, y)
+        }
+        guard !points.isEmpty else { return [] }
+        let frontier = points.filter { p in !points.contains { $0.x >= p.x && $0.y <= p.y && ($0.x > p.x || $0.y < p.y) } }
+            .sorted { $0.x < $1.x }
+        let targets = Array(Set(points.map(\.cell.target))).sorted()
+        var series = targets.map { target in
+            SVGChart.Series(name: target, points: points.filter { $0.cell.target == target }.map { ($0.x, $0.y) }, line: false)
+        }
+        series.append(SVGChart.Series(name: "Pareto frontier", points: frontier.map { ($0.x, $0.y) }))
+        var charts = [SVGChart(
+            id: "pareto", title: "p99 TTFT against decode speed (down and right is better)", xLabel: "output tokens/s per request",
+            yLabel: "p99 TTFT (ms)", series: series,
+            annotations: frontier.map { p in
+                var label = p.cell.cell
+                if let cost = p.cell.figures[.costPerMillion] { label += String(format: " $%.2f/M", cost) }
+                if let quality = p.cell.quality { label += String(format: " q=%.2f", quality) }
+                return (p.x, p.y, label)
+            })]
+        let priced = points.filter { $0.cell.figures[.costPerMillion] != nil }
+        if !priced.isEmpty {
+            charts.append(SVGChart(
+                id: "cost", title: "Cost against decode speed", xLabel: "output tokens/s per request", yLabel: "$ per million output tokens",
+                series: targets.map { target in
+                    SVGChart.Series(name: target, points: priced.filter { $0.cell.target == target }.map { ($0.x, $0.cell.figures[.costPerMillion]!) }, line: false)
+                }))
+        }
+        let rated = points.filter { $0.cell.quality != nil }
+        if !rated.isEmpty {
+            charts.append(SVGChart(
+                id: "quality", title: "Quality against decode speed", xLabel: "output tokens/s per request", yLabel: "quality score (plan)",
+                series: targets.map { target in
+                    SVGChart.Series(name: target, points: rated.filter { $0.cell.target == target }.map { ($0.x, $0.cell.quality!) }, line: false)
+                }))
+        }
+        return charts
+    }
+
+    static func table(database: Database, title: String, sql: String, runID: UInt64) async throws -> String {
+        let result = try await database.query(sql, [String(runID)])
+        guard !result.rows.isEmpty else { return "" }
+        var out = "<h2>\(SVGChart.escape(title))</h2>\n<table><tr>" + result.columns.map { "<th>\(SVGChart.escape($0))</th>" }.joined() + "</tr>\n"
+        for row in result.rows {
+            out += "<tr>" + row.map { "<td>\(SVGChart.escape($0 ?? "-"))</td>" }.joined() + "</tr>\n"
+        }
+        return out + "</table>\n"
+    }
+
+    /// `{1.5,2,NULL}` → [1.5, 2].
+    static func doubleArray(_ text: String?) -> [Double] {
+        guard let text else { return [] }
+        return text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+    }
+}
