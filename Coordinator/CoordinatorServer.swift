@@ -17,10 +17,13 @@ public struct CoordinatorOptions: Sendable {
     public var agentWait: Double
     /// Most connections served at once.
     public var maximumConnections: Int
+    /// Database connections storing sample batches in parallel (a shard's batches always use the
+    /// same one); one connection stores about 150,000 samples/s.
+    public var databaseWriters: Int
 
     public init(
         host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
-        agentWait: Double = 30, maximumConnections: Int = 4096
+        agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2
     ) {
         self.host = host
         self.port = port
@@ -28,6 +31,7 @@ public struct CoordinatorOptions: Sendable {
         self.agentLostAfter = agentLostAfter
         self.agentWait = agentWait
         self.maximumConnections = maximumConnections
+        self.databaseWriters = databaseWriters
     }
 }
 

@@ -50,7 +50,11 @@ actor CoordinatorState {
         self.database = database
         self.options = options
         self.logger = logger
+        self.sampleWriters = (0..<max(1, options.databaseWriters)).map { _ in database.sibling() }
     }
+
+    /// Connections that store sample batches, in parallel; shard `i` always uses writer `i mod n`.
+    private nonisolated let sampleWriters: [Database]
 
     func openConnection() -> Bool {
         guard self.connections < self.options.maximumConnections else { return false }
@@ -105,7 +109,8 @@ actor CoordinatorState {
                     // Acknowledge only after commit. A database failure closes the link: the
                     // agent keeps the batch and sends it again when it reconnects.
                     let offset = await self.clockOffset(hello.agentID)
-                    let isNew = try await self.database.store(batch, clockOffset: offset)
+                    let writer = self.sampleWriters[Int(batch.shardIndex) % self.sampleWriters.count]
+                    let isNew = try await writer.store(batch, clockOffset: offset)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
                     if isNew { await self.batchStored(batch) }
                 case .shardReady(let ready):

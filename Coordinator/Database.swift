@@ -24,6 +24,9 @@ public actor Database {
 
     deinit { self.group.shutdownGracefully { _ in } }
 
+    /// Another connection to the same database, on its own thread (for parallel writers).
+    public nonisolated func sibling() -> Database { Database(conninfo: self.conninfo) }
+
     private func connected() throws(DatabaseError) -> PGConnection {
         if let connection = self.connection, connection.isHealthy { return connection }
         self.connection = nil

@@ -16,6 +16,7 @@ extension Loadstar {
         @Option(help: "Shared secret agents must present (default: $LOADSTAR_TOKEN; none accepts any agent).") var token: String?
         @Option(help: "Seconds an agent may stay disconnected during a run before it is declared lost.") var agentLostAfter = 10.0
         @Option(help: "Seconds a submitted run waits for enough agents.") var agentWait = 30.0
+        @Option(help: "Database connections storing samples in parallel (about 150,000 samples/s each).") var dbWriters = 2
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
@@ -29,7 +30,7 @@ extension Loadstar {
                 let options = CoordinatorOptions(
                     host: address.host, port: address.port,
                     authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
-                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait)
+                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, databaseWriters: max(1, self.dbWriters))
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")
