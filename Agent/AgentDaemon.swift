@@ -335,10 +335,12 @@ public actor AgentDaemon: Service {
         }
         guard heartbeat else { return }
         let stats = self.shard?.stats
+        let ttft = stats?.ttftPercentiles() ?? (p50: -1, p99: -1)
         await self.send(.heartbeat(Heartbeat(
             agentTime: AgentClock.wallMicros(), runID: self.shard?.assignment.runID ?? 0,
             fired: stats?.fired.load(ordering: .relaxed) ?? 0, completed: stats?.completed.load(ordering: .relaxed) ?? 0,
-            errors: stats?.errors.load(ordering: .relaxed) ?? 0, inFlight: stats?.inFlight.load(ordering: .relaxed) ?? 0)))
+            errors: stats?.errors.load(ordering: .relaxed) ?? 0, inFlight: stats?.inFlight.load(ordering: .relaxed) ?? 0,
+            ttftP50: ttft.p50, ttftP99: ttft.p99)))
     }
 
     /// A shard is complete when it is done and every batch is acknowledged.

@@ -1,6 +1,7 @@
 import CCurl
 import CLoadstarShims
 import Foundation
+import Histogram
 import LoadstarPlan
 import LoadstarProtocol
 import Synchronization
@@ -30,7 +31,23 @@ public final class EngineStats: Sendable {
     public let errors = Atomic<UInt64>(0)
     public let inFlight = Atomic<UInt32>(0)
     let abortRequested = Atomic<Bool>(false)
+    /// TTFT of every successful request so far (µs, 3 significant digits), for the live view.
+    private let ttft = Mutex(Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three))
     public init() {}
+
+    func recordTTFT(_ micros: Int64) {
+        guard micros >= 0 else { return }
+        self.ttft.withLock { _ = $0.record(UInt64(micros)) }
+    }
+
+    /// Running TTFT p50 and p99 in µs, or −1 before the first successful request. For the
+    /// heartbeat's live view only: reported figures come from the raw samples in SQL.
+    public func ttftPercentiles() -> (p50: Int64, p99: Int64) {
+        self.ttft.withLock { histogram in
+            guard histogram.totalCount > 0 else { return (-1, -1) }
+            return (Int64(histogram.valueAtPercentile(50)), Int64(histogram.valueAtPercentile(99)))
+        }
+    }
 
     /// Asks the engine to stop: no new requests; in-flight ones are cancelled and reported.
     public func requestAbort() { self.abortRequested.store(true, ordering: .releasing) }
@@ -366,6 +383,7 @@ final class ShardEngine {
     private func record(_ sample: Sample, session: Transfer.SessionTurn? = nil) {
         if sample.errorClass == .none {
             self.outcome.succeeded += 1
+            self.stats.recordTTFT(sample.ttft)
         } else {
             self.outcome.failed += 1
             self.stats.errors.add(1, ordering: .relaxed)

@@ -17,14 +17,18 @@ public struct CoordinatorOptions: Sendable {
     public var agentWait: Double
     /// Most connections served at once.
     public var maximumConnections: Int
+    /// Where to serve Prometheus metrics (`GET /metrics`); `nil` serves none.
+    public var metricsAddress: (host: String, port: Int)?
     /// Database connections storing sample batches in parallel (a shard's batches always use the
     /// same one); one connection stores about 150,000 samples/s.
     public var databaseWriters: Int
 
     public init(
         host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
-        agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2
+        agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
+        metricsAddress: (host: String, port: Int)? = nil
     ) {
+        self.metricsAddress = metricsAddress
         self.host = host
         self.port = port
         self.authToken = authToken
@@ -52,11 +56,14 @@ public final class CoordinatorServer: Sendable {
 
     /// The port actually bound (useful with port 0).
     public let port: Int
+    /// The Prometheus endpoint, when one was asked for.
+    public let metricsServer: MetricsServer?
 
     private init(
         channel: NIOAsyncChannel<NIOAsyncChannel<Message, Message>, Never>, state: CoordinatorState,
-        options: CoordinatorOptions, logger: Logger
+        options: CoordinatorOptions, logger: Logger, metricsServer: MetricsServer?
     ) {
+        self.metricsServer = metricsServer
         self.serverChannel = channel
         self.state = state
         self.options = options
@@ -78,8 +85,14 @@ public final class CoordinatorServer: Sendable {
                     return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                 }
             }
-        let state = CoordinatorState(database: database, options: options, logger: logger)
-        return CoordinatorServer(channel: channel, state: state, options: options, logger: logger)
+        let metrics = CoordinatorMetrics()
+        let state = CoordinatorState(database: database, options: options, logger: logger, metrics: metrics)
+        var metricsServer: MetricsServer?
+        if let address = options.metricsAddress {
+            metricsServer = try await MetricsServer.start(
+                host: address.host, port: address.port, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
+        }
+        return CoordinatorServer(channel: channel, state: state, options: options, logger: logger, metricsServer: metricsServer)
     }
 
     /// Serves connections until the task is cancelled.

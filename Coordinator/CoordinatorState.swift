@@ -3,6 +3,7 @@ import Logging
 import LoadstarPlan
 import LoadstarProtocol
 import NIOCore
+import Prometheus
 
 typealias MessageIterator = NIOAsyncChannelInboundStream<Message>.AsyncIterator
 typealias MessageWriter = NIOAsyncChannelOutboundWriter<Message>
@@ -13,6 +14,7 @@ actor CoordinatorState {
     let database: Database
     let options: CoordinatorOptions
     let logger: Logger
+    let metrics: CoordinatorMetrics
     let coordinatorID = UUID().uuidString
 
     struct AgentEntry {
@@ -21,6 +23,8 @@ actor CoordinatorState {
         var writer: MessageWriter?
         var clock = ClockEstimate()
         var heartbeat: Heartbeat?
+        /// Requests completed per second, from the last two heartbeats.
+        var rate: Double = 0
         var disconnectedAt: Int64?
     }
 
@@ -46,7 +50,8 @@ actor CoordinatorState {
     private var run: ActiveRun?
     private var runQueueBusy = false
 
-    init(database: Database, options: CoordinatorOptions, logger: Logger) {
+    init(database: Database, options: CoordinatorOptions, logger: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics()) {
+        self.metrics = metrics
         self.database = database
         self.options = options
         self.logger = logger
@@ -138,6 +143,7 @@ actor CoordinatorState {
         entry.writer = writer
         entry.disconnectedAt = nil
         self.agents[hello.agentID] = entry
+        self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
         return self.nextSession
     }
 
@@ -146,6 +152,7 @@ actor CoordinatorState {
         entry.writer = nil
         entry.disconnectedAt = coordinatorNow()
         self.agents[id] = entry
+        self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
         self.logger.info("agent disconnected", metadata: ["agent.name": "\(entry.hello.name)"])
         // An idle agent that is gone is forgotten; one with a shard is kept until it returns or is lost.
         if !(self.run?.shards.values.contains { $0.agentID == id && !$0.complete } ?? false) {
@@ -159,11 +166,23 @@ actor CoordinatorState {
 
     private func clockOffset(_ id: String) -> Int64 { self.agents[id]?.clock.offset ?? 0 }
 
-    private func heartbeat(_ id: String, _ heartbeat: Heartbeat) { self.agents[id]?.heartbeat = heartbeat }
+    private func heartbeat(_ id: String, _ heartbeat: Heartbeat) {
+        // An agent between shards reports zeros; keep its last shard's figures for the progress line.
+        if heartbeat.runID == 0, let previous = self.agents[id]?.heartbeat, previous.runID != 0 { return }
+        if let previous = self.agents[id]?.heartbeat, previous.runID == heartbeat.runID, heartbeat.agentTime > previous.agentTime {
+            // Completions per second between the two heartbeats, on the agent's own clock.
+            let seconds = Double(heartbeat.agentTime - previous.agentTime) / 1_000_000
+            self.agents[id]?.rate = Double(heartbeat.completed &- previous.completed) / seconds
+        }
+        self.agents[id]?.heartbeat = heartbeat
+        if let entry = self.agents[id] { self.metrics.agent(entry.hello.name, heartbeat: heartbeat, rate: entry.rate) }
+    }
 
     private func batchStored(_ batch: SampleBatch) async {
         guard self.run?.id == batch.runID else { return }
         self.run?.stored += UInt64(batch.samples.count)
+        self.metrics.samplesStored.increment(by: Int64(batch.samples.count))
+        self.metrics.batchesStored.increment()
         await self.checkShardComplete(batch.runID, batch.shardIndex)
     }
 
@@ -303,6 +322,7 @@ actor CoordinatorState {
             return status
         }
         try await self.database.finishRun(id, status: status.0, reason: status.1)
+        self.metrics.runFinished(status: status.0)
         await self.endRun()
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
@@ -342,10 +362,12 @@ actor CoordinatorState {
             shards[UInt32(record.spec.shardIndex)] = ShardProgress(agentID: record.agentID, agentName: name)
         }
         self.run = ActiveRun(id: id, shards: shards)
+        self.metrics.runActive.set(1.0)
     }
 
     private func endRun() {
         self.run = nil
+        self.metrics.runActive.set(0.0)
         for (id, entry) in self.agents where entry.writer == nil { self.agents[id] = nil }
     }
 
@@ -416,7 +438,11 @@ actor CoordinatorState {
             let entry = self.agents[shard.agentID]
             let hb = entry?.heartbeat
             let state = shard.complete ? "done" : shard.lost ? "LOST" : entry?.writer == nil ? "disconnected" : "running"
-            parts.append("\(shard.agentName): \(state) fired \(hb?.fired ?? 0) in-flight \(hb?.inFlight ?? 0) errors \(hb?.errors ?? 0)")
+            var part = "\(shard.agentName): \(state) \(String(format: "%.0f", entry?.rate ?? 0)) req/s fired \(hb?.fired ?? 0) in-flight \(hb?.inFlight ?? 0) errors \(hb?.errors ?? 0)"
+            if let hb, hb.ttftP50 >= 0 {
+                part += String(format: " ttft p50 %.1f p99 %.1f ms", Double(hb.ttftP50) / 1000, Double(hb.ttftP99) / 1000)
+            }
+            parts.append(part)
         }
         return "stored \(run.stored) samples | " + parts.joined(separator: " | ")
     }

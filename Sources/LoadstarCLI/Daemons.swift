@@ -17,6 +17,7 @@ extension Loadstar {
         @Option(help: "Seconds an agent may stay disconnected during a run before it is declared lost.") var agentLostAfter = 10.0
         @Option(help: "Seconds a submitted run waits for enough agents.") var agentWait = 30.0
         @Option(help: "Database connections storing samples in parallel (about 150,000 samples/s each).") var dbWriters = 2
+        @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.") var metrics: String?
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
@@ -24,18 +25,23 @@ extension Loadstar {
             self.common.bootstrap(default: .info)
             let logger = Logger(label: "loadstar.coordinator")
             let address = try Address(self.listen, option: "--listen")
+            let metricsAddress = try self.metrics.map { try Address($0, option: "--metrics") }
             let server: CoordinatorServer
             do {
                 let url = try self.database.resolve()
                 let options = CoordinatorOptions(
                     host: address.host, port: address.port,
                     authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
-                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, databaseWriters: max(1, self.dbWriters))
+                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, databaseWriters: max(1, self.dbWriters),
+                    metricsAddress: metricsAddress.map { ($0.host, $0.port) })
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")
             }
             announce("loadstar coordinator listening on \(address.host):\(server.port)")
+            if let metricsAddress, let metricsServer = server.metricsServer {
+                announce("loadstar coordinator metrics on http://\(metricsAddress.host):\(metricsServer.port)/metrics")
+            }
             try await server.run()
         }
     }

@@ -119,17 +119,24 @@ struct Cluster {
     let coordinatorPort: Int
     let databaseURL: String
 
-    static func start(agentLostAfter: Double = 10) async throws -> Cluster {
+    /// - Parameter metrics: also serve Prometheus metrics (on a port of its own, see ``metricsURL``).
+    static func start(agentLostAfter: Double = 10, metrics: Bool = false) async throws -> Cluster {
         let url = try TestDatabase.url.get()
         let simulator = try Child(["sim", "--port", "0", "--token-interval-ms", "5", "--prefill-us-per-token", "10"])
         let coordinator = try Child([
             "coordinator", "--listen", "127.0.0.1:0", "--database", url, "--agent-lost-after", "\(agentLostAfter)",
             "--agent-wait", "20", "--log-level", "warning",
-        ])
+        ] + (metrics ? ["--metrics", "127.0.0.1:0"] : []))
         return Cluster(
             simulator: simulator, coordinator: coordinator,
             simulatorPort: try await simulator.port(announcedBy: "loadstar sim listening"),
             coordinatorPort: try await coordinator.port(announcedBy: "loadstar coordinator listening"), databaseURL: url)
+    }
+
+    /// The coordinator's `/metrics` URL, when started with `metrics: true`.
+    var metricsURL: String? {
+        self.coordinator.stdout.split(separator: "\n").first { $0.hasPrefix("loadstar coordinator metrics on ") }
+            .map { String($0.dropFirst("loadstar coordinator metrics on ".count)) }
     }
 
     func agent(_ name: String, record: String? = nil, extra: [String] = []) throws -> Child {

@@ -1,0 +1,87 @@
+import Foundation
+import LoadstarProtocol
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// The coordinator's Prometheus metrics: fleet, run and ingest state, and each agent's live
+/// figures from its heartbeats. Served as text at `/metrics` (``MetricsServer``).
+public final class CoordinatorMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let agentsConnected: Gauge
+    let runActive: Gauge
+    let samplesStored: Counter
+    let batchesStored: Counter
+
+    public init() {
+        self.agentsConnected = self.registry.makeGauge(name: "loadstar_agents_connected", help: "Agents connected to the coordinator.")
+        self.runActive = self.registry.makeGauge(name: "loadstar_run_active", help: "1 while a run is in progress.")
+        self.samplesStored = self.registry.makeCounter(name: "loadstar_samples_stored_total", help: "Samples committed to PostgreSQL.")
+        self.batchesStored = self.registry.makeCounter(name: "loadstar_batches_stored_total", help: "Sample batches committed to PostgreSQL.")
+    }
+
+    func runFinished(status: String) {
+        self.registry.makeCounter(name: "loadstar_runs_finished_total", labels: [("status", status)], help: "Runs finished, by status.").increment()
+    }
+
+    /// An agent's figures from its latest heartbeat.
+    func agent(_ name: String, heartbeat: Heartbeat, rate: Double) {
+        let labels = [("agent", name)]
+        self.registry.makeGauge(name: "loadstar_agent_requests_per_second", labels: labels, help: "Requests completed per second.").set(rate)
+        self.registry.makeGauge(name: "loadstar_agent_in_flight", labels: labels, help: "Requests in flight.").set(Double(heartbeat.inFlight))
+        self.registry.makeGauge(name: "loadstar_agent_fired", labels: labels, help: "Requests fired in the current shard.").set(Double(heartbeat.fired))
+        self.registry.makeGauge(name: "loadstar_agent_errors", labels: labels, help: "Failed requests in the current shard.").set(Double(heartbeat.errors))
+        if heartbeat.ttftP50 >= 0 {
+            self.registry.makeGauge(
+                name: "loadstar_agent_ttft_p50_seconds", labels: labels, help: "Running TTFT p50 (agent-side HDR histogram).")
+                .set(Double(heartbeat.ttftP50) / 1e6)
+            self.registry.makeGauge(
+                name: "loadstar_agent_ttft_p99_seconds", labels: labels, help: "Running TTFT p99 (agent-side HDR histogram).")
+                .set(Double(heartbeat.ttftP99) / 1e6)
+        }
+    }
+}
+
+/// A minimal HTTP server for `GET /metrics`.
+public final class MetricsServer: Sendable {
+    let channel: any Channel
+    public var port: Int { self.channel.localAddress?.port ?? 0 }
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    public static func start(host: String, port: Int, metrics: CoordinatorMetrics, group: any EventLoopGroup) async throws -> MetricsServer {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(MetricsHandler(metrics: metrics))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return MetricsServer(channel: channel)
+    }
+
+    public func close() async { try? await self.channel.close() }
+}
+
+final class MetricsHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let metrics: CoordinatorMetrics
+
+    init(metrics: CoordinatorMetrics) { self.metrics = metrics }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = self.unwrapInboundIn(data) else { return }
+        let found = head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?"))
+        let body = found ? self.metrics.registry.emitToString() : "not found; metrics are at /metrics\n"
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: found ? .ok : .notFound, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import LoadstarCoordinator
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// During a run: a progress line per agent with its rate, in-flight count, errors and running
+/// TTFT percentiles from its HDR histogram, and the same on the coordinator's Prometheus endpoint.
+@Suite struct LiveViewTests {
+    func scrape(_ url: String) async throws -> String {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The value of the first sample line of `name` (with its labels) in Prometheus text.
+    func value(_ text: String, _ name: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+            .flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+    }
+
+    @Test func progressLinesAndPrometheusShowTheRunLive() async throws {
+        let cluster = try await Cluster.start(metrics: true)
+        defer { cluster.stop() }
+        var metricsURL: String?
+        for _ in 0..<100 where metricsURL == nil {
+            metricsURL = cluster.metricsURL
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let url = try #require(metricsURL)
+        let plan = """
+            name: live
+            targets:
+              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
+            workloads:
+              - {name: w, prompt_tokens: 32, output_tokens: 8}
+            load:
+              stages:
+                - {rate: 40, duration: 4s}
+            """
+        let agent = try cluster.agent("live")
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
+        // Scrape while the run is under way.
+        var during: String?
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && run.isRunning {
+            let text = try await self.scrape(url)
+            if self.value(text, "loadstar_run_active") == 1, (self.value(text, "loadstar_agent_ttft_p99_seconds") ?? 0) > 0 {
+                during = text
+                break
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(try await run.wait(seconds: 60) == 0, "stderr: \(run.stderr)")
+        _ = try await agent.wait(seconds: 30)
+        let live = try #require(during, "no scrape showed an active run with agent TTFT figures")
+        #expect(live.contains(#"loadstar_agent_ttft_p50_seconds{agent="live"}"#))
+        #expect((self.value(live, "loadstar_agent_requests_per_second") ?? 0) > 0)
+        #expect(self.value(live, "loadstar_agents_connected") == 1)
+        // The progress lines carry each agent's rate and running TTFT percentiles.
+        let progress = run.stderr.split(separator: "\n").filter { $0.contains("live: running") }
+        #expect(progress.contains { $0.contains(" req/s fired ") && $0.contains(" ttft p50 ") && $0.hasSuffix(" ms") }, "\(run.stderr)")
+        // After the run: the counters agree with the database.
+        let id = try #require(runID(fromReport: run.stdout))
+        let rows = try await Database(conninfo: cluster.databaseURL).query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows[0][0]
+        let after = try await self.scrape(url)
+        #expect(self.value(after, "loadstar_run_active") == 0)
+        #expect(self.value(after, "loadstar_samples_stored_total").map { String(Int($0)) } == rows)
+        #expect(after.contains(#"loadstar_runs_finished_total{status="completed"} 1"#), "\(after)")
+    }
+}
