@@ -57,17 +57,22 @@ extension CellResult {
     /// Every cell of the given runs, in run and cell order.
     public static func load(database: Database, runIDs: [UInt64]) async throws -> [CellResult] {
         let metrics = CellResult.Metric.allCases
-        let sql = """
-            SELECT l.run_id, l.cell_index, l.cell, l.target, l.scenario,
-                   coalesce(l.cell_prompt_tokens::float8,
-                            (SELECT avg(s.prompt_tokens_requested) FROM samples s WHERE s.run_id = l.run_id AND s.cell_index = l.cell_index)),
-                   l.cell_output_tokens, l.cell_concurrency, l.cell_rate, l.requests, l.error_rate, l.quality,
-                   \(metrics.map(\.column).joined(separator: ", "))
-            FROM latency_summary l
-            WHERE l.run_id = ANY($1::bigint[])
-            ORDER BY l.run_id, l.cell_index
-            """
-        let rows = try await database.query(sql, ["{" + runIDs.map(String.init).joined(separator: ",") + "}"]).rows
+        var rows: [[String?]] = []
+        for runID in runIDs {
+            let source = try await ResultSource.of(database, runID: runID)
+            let promptMean = source.materialized
+                ? "(SELECT p.requested_mean FROM cell_prompt_done p WHERE p.run_id = l.run_id AND p.cell_index = l.cell_index)"
+                : "(SELECT avg(s.prompt_tokens_requested) FROM samples s WHERE s.run_id = l.run_id AND s.cell_index = l.cell_index)"
+            let sql = """
+                SELECT l.run_id, l.cell_index, l.cell, l.target, l.scenario, coalesce(l.cell_prompt_tokens::float8, \(promptMean)),
+                       l.cell_output_tokens, l.cell_concurrency, l.cell_rate, l.requests, l.error_rate, l.quality,
+                       \(metrics.map(\.column).joined(separator: ", "))
+                FROM \(source.relation("latency_summary")) l
+                WHERE l.run_id = $1
+                ORDER BY l.cell_index
+                """
+            rows += try await database.query(sql, [String(runID)]).rows
+        }
         return rows.map { row in
             var figures: [Metric: Double] = [:]
             for (index, metric) in metrics.enumerated() {

@@ -46,6 +46,20 @@ public actor Database {
         }
     }
 
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    func transaction(_ body: (PGConnection) throws(DatabaseError) -> Void) throws(DatabaseError) {
+        try self.with { db throws(DatabaseError) in
+            try db.execute("BEGIN")
+            do throws(DatabaseError) {
+                try body(db)
+                try db.execute("COMMIT")
+            } catch {
+                _ = try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
     /// Applies every migration not yet applied, in one transaction each. Returns the versions applied.
     @discardableResult
     public func migrate() throws(DatabaseError) -> [Int] {
@@ -184,6 +198,11 @@ public actor Database {
                 guard rows == batch.samples.count else {
                     throw DatabaseError(kind: .copy, message: "COPY stored \(rows) rows of \(batch.samples.count)")
                 }
+                // A batch arriving after the run's results were materialized (an agent that came
+                // back late) makes reports compute them from the samples again.
+                _ = try db.query(
+                    "UPDATE runs SET results_materialized_at = NULL WHERE id = $1 AND results_materialized_at IS NOT NULL",
+                    [String(batch.runID)])
                 try db.execute("COMMIT")
                 return true
             } catch {

@@ -10,10 +10,11 @@ public enum HTMLReport {
             [String(runID)]).rows
         guard let run = header.first else { throw ReportError.noSuchRun(runID) }
         let cells = try await CellResult.load(database: database, runIDs: [runID])
+        let source = try await ResultSource.of(database, runID: runID)
         var charts: [SVGChart] = []
         charts += Self.curveCharts(cells)
-        charts += try await Self.cdfCharts(database: database, runID: runID)
-        charts += try await Self.timeCharts(database: database, runID: runID)
+        charts += try await Self.cdfCharts(database: database, runID: runID, source: source)
+        charts += try await Self.timeCharts(database: database, runID: runID, source: source)
         charts += Self.frontierCharts(cells)
 
         var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(run[0] ?? ""))</h1>\n"
@@ -29,7 +30,7 @@ public enum HTMLReport {
                        round(sched_e2e_p99_ms::numeric, 2) AS "sched e2e p99", round((1000 / nullif(tpot_p50_ms, 0))::numeric, 1) AS "tok/s",
                        round(throughput_rps::numeric, 2) AS "req/s", round(goodput_rps::numeric, 2) AS "good/s",
                        round(cache_hit_rate::numeric, 3) AS "cache hit", round(usd_per_m_output_tokens::numeric, 3) AS "$/M out", quality
-                FROM latency_summary WHERE run_id = $1 ORDER BY cell_index
+                FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
         let crossings = Inversions.Axis.allCases.flatMap { axis in
             CellResult.Metric.allCases.flatMap { Inversions.crossings(cells, axis: axis, metric: $0) }
@@ -44,32 +45,32 @@ public enum HTMLReport {
             sql: """
                 SELECT cell, agents, round(ttft_p99_global_ms::numeric, 2) AS "ttft p99 global", round(ttft_p99_agent_mean_ms::numeric, 2) AS "mean of agents' p99",
                        round(ttft_p99_agent_min_ms::numeric, 2) AS "min", round(ttft_p99_agent_max_ms::numeric, 2) AS "max"
-                FROM agent_vs_global WHERE run_id = $1 ORDER BY cell_index
+                FROM \(source.relation("agent_vs_global")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
         body += try await Self.table(
             database: database, title: "Regions",
             sql: """
                 SELECT cell, region, requests, errors, round(ttft_p50_ms::numeric, 2) AS "ttft p50", round(ttft_p99_ms::numeric, 2) AS "ttft p99",
                        round(e2e_p99_ms::numeric, 2) AS "e2e p99"
-                FROM latency_by_region WHERE run_id = $1 ORDER BY cell_index, region
+                FROM \(source.relation("latency_by_region")) WHERE run_id = $1 ORDER BY cell_index, region
                 """, runID: runID)
         body += try await Self.table(
             database: database, title: "Cold against warm",
             sql: """
                 SELECT cell, temperature, requests, round(ttft_p50_ms::numeric, 2) AS "ttft p50", round(ttft_p99_ms::numeric, 2) AS "ttft p99",
                        round(cached_tokens_mean::numeric, 1) AS "cached tokens (mean)"
-                FROM cold_warm WHERE run_id = $1 ORDER BY cell_index, temperature
+                FROM \(source.relation("cold_warm")) WHERE run_id = $1 ORDER BY cell_index, temperature
                 """, runID: runID)
         body += try await Self.table(
             database: database, title: "Errors",
             sql: """
-                SELECT cell, error_class, http_status, requests, share, example FROM error_breakdown
+                SELECT cell, error_class, http_status, requests, share, example FROM \(source.relation("error_breakdown"))
                 WHERE run_id = $1 AND error_class <> 'none' ORDER BY cell_index, requests DESC
                 """, runID: runID)
         body += try await Self.table(
             database: database, title: "Events",
             sql: "SELECT at::text AS at, kind, shard_index AS shard, detail FROM run_events WHERE run_id = $1 ORDER BY at, id", runID: runID)
-        let calibration = try await Report.calibration(database: database, runID: runID)
+        let calibration = try await Report.calibration(database: database, runID: runID, source: source)
         if !calibration.isEmpty { body += "<h2>Prompt calibration</h2>\n<pre>\(SVGChart.escape(calibration))</pre>\n" }
 
         return """
@@ -123,27 +124,31 @@ public enum HTMLReport {
     }
 
     /// TTFT distribution of every cell (up to 10), from 99 percentiles and p99.9.
-    static func cdfCharts(database: Database, runID: UInt64) async throws -> [SVGChart] {
-        let fractions = (1...99).map { Double($0) / 100 } + [0.999]
-        let rows = try await database.query("""
-            SELECT c.name, percentile_cont(ARRAY[\(fractions.map { "\($0)" }.joined(separator: ","))]) WITHIN GROUP (ORDER BY s.ttft_us)
-            FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-            WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
-            GROUP BY c.cell_index, c.name ORDER BY c.cell_index LIMIT 10
-            """, [String(runID)]).rows
+    static func cdfCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
+        let fractions = ResultSource.cdfFractions
+        let sql = source.materialized
+            ? "SELECT cell, ttft_ms FROM ttft_cdf_done WHERE run_id = $1 ORDER BY cell_index LIMIT 10"
+            : """
+                SELECT c.name, (SELECT array_agg(v / 1000) FROM unnest(
+                           percentile_cont(ARRAY[\(fractions.map { "\($0)" }.joined(separator: ","))]) WITHIN GROUP (ORDER BY s.ttft_us)) AS v)
+                FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+                WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
+                GROUP BY c.cell_index, c.name ORDER BY c.cell_index LIMIT 10
+                """
+        let rows = try await database.query(sql, [String(runID)]).rows
         let series = rows.map { row in
             let values = Self.doubleArray(row[1])
-            return SVGChart.Series(name: row[0] ?? "", points: zip(values, fractions).map { (x: $0 / 1000, y: $1 * 100) })
+            return SVGChart.Series(name: row[0] ?? "", points: zip(values, fractions).map { (x: $0, y: $1 * 100) })
         }
         guard !series.isEmpty else { return [] }
         return [SVGChart(id: "ttft-cdf", title: "TTFT distribution", xLabel: "TTFT (ms)", yLabel: "percentile", series: series)]
     }
 
     /// Completed requests per second and p99 TTFT over the run, per cell (up to 10).
-    static func timeCharts(database: Database, runID: UInt64) async throws -> [SVGChart] {
+    static func timeCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
         let rows = try await database.query("""
             SELECT cell, extract(epoch FROM second - min(second) OVER ()), completed, ttft_p99_ms, good
-            FROM timeseries WHERE run_id = $1 AND cell_index < 10 ORDER BY cell_index, second
+            FROM \(source.relation("timeseries")) WHERE run_id = $1 AND cell_index < 10 ORDER BY cell_index, second
             """, [String(runID)]).rows
         guard !rows.isEmpty else { return [] }
         var order: [String] = []

@@ -9,10 +9,13 @@ import NIOCore
 /// real PostgreSQL. Writers run in parallel, one database connection each, like the coordinator's.
 public enum IngestBenchmark {
     public struct Result: Sendable {
+        public var runID: UInt64
         public var samples: Int
         public var seconds: Double
         public var frameBytes: Int
         public var storedRows: Int
+        /// Seconds the coordinator's end-of-run materialization of the results took.
+        public var materializeSeconds: Double
     }
 
     public static func run(conninfo: String, samples: Int, batchSize: Int, gaps: Int, writers: Int, keep: Bool) async throws -> Result {
@@ -59,11 +62,12 @@ public enum IngestBenchmark {
         let seconds = Date().timeIntervalSince(start)
         let stored = Int(try await admin.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(runID)]).rows[0][0] ?? "0") ?? 0
         try await admin.finishRun(runID, status: "completed", reason: "ingest benchmark")
+        let materialize = try await admin.materializeResults(runID: runID)
         if !keep {
             _ = try await admin.query("DROP TABLE samples_run_\(runID)")
             _ = try await admin.query("DELETE FROM runs WHERE id = $1", [String(runID)])
         }
-        return Result(samples: samples, seconds: seconds, frameBytes: bytes, storedRows: stored)
+        return Result(runID: runID, samples: samples, seconds: seconds, frameBytes: bytes, storedRows: stored, materializeSeconds: materialize)
     }
 
     /// A `sampleBatch` frame of `count` realistic samples (every field set, `gaps` inter-token gaps).

@@ -18,9 +18,10 @@ public enum Report {
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(*) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
             [String(runID)]).rows
         guard let header = run.first else { return "run \(runID) does not exist\n" }
+        let source = try await ResultSource.of(database, runID: runID)
         let select = Self.columns.map(\.0).joined(separator: ", ")
         let rows = try await database.query(
-            "SELECT \(select) FROM latency_summary WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
+            "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
         if let reason = header[2], !reason.isEmpty { out += " (\(reason))" }
         out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
@@ -51,8 +52,8 @@ public enum Report {
         for row in cells { out += line(row) + "\n" }
         if cells.isEmpty { out += "(no samples)\n" }
         let errors = try await database.query("""
-            SELECT target, error_class, count(*), min(error_detail) FROM request_samples
-            WHERE run_id = $1 AND error_class <> 'none' GROUP BY 1, 2 ORDER BY 1, 3 DESC
+            SELECT cell, error_class, sum(requests), min(example) FROM \(source.relation("error_breakdown"))
+            WHERE run_id = $1 AND error_class <> 'none' GROUP BY cell_index, cell, error_class ORDER BY cell_index, 3 DESC
             """, [String(runID)]).rows
         if !errors.isEmpty {
             out += "\nerrors:\n"
@@ -60,23 +61,33 @@ public enum Report {
                 out += "  \(row[0] ?? "?")  \(row[1] ?? "?")  \(row[2] ?? "0")  \(row[3] ?? "")\n"
             }
         }
-        out += try await Self.calibration(database: database, runID: runID)
+        out += try await Self.calibration(database: database, runID: runID, source: source)
         return out
     }
 
     /// Per target: the prompt tokens asked for against those the target reported, and what
     /// calibration learnt (tokens per word, averaged over the agents).
-    public static func calibration(database: Database, runID: UInt64) async throws -> String {
+    public static func calibration(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> String {
+        var materialized = source?.materialized ?? false
+        if source == nil { materialized = try await ResultSource.of(database, runID: runID).materialized }
+        // Per target: requests with a reported prompt, mean requested, mean reported, mean error.
+        let stats = materialized
+            ? "SELECT run_id, target_index, target, requests, requested_mean, reported_mean, error_mean FROM prompt_calibration_done WHERE run_id = $1"
+            : """
+                SELECT t.run_id, t.target_index, t.name AS target, count(*) AS requests, avg(s.prompt_tokens_requested) AS requested_mean,
+                       avg(s.prompt_tokens) AS reported_mean,
+                       avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested) AS error_mean
+                FROM samples s
+                JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+                JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+                WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
+                GROUP BY t.run_id, t.target_index, t.name
+                """
         let rows = try await database.query("""
-            SELECT t.name, count(*), avg(s.prompt_tokens_requested), avg(s.prompt_tokens),
-                   avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested),
-                   (SELECT avg(k.tokens_per_word) FROM calibrations k WHERE k.run_id = t.run_id AND k.target_index = t.target_index AND k.problem IS NULL),
-                   (SELECT min(k.problem) FROM calibrations k WHERE k.run_id = t.run_id AND k.target_index = t.target_index)
-            FROM samples s
-            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
-            WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
-            GROUP BY t.run_id, t.target_index, t.name ORDER BY t.target_index
+            SELECT p.target, p.requests, p.requested_mean, p.reported_mean, p.error_mean,
+                   (SELECT avg(k.tokens_per_word) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index AND k.problem IS NULL),
+                   (SELECT min(k.problem) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index)
+            FROM (\(stats)) p ORDER BY p.target_index
             """, [String(runID)]).rows
         guard !rows.isEmpty else { return "" }
         var out = "\nprompt tokens, requested vs reported by the target (usage):\n"
@@ -102,8 +113,9 @@ public enum Report {
         let objectives = slos.objectives
         guard !objectives.isEmpty else { return [] }
         let columns = objectives.map(\.column).joined(separator: ", ")
+        let source = try await ResultSource.of(database, runID: runID)
         let rows = try await database.query(
-            "SELECT cell, \(columns) FROM latency_summary WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
+            "SELECT cell, \(columns) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var misses: [String] = []
         for row in rows {
             for (index, objective) in objectives.enumerated() {

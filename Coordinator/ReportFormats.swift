@@ -9,6 +9,7 @@ extension Report {
         guard try await database.query("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).rows.count == 1 else {
             throw ReportError.noSuchRun(runID)
         }
+        let source = try await ResultSource.of(database, runID: runID)
         let sql = """
             SELECT json_build_object(
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
@@ -18,19 +19,19 @@ extension Report {
                 'targets', (SELECT coalesce(json_agg(t ORDER BY target_index), '[]') FROM (
                                SELECT target_index, name, kind, base_url, model, price_input_per_m, price_output_per_m,
                                       gpu_hour_usd, gpus, quality FROM targets WHERE run_id = $1) t),
-                'cells', (SELECT coalesce(json_agg(l ORDER BY cell_index), '[]') FROM latency_summary l WHERE run_id = $1),
-                'regions', (SELECT coalesce(json_agg(g ORDER BY cell_index, region), '[]') FROM latency_by_region g WHERE run_id = $1),
-                'errors', (SELECT coalesce(json_agg(e ORDER BY cell_index, requests DESC), '[]') FROM error_breakdown e
+                'cells', (SELECT coalesce(json_agg(l ORDER BY cell_index), '[]') FROM \(source.relation("latency_summary")) l WHERE run_id = $1),
+                'regions', (SELECT coalesce(json_agg(g ORDER BY cell_index, region), '[]') FROM \(source.relation("latency_by_region")) g WHERE run_id = $1),
+                'errors', (SELECT coalesce(json_agg(e ORDER BY cell_index, requests DESC), '[]') FROM \(source.relation("error_breakdown")) e
                            WHERE run_id = $1 AND error_class <> 'none'),
-                'cold_warm', (SELECT coalesce(json_agg(w ORDER BY cell_index, temperature), '[]') FROM cold_warm w WHERE run_id = $1),
-                'agent_vs_global', (SELECT coalesce(json_agg(a ORDER BY cell_index), '[]') FROM agent_vs_global a WHERE run_id = $1),
+                'cold_warm', (SELECT coalesce(json_agg(w ORDER BY cell_index, temperature), '[]') FROM \(source.relation("cold_warm")) w WHERE run_id = $1),
+                'agent_vs_global', (SELECT coalesce(json_agg(a ORDER BY cell_index), '[]') FROM \(source.relation("agent_vs_global")) a WHERE run_id = $1),
                 'calibrations', (SELECT coalesce(json_agg(k ORDER BY shard_index, target_index), '[]') FROM calibrations k WHERE run_id = $1),
                 'shards', (SELECT coalesce(json_agg(s ORDER BY shard_index), '[]') FROM (
                               SELECT sh.shard_index, a.name AS agent, a.region, sh.status, sh.fired, sh.succeeded, sh.failed,
                                      sh.late, sh.dropped, sh.clock_offset_us, sh.clock_rtt_us
                               FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1) s),
                 'events', (SELECT coalesce(json_agg(v ORDER BY at, id), '[]') FROM run_events v WHERE run_id = $1),
-                'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM timeseries x WHERE run_id = $1)
+                'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM \(source.relation("timeseries")) x WHERE run_id = $1)
             )::text
             """
         guard let text = try await database.query(sql, [String(runID)]).rows.first?[0] else {
@@ -41,7 +42,9 @@ extension Report {
 
     /// `latency_summary` for the run as CSV (RFC 4180), one row per cell, with a header.
     public static func csv(database: Database, runID: UInt64) async throws -> String {
-        let result = try await database.query("SELECT * FROM latency_summary WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
+        let source = try await ResultSource.of(database, runID: runID)
+        let result = try await database.query(
+            "SELECT * FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
         var out = result.columns.map(Self.csvField).joined(separator: ",") + "\r\n"
         for row in result.rows {
             out += row.map { $0.map(Self.csvField) ?? "" }.joined(separator: ",") + "\r\n"

@@ -424,5 +424,56 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 5, name: "results materialized when a run ends", sql: """
+            -- When a run ends the coordinator stores what the views compute for it in these
+            -- *_done tables (same columns as the views), so that reports over millions of samples
+            -- read a few rows instead of recomputing percentiles; runs.results_materialized_at
+            -- says when. The views stay the live path (and the truth for runs still going).
+            ALTER TABLE runs ADD COLUMN results_materialized_at timestamptz;
+            CREATE TABLE latency_summary_done AS SELECT * FROM latency_summary WITH NO DATA;
+            CREATE INDEX latency_summary_done_run ON latency_summary_done (run_id);
+            CREATE TABLE latency_by_region_done AS SELECT * FROM latency_by_region WITH NO DATA;
+            CREATE INDEX latency_by_region_done_run ON latency_by_region_done (run_id);
+            CREATE TABLE timeseries_done AS SELECT * FROM timeseries WITH NO DATA;
+            CREATE INDEX timeseries_done_run ON timeseries_done (run_id);
+            CREATE TABLE error_breakdown_done AS SELECT * FROM error_breakdown WITH NO DATA;
+            CREATE INDEX error_breakdown_done_run ON error_breakdown_done (run_id);
+            CREATE TABLE cold_warm_done AS SELECT * FROM cold_warm WITH NO DATA;
+            CREATE INDEX cold_warm_done_run ON cold_warm_done (run_id);
+            CREATE TABLE agent_vs_global_done AS SELECT * FROM agent_vs_global WITH NO DATA;
+            CREATE INDEX agent_vs_global_done_run ON agent_vs_global_done (run_id);
+            CREATE TABLE ttft_cdf_done (
+                run_id      bigint NOT NULL,
+                cell_index  int NOT NULL,
+                cell        text NOT NULL,
+                fractions   double precision[] NOT NULL,
+                ttft_ms     double precision[] NOT NULL,
+                PRIMARY KEY (run_id, cell_index)
+            );
+            CREATE TABLE prompt_calibration_done (
+                run_id          bigint NOT NULL,
+                target_index    int NOT NULL,
+                target          text NOT NULL,
+                requests        bigint NOT NULL,
+                requested_mean  double precision,
+                reported_mean   double precision,
+                error_mean      double precision,
+                PRIMARY KEY (run_id, target_index)
+            );
+            CREATE TABLE cell_prompt_done (
+                run_id          bigint NOT NULL,
+                cell_index      int NOT NULL,
+                requested_mean  double precision,
+                PRIMARY KEY (run_id, cell_index)
+            );
+            DO $$
+            BEGIN
+                GRANT SELECT ON latency_summary_done, latency_by_region_done, timeseries_done, error_breakdown_done, cold_warm_done, agent_vs_global_done, ttft_cdf_done, prompt_calibration_done, cell_prompt_done
+                    TO loadstar_reader;
+            EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+                RAISE NOTICE 'results tables not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
     ]
 }

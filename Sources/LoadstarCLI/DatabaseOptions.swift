@@ -78,6 +78,8 @@ extension Loadstar {
                     format: "ingest: %d samples (%d gaps each) in batches of %d, %d writer(s): %.2f s, %.0f samples/s, %.1f MB/s of frames; stored rows %d",
                     result.samples, self.gaps, self.batch, self.writers, result.seconds, Double(result.samples) / result.seconds,
                     Double(result.frameBytes) / result.seconds / 1e6, result.storedRows))
+                print(String(format: "end-of-run materialization of the results: %.2f s", result.materializeSeconds))
+                if self.keep { print("run kept: \(result.runID)") }
                 if result.storedRows != result.samples { throw fail("stored \(result.storedRows) rows of \(result.samples)") }
             } catch let error as ExitCode {
                 throw error

@@ -125,12 +125,14 @@ extension Loadstar {
         @Argument(help: "The run id.") var runID: UInt64
         @Option(help: "table, json, csv or html.") var format: Format = .table
         @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.") var output: String?
+        @Flag(help: "Compute the run's results from its samples again (the coordinator does it when a run ends).") var refresh = false
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             let misses: [String]
             do {
                 let db = Database(conninfo: try self.database.resolve())
+                if self.refresh { try await db.materializeResults(runID: self.runID) }
                 let text: String
                 switch self.format {
                 case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID)

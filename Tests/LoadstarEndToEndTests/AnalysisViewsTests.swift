@@ -49,6 +49,17 @@ import Testing
         let events = try await db.query("SELECT kind FROM run_events WHERE run_id = $1 ORDER BY at, id", [id]).rows.map { $0[0]! }
         #expect(events == ["run_started", "shard_done", "shard_done", "run_finished"], "\(events)")
 
+        // The results stored when the run ended are the views' own rows, exactly.
+        #expect(try await one("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1")[0] == "t")
+        for view in ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global"] {
+            let difference = try await one("""
+                SELECT (SELECT count(*) FROM (SELECT * FROM \(view) WHERE run_id = $1 EXCEPT ALL SELECT * FROM \(view)_done WHERE run_id = $1) a),
+                       (SELECT count(*) FROM (SELECT * FROM \(view)_done WHERE run_id = $1 EXCEPT ALL SELECT * FROM \(view) WHERE run_id = $1) b),
+                       (SELECT count(*) FROM \(view)_done WHERE run_id = $1)
+                """)
+            #expect(difference[0] == "0" && difference[1] == "0" && difference[2] != "0", "\(view): \(difference)")
+        }
+
         // An analyst in loadstar_reader reads every table and view and cannot write.
         _ = try await db.query("DROP ROLE IF EXISTS loadstar_test_analyst")
         _ = try await db.query("CREATE ROLE loadstar_test_analyst LOGIN IN ROLE loadstar_reader")
