@@ -333,21 +333,30 @@ enum Schema {
             END
             $$;
 
-            -- Per run × cell × region (the agents' region): the latency percentiles of that region's
-            -- requests, in milliseconds.
+            -- Per run × cell × region (the agents' region): p50, p90, p95, p99, p99.9 of that
+            -- region's TTFT, TPOT and end-to-end latency, and p99 from the intended send, in ms.
             CREATE VIEW latency_by_region AS
-            SELECT run_id, target, scenario, cell, cell_index, region,
-                   count(*) AS requests,
-                   count(*) FILTER (WHERE error_class <> 'none') AS errors,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p50_ms,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p99_ms,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') / 1000 AS tpot_p50_ms,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') / 1000 AS tpot_p99_ms,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p50_ms,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p99_ms
-            FROM request_samples
-            WHERE NOT excluded
-            GROUP BY run_id, target, scenario, cell, cell_index, region;
+            WITH p AS (
+                SELECT run_id, target, scenario, cell, cell_index, region,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us + send_lag_us) FILTER (WHERE error_class = 'none') AS sched_e2e_p99
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, target, scenario, cell, cell_index, region
+            )
+            SELECT run_id, target, scenario, cell, cell_index, region, requests, errors,
+                   ttft[1] / 1000 AS ttft_p50_ms, ttft[2] / 1000 AS ttft_p90_ms, ttft[3] / 1000 AS ttft_p95_ms,
+                   ttft[4] / 1000 AS ttft_p99_ms, ttft[5] / 1000 AS ttft_p999_ms,
+                   tpot[1] / 1000 AS tpot_p50_ms, tpot[2] / 1000 AS tpot_p90_ms, tpot[3] / 1000 AS tpot_p95_ms,
+                   tpot[4] / 1000 AS tpot_p99_ms, tpot[5] / 1000 AS tpot_p999_ms,
+                   e2e[1] / 1000 AS e2e_p50_ms, e2e[2] / 1000 AS e2e_p90_ms, e2e[3] / 1000 AS e2e_p95_ms,
+                   e2e[4] / 1000 AS e2e_p99_ms, e2e[5] / 1000 AS e2e_p999_ms,
+                   sched_e2e_p99 / 1000 AS sched_e2e_p99_ms
+            FROM p;
 
             -- Per run × cell × second of completion: throughput, goodput and latency over time.
             CREATE VIEW timeseries AS

@@ -15,6 +15,7 @@ import Testing
         let variables = (dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []
         queries += variables.compactMap { $0["query"] as? String }
         let database = Database(conninfo: try TestDatabase.url.get())
+        try await database.migrate()  // this test may be the first to reach a fresh database
         // Grafana puts the chosen run in as a literal.
         let run = try await database.query("SELECT coalesce(max(id), 0) FROM runs").rows[0][0] ?? "0"
         for sql in queries {
