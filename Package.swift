@@ -137,7 +137,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarEndToEndTests",
-            dependencies: ["LoadstarCoordinator", "LoadstarPlan"],
+            dependencies: [
+                "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/LoadstarEndToEndTests"
         ),
     ]
