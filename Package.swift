@@ -140,6 +140,7 @@ let package = Package(
             dependencies: [
                 "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/LoadstarEndToEndTests"
         ),
