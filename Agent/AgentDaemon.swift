@@ -20,11 +20,14 @@ public struct AgentOptions: Sendable {
     public var exitAfterShard: Bool
     /// Also write every sample, as JSON lines, to this file (a local record of the run).
     public var recordPath: String?
+    /// TLS to the coordinator (its CA, and this agent's certificate for mutual TLS); `nil`: plaintext.
+    public var tls: LinkTLS?
 
     public init(
         host: String, port: Int, hello: Hello, firstConnectTimeout: Double = 30, reconnectTimeout: Double = 600,
-        exitAfterShard: Bool = false, recordPath: String? = nil
+        exitAfterShard: Bool = false, recordPath: String? = nil, tls: LinkTLS? = nil
     ) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.hello = hello
@@ -143,11 +146,14 @@ public actor AgentDaemon: Service {
     }
 
     private func session() async throws {
+        let tlsContext = try self.options.tls.map { tls throws(LinkTLS.Failure) in try tls.clientContext() }
+        let host = self.options.host
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
-            .connect(host: self.options.host, port: self.options.port) { channel in
+            .connect(host: host, port: self.options.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext { try channel.pipeline.syncOperations.addLoadstarTLSClient(tlsContext, host: host) }
                     try channel.pipeline.syncOperations.addLoadstarFrameCodec()
                     return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                 }

@@ -17,6 +17,9 @@ public struct CoordinatorOptions: Sendable {
     public var agentWait: Double
     /// Most connections served at once.
     public var maximumConnections: Int
+    /// TLS for every link (agents and `loadstar run`); with a CA file, peers need certificates it
+    /// signed (mutual TLS). `nil`: plaintext, and plans with secrets run only on loopback agents.
+    public var tls: LinkTLS?
     /// Where to serve Prometheus metrics (`GET /metrics`); `nil` serves none.
     public var metricsAddress: (host: String, port: Int)?
     /// Database connections storing sample batches in parallel (a shard's batches always use the
@@ -26,8 +29,9 @@ public struct CoordinatorOptions: Sendable {
     public init(
         host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
         agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
-        metricsAddress: (host: String, port: Int)? = nil
+        metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil
     ) {
+        self.tls = tls
         self.metricsAddress = metricsAddress
         self.host = host
         self.port = port
@@ -75,12 +79,14 @@ public final class CoordinatorServer: Sendable {
     public static func bind(options: CoordinatorOptions, database: Database, logger: Logger) async throws -> CoordinatorServer {
         let applied = try await database.migrate()
         if !applied.isEmpty { logger.info("applied schema migrations", metadata: ["versions": "\(applied)"]) }
+        let tlsContext = try options.tls.map { tls throws(LinkTLS.Failure) in try tls.serverContext() }
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: options.host, port: options.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext { try channel.pipeline.syncOperations.addLoadstarTLSServer(tlsContext) }
                     try channel.pipeline.syncOperations.addLoadstarFrameCodec()
                     return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                 }
@@ -116,7 +122,8 @@ public final class CoordinatorServer: Sendable {
     /// One peer: an agent (opens with hello) or a `loadstar run` client (opens with submitRun).
     /// Any protocol error closes this connection only.
     private func serve(_ connection: NIOAsyncChannel<Message, Message>) async {
-        let address = connection.channel.remoteAddress?.description ?? "?"
+        let remote = connection.channel.remoteAddress
+        let address = remote.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var messages = inbound.makeAsyncIterator()

@@ -20,6 +20,8 @@ actor CoordinatorState {
     struct AgentEntry {
         var hello: Hello
         var session: Int
+        /// Peer address, `IP:PORT`.
+        var address = ""
         var writer: MessageWriter?
         var clock = ClockEstimate()
         var heartbeat: Heartbeat?
@@ -88,7 +90,7 @@ actor CoordinatorState {
         }
         try await self.database.upsertAgent(hello, address: address)
         try await outbound.write(.welcome(Welcome(coordinatorID: self.coordinatorID, heartbeatIntervalMilliseconds: 1000)))
-        let session = await self.agentConnected(hello, writer: outbound)
+        let session = await self.agentConnected(hello, writer: outbound, address: address)
         self.logger.info("agent connected", metadata: ["agent.name": "\(hello.name)", "agent.region": "\(hello.region)", "peer": "\(address)"])
         defer { Task { await self.agentDisconnected(hello.agentID, session: session) } }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -135,12 +137,19 @@ actor CoordinatorState {
         }
     }
 
-    private func agentConnected(_ hello: Hello, writer: MessageWriter) -> Int {
+    /// The IP part of `IP:PORT`.
+    static func host(of address: String) -> String {
+        guard let colon = address.lastIndex(of: ":") else { return address }
+        return String(address[..<colon])
+    }
+
+    private func agentConnected(_ hello: Hello, writer: MessageWriter, address: String) -> Int {
         self.nextSession += 1
         var entry = self.agents[hello.agentID] ?? AgentEntry(hello: hello, session: self.nextSession)
         entry.hello = hello
         entry.session = self.nextSession
         entry.writer = writer
+        entry.address = address
         entry.disconnectedAt = nil
         self.agents[hello.agentID] = entry
         self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
@@ -254,6 +263,17 @@ actor CoordinatorState {
         }
         // Agents the placement leaves out take no part in this run.
         selected = placed.map { selected[$0.agent] }
+        // Secrets travel to agents only encrypted: without TLS, only to agents on this machine.
+        if self.options.tls == nil, !submit.secrets.isEmpty {
+            let exposed = selected.filter { !isLoopback(Self.host(of: $0.address)) }
+            if !exposed.isEmpty {
+                try await outbound.write(.reject(Reject(
+                    code: .badPlan,
+                    reason: "the plan's secrets would reach agent(s) \(exposed.map { "\($0.hello.name) (\($0.address))" }.joined(separator: ", ")) "
+                        + "over an unencrypted link; run the coordinator with --tls-cert and --tls-key (and the agents with --tls-ca)")))
+                return
+            }
+        }
         let specs = placed.map(\.spec)
         let records = zip(specs, selected).map { spec, agent in
             Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)

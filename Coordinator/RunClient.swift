@@ -10,6 +10,7 @@ public enum RunClientError: Error, CustomStringConvertible {
     case rejected(Reject)
     case connectionLost(address: String)
     case missingSecret(String)
+    case secretsOverPlaintext(address: String)
 
     public var description: String {
         switch self {
@@ -21,8 +22,15 @@ public enum RunClientError: Error, CustomStringConvertible {
             return "lost the connection to the coordinator at \(address) before the run finished; see `loadstar report` for what was stored"
         case .missingSecret(let name):
             return "the plan uses ${\(name)} but \(name) is not set in the environment"
+        case .secretsOverPlaintext(let address):
+            return "the plan's secrets would cross the network unencrypted to \(address); run the coordinator with --tls-cert/--tls-key and pass --tls-ca here"
         }
     }
+}
+
+/// Whether `host` names this machine (127.0.0.0/8, ::1, localhost): plaintext stays on it.
+public func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host.hasPrefix("127.") || host.hasPrefix("::ffff:127.")
 }
 
 /// Submits a plan to a coordinator and follows it to the end.
@@ -47,16 +55,22 @@ public enum RunClient {
     /// Submits, reports progress lines, forwards an abort when `interrupts` yields, and returns
     /// the coordinator's final word.
     public static func submit(
-        host: String, port: Int, submission: SubmitRun, interrupts: AsyncStream<Void>,
+        host: String, port: Int, tls: LinkTLS? = nil, submission: SubmitRun, interrupts: AsyncStream<Void>,
         onAccepted: @escaping @Sendable (RunAccepted) -> Void, onProgress: @escaping @Sendable (String) -> Void
     ) async throws -> RunFinished {
         let address = "\(host):\(port)"
+        // Secrets cross the network only encrypted: in plaintext, only to a coordinator on this machine.
+        if tls == nil, !submission.secrets.isEmpty, !isLoopback(host) {
+            throw RunClientError.secretsOverPlaintext(address: address)
+        }
+        let tlsContext = try tls.map { tls throws(LinkTLS.Failure) in try tls.clientContext() }
         let channel: NIOAsyncChannel<Message, Message>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(5))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tlsContext { try channel.pipeline.syncOperations.addLoadstarTLSClient(tlsContext, host: host) }
                         try channel.pipeline.syncOperations.addLoadstarFrameCodec()
                         return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                     }

@@ -18,6 +18,8 @@ extension Loadstar {
         @Option(help: "Seconds a submitted run waits for enough agents.") var agentWait = 30.0
         @Option(help: "Database connections storing samples in parallel (about 150,000 samples/s each).") var dbWriters = 2
         @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.") var metrics: String?
+        @Option(help: "Most links (agents and clients) served at once.") var maxConnections = 4096
+        @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
@@ -32,8 +34,9 @@ extension Loadstar {
                 let options = CoordinatorOptions(
                     host: address.host, port: address.port,
                     authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
-                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, databaseWriters: max(1, self.dbWriters),
-                    metricsAddress: metricsAddress.map { ($0.host, $0.port) })
+                    agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, maximumConnections: max(1, self.maxConnections),
+                    databaseWriters: max(1, self.dbWriters),
+                    metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link)
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")
@@ -60,6 +63,7 @@ extension Loadstar {
         @Option(help: "Also write every sample as JSON lines to this file.") var record: String?
         @Option(help: "Seconds to keep trying a coordinator that was never reached.") var connectTimeout = 30.0
         @Flag(help: "Exit after one shard is finished and acknowledged.") var once = false
+        @OptionGroup var tls: TLSOptions
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
@@ -77,7 +81,7 @@ extension Loadstar {
                 auth: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"] ?? "")
             let options = AgentOptions(
                 host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
-                exitAfterShard: self.once, recordPath: self.record)
+                exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link)
             let logger = Logger(label: "loadstar.agent")
             var configuration = ServiceGroupConfiguration(
                 services: [

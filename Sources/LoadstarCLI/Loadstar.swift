@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoadstarProtocol
 import Logging
 
 @main
@@ -10,6 +11,21 @@ struct Loadstar: AsyncParsableCommand {
         abstract: "Distributed load generator for LLM inference endpoints.",
         version: Self.version,
         subcommands: [Run.self, Report.self, Compare.self, BenchIngest.self, Coordinate.self, AgentCommand.self, Sim.self, DB.self, PlanCommand.self])
+}
+
+/// TLS on the links between agents, coordinator and `loadstar run` (PEM files).
+struct TLSOptions: ParsableArguments {
+    @Option(help: "This side's certificate chain (PEM): the coordinator's, or an agent's or client's for mutual TLS.")
+    var tlsCert: String?
+    @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
+    @Option(help: "CA certificates (PEM): on agents and clients, what the coordinator's certificate must chain to; on the coordinator, require peers to present certificates it signed (mutual TLS).")
+    var tlsCa: String?
+
+    /// `nil` when no TLS option is given (plaintext).
+    var link: LinkTLS? {
+        guard self.tlsCert != nil || self.tlsKey != nil || self.tlsCa != nil else { return nil }
+        return LinkTLS(certificateFile: self.tlsCert, privateKeyFile: self.tlsKey, caFile: self.tlsCa)
+    }
 }
 
 struct CommonOptions: ParsableArguments {

@@ -15,6 +15,7 @@ extension Loadstar {
         @Option(help: "Submit to this coordinator, HOST:PORT.") var coordinator: String?
         @Option(help: "Run a coordinator and this many agent processes on this machine.") var localAgents: Int?
         @Option(help: "Wait for at least this many agents (with --coordinator).") var minAgents: UInt32 = 1
+        @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
@@ -78,7 +79,7 @@ extension Loadstar {
             let finished: RunFinished
             do {
                 finished = try await RunClient.submit(
-                    host: address.host, port: address.port, submission: submission, interrupts: interrupts,
+                    host: address.host, port: address.port, tls: self.tls.link, submission: submission, interrupts: interrupts,
                     onAccepted: { accepted in
                         Self.status("run \(accepted.runID) started on \(accepted.agents) agent(s)")
                     },
