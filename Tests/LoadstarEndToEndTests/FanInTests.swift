@@ -6,6 +6,11 @@ import Testing
 /// sample arrives exactly once.
 @Suite struct FanInTests {
     @Test func thirtyTwoAgentsEverySampleOnce() async throws {
+        try await takingTurns { try await self.thirtyTwoAgentsEverySampleOnceAlone() }
+    }
+
+    /// The test itself, run while no other heavy test runs.
+    func thirtyTwoAgentsEverySampleOnceAlone() async throws {
         let cluster = try await Cluster.start()
         defer { cluster.stop() }
         let plan = """

@@ -87,6 +87,11 @@ import Glibc
     }
 
     @Test func coordinatorSurvivesAHundredThousandBadFrames() async throws {
+        try await takingTurns { try await self.coordinatorSurvivesAHundredThousandBadFramesAlone() }
+    }
+
+    /// The test itself, run while no other heavy test runs.
+    func coordinatorSurvivesAHundredThousandBadFramesAlone() async throws {
         let cluster = try await Cluster.start()
         defer { cluster.stop() }
         let seeds = Self.seeds()

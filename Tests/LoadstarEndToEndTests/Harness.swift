@@ -177,3 +177,36 @@ func percentileCont(_ values: [Int64], _ p: Double) -> Double {
     let fraction = position - Double(lower)
     return Double(sorted[lower]) + fraction * Double(sorted[upper] - sorted[lower])
 }
+
+/// Tests that load the machine's two cores heavily (32 agent processes, 100,000 fuzz frames) and
+/// the timing-accuracy test, which measures microseconds, take turns instead of overlapping.
+actor CPUTurns {
+    static let shared = CPUTurns()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if !self.busy {
+            self.busy = true
+            return
+        }
+        await withCheckedContinuation { self.waiting.append($0) }
+    }
+
+    func release() {
+        if self.waiting.isEmpty { self.busy = false } else { self.waiting.removeFirst().resume() }
+    }
+}
+
+/// Runs `body` while no other heavy or timing-sensitive test runs.
+func takingTurns<T>(_ body: () async throws -> T) async throws -> T {
+    await CPUTurns.shared.acquire()
+    do {
+        let value = try await body()
+        await CPUTurns.shared.release()
+        return value
+    } catch {
+        await CPUTurns.shared.release()
+        throw error
+    }
+}
