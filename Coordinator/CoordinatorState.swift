@@ -25,6 +25,8 @@ actor CoordinatorState {
         var writer: MessageWriter?
         var clock = ClockEstimate()
         var heartbeat: Heartbeat?
+        /// When the registry row was last brought up to date (coordinator clock, µs).
+        var touchedAt: Int64 = 0
         /// Requests completed per second, from the last two heartbeats.
         var rate: Double = 0
         var disconnectedAt: Int64?
@@ -163,6 +165,7 @@ actor CoordinatorState {
         self.agents[id] = entry
         self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
         self.logger.info("agent disconnected", metadata: ["agent.name": "\(entry.hello.name)"])
+        Task { try? await self.database.touchAgent(id: id, connected: false, clockOffset: nil, clockRTT: nil) }
         // An idle agent that is gone is forgotten; one with a shard is kept until it returns or is lost.
         if !(self.run?.shards.values.contains { $0.agentID == id && !$0.complete } ?? false) {
             self.agents[id] = nil
@@ -184,7 +187,16 @@ actor CoordinatorState {
             self.agents[id]?.rate = Double(heartbeat.completed &- previous.completed) / seconds
         }
         self.agents[id]?.heartbeat = heartbeat
-        if let entry = self.agents[id] { self.metrics.agent(entry.hello.name, heartbeat: heartbeat, rate: entry.rate) }
+        if let entry = self.agents[id] {
+            self.metrics.agent(entry.hello.name, heartbeat: heartbeat, rate: entry.rate)
+            // The registry row: every 5 s at most per agent.
+            let now = coordinatorNow()
+            if now - entry.touchedAt > 5_000_000, entry.clock.probes > 0 {
+                self.agents[id]?.touchedAt = now
+                let clock = entry.clock
+                Task { try? await self.database.touchAgent(id: id, connected: true, clockOffset: clock.offset, clockRTT: clock.rtt) }
+            }
+        }
     }
 
     private func batchStored(_ batch: SampleBatch) async {

@@ -100,9 +100,18 @@ public actor Database {
                 VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region, labels = EXCLUDED.labels,
                     capacity = EXCLUDED.capacity, software_version = EXCLUDED.software_version,
-                    address = EXCLUDED.address, last_seen = now()
+                    address = EXCLUDED.address, last_seen = now(), connected = true
                 """,
                 [hello.agentID, hello.name, hello.region, labels, String(hello.capacity), hello.softwareVersion, address])
+        }
+    }
+
+    /// Keeps the registry row current: seen now, connected or not, and the clock estimate.
+    public func touchAgent(id: String, connected: Bool, clockOffset: Int64?, clockRTT: Int64?) throws(DatabaseError) {
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query(
+                "UPDATE agents SET last_seen = now(), connected = $2, clock_offset_us = coalesce($3, clock_offset_us), clock_rtt_us = coalesce($4, clock_rtt_us) WHERE id = $1",
+                [id, connected ? "true" : "false", clockOffset.map { String($0) }, clockRTT.map { String($0) }])
         }
     }
 

@@ -24,6 +24,19 @@ public enum Report {
             "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
         if let reason = header[2], !reason.isEmpty { out += " (\(reason))" }
+        // Each agent's clock against the coordinator's: sample times are stored on the
+        // coordinator's clock, corrected by this offset, to within half the probe's round trip.
+        let clocks = try await database.query("""
+            SELECT a.name, a.region, sh.clock_offset_us, sh.clock_rtt_us FROM shards sh JOIN agents a ON a.id = sh.agent_id
+            WHERE sh.run_id = $1 ORDER BY sh.shard_index
+            """, [String(runID)]).rows
+        if !clocks.isEmpty {
+            out += "\nagent clocks (offset from the coordinator's ± half the best probe round trip): " + clocks.map { row in
+                let offset = Double(row[2] ?? "") ?? 0
+                let rtt = Double(row[3] ?? "") ?? 0
+                return String(format: "%@ (%@) %+.3f ± %.3f ms", row[0] ?? "?", row[1] ?? "?", offset / 1000, rtt / 2000)
+            }.joined(separator: ", ")
+        }
         out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
         out += "sched = from the intended send time (free of coordinated omission); "
         out += "tok/s = output tokens per second per request after the first (1 / median TPOT); "

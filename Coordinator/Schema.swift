@@ -484,5 +484,13 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 6, name: "agent registry state", sql: """
+            -- The coordinator's registry, kept current: whether each agent is connected now, and
+            -- its clock offset (agent minus coordinator) with the probe round trip it came from.
+            ALTER TABLE agents
+                ADD COLUMN connected       boolean NOT NULL DEFAULT false,
+                ADD COLUMN clock_offset_us bigint,
+                ADD COLUMN clock_rtt_us    bigint;
+            """),
     ]
 }
