@@ -39,10 +39,14 @@ public struct AgentOptions: Sendable {
 }
 
 /// Errors that stop an agent, each with a message a user can act on.
+/// Ends one link to the coordinator (the agent reconnects), unlike ``AgentError``, which ends the agent.
+enum LinkDropped: Error {
+    case badShard(String)
+}
+
 public enum AgentError: Error, CustomStringConvertible {
     case coordinatorUnreachable(address: String, seconds: Double, underlying: String)
     case rejected(Reject)
-    case badShard(String)
 
     public var description: String {
         switch self {
@@ -51,8 +55,6 @@ public enum AgentError: Error, CustomStringConvertible {
                 + "check that `loadstar coordinator` is running and listening there"
         case .rejected(let reject):
             return "the coordinator refused this agent (\(reject.code)): \(reject.reason)"
-        case .badShard(let why):
-            return "the coordinator sent a shard this agent cannot run: \(why)"
         }
     }
 }
@@ -236,7 +238,8 @@ public actor AgentDaemon: Service {
                 spec = try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec))
             } catch {
                 await self.send(.reject(Reject(code: .badPlan, reason: "cannot decode shard: \(error)")))
-                throw AgentError.badShard("\(error)")
+                // The link is dropped, not the agent: it reconnects and waits for a shard it can read.
+                throw LinkDropped.badShard("\(error)")
             }
             self.shard = ShardState(assignment: assignment, spec: spec)
             self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])

@@ -13,12 +13,16 @@ public struct ClockEstimate: Sendable, Equatable {
 
     /// Folds in one reply received at `receivedAt` (coordinator clock, µs).
     public mutating func add(_ reply: ClockReply, receivedAt: Int64) {
+        // The times come from the peer: wrapping arithmetic, and replies that are not plausible
+        // (a round trip outside 0…60 s, an agent replying before it received) are ignored.
         let t0 = reply.coordinatorSendTime, t1 = reply.agentReceiveTime, t2 = reply.agentSendTime, t3 = receivedAt
-        let rtt = max(0, (t3 - t0) - (t2 - t1))
+        let flight = t3 &- t0, turnaround = t2 &- t1
+        guard flight >= 0, flight <= 60_000_000, turnaround >= 0, turnaround <= flight else { return }
+        let rtt = flight - turnaround
         self.probes += 1
         guard rtt < self.rtt else { return }
         self.rtt = rtt
-        self.offset = ((t1 - t0) + (t2 - t3)) / 2
+        self.offset = ((t1 &- t0) / 2) &+ ((t2 &- t3) / 2)
     }
 
     /// Uncertainty of ``offset`` (half the best round trip), µs.

@@ -183,7 +183,8 @@ actor CoordinatorState {
         if heartbeat.runID == 0, let previous = self.agents[id]?.heartbeat, previous.runID != 0 { return }
         if let previous = self.agents[id]?.heartbeat, previous.runID == heartbeat.runID, heartbeat.agentTime > previous.agentTime {
             // Completions per second between the two heartbeats, on the agent's own clock.
-            let seconds = Double(heartbeat.agentTime - previous.agentTime) / 1_000_000
+            // Peer-supplied values: computed in floating point, so that no value can overflow.
+            let seconds = (Double(heartbeat.agentTime) - Double(previous.agentTime)) / 1_000_000
             self.agents[id]?.rate = Double(heartbeat.completed &- previous.completed) / seconds
         }
         self.agents[id]?.heartbeat = heartbeat
@@ -220,7 +221,7 @@ actor CoordinatorState {
     private func checkShardComplete(_ runID: UInt64, _ shardIndex: UInt32) async {
         guard let shard = self.run?.shards[shardIndex], let done = shard.done, !shard.complete else { return }
         let stored = (try? await self.database.storedBatches(runID: runID, shardIndex: shardIndex)) ?? -1
-        if stored == Int(done.batches), self.run?.id == runID {
+        if UInt64(clamping: stored) == done.batches, self.run?.id == runID {
             self.run?.shards[shardIndex]?.complete = true
         }
     }

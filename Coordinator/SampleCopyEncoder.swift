@@ -19,17 +19,20 @@ struct SampleCopyEncoder {
     /// Appends one row. `clockOffset` is the agent's clock minus the coordinator's (µs): sample
     /// times are stored on the coordinator's clock.
     mutating func append(_ s: Sample, runID: UInt64, shardIndex: UInt32, batchSeq: UInt64, clockOffset: Int64) {
+        // Agent-supplied values are reinterpreted, never converted with a trap, and combined with
+        // wrapping arithmetic: no batch can crash the coordinator (PostgreSQL's keys and types
+        // refuse a nonsensical one, and the link is dropped).
         self.buffer.writeInteger(Self.columnCount)
-        self.int8(Int64(runID))
-        self.int4(Int32(shardIndex))
-        self.int8(Int64(batchSeq))
-        self.int8(Int64(s.requestIndex))
-        self.int4(Int32(s.cellIndex))
+        self.int8(Int64(bitPattern: runID))
+        self.int4(Int32(bitPattern: shardIndex))
+        self.int8(Int64(bitPattern: batchSeq))
+        self.int8(Int64(bitPattern: s.requestIndex))
+        self.int4(Int32(bitPattern: s.cellIndex))
         self.int4(Int32(s.stageIndex))
         self.int4(Int32(bitPattern: s.userIndex))
-        self.timestamp(s.intendedAt - clockOffset)
-        self.timestamp(s.sentAt - clockOffset)
-        self.int8(s.sentAt - s.intendedAt)
+        self.timestamp(s.intendedAt &- clockOffset)
+        self.timestamp(s.sentAt &- clockOffset)
+        self.int8(s.sentAt &- s.intendedAt)
         self.optionalInt8(s.ttfb)
         self.optionalInt8(s.ttft)
         self.optionalInt8(s.e2e)
@@ -61,7 +64,7 @@ struct SampleCopyEncoder {
     private mutating func int8(_ v: Int64) { self.buffer.writeMultipleIntegers(Int32(8), v) }
     private mutating func int4(_ v: Int32) { self.buffer.writeMultipleIntegers(Int32(4), v) }
     private mutating func bool(_ v: Bool) { self.buffer.writeMultipleIntegers(Int32(1), UInt8(v ? 1 : 0)) }
-    private mutating func timestamp(_ unixMicros: Int64) { self.int8(unixMicros - Self.postgresEpochOffset) }
+    private mutating func timestamp(_ unixMicros: Int64) { self.int8(unixMicros &- Self.postgresEpochOffset) }
     private mutating func optionalInt8(_ v: Int64) { if v < 0 { self.null() } else { self.int8(v) } }
     private mutating func optionalInt4(_ v: Int32) { if v < 0 { self.null() } else { self.int4(v) } }
 
