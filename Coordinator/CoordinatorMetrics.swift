@@ -14,30 +14,33 @@ public final class CoordinatorMetrics: Sendable {
     let samplesStored: Counter
     let batchesStored: Counter
 
+    /// A metric's descriptor from its full name (`loadstar_…`) and help text.
+    static func name(_ full: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: full, unitName: "", helpText: help)
+    }
+
     public init() {
-        self.agentsConnected = self.registry.makeGauge(name: "loadstar_agents_connected", help: "Agents connected to the coordinator.")
-        self.runActive = self.registry.makeGauge(name: "loadstar_run_active", help: "1 while a run is in progress.")
-        self.samplesStored = self.registry.makeCounter(name: "loadstar_samples_stored_total", help: "Samples committed to PostgreSQL.")
-        self.batchesStored = self.registry.makeCounter(name: "loadstar_batches_stored_total", help: "Sample batches committed to PostgreSQL.")
+        self.agentsConnected = self.registry.makeGauge(descriptor: Self.name("loadstar_agents_connected", "Agents connected to the coordinator."))
+        self.runActive = self.registry.makeGauge(descriptor: Self.name("loadstar_run_active", "1 while a run is in progress."))
+        self.samplesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_samples_stored_total", "Samples committed to PostgreSQL."))
+        self.batchesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_batches_stored_total", "Sample batches committed to PostgreSQL."))
     }
 
     func runFinished(status: String) {
-        self.registry.makeCounter(name: "loadstar_runs_finished_total", labels: [("status", status)], help: "Runs finished, by status.").increment()
+        self.registry.makeCounter(descriptor: Self.name("loadstar_runs_finished_total", "Runs finished, by status."), labels: [("status", status)]).increment()
     }
 
     /// An agent's figures from its latest heartbeat.
     func agent(_ name: String, heartbeat: Heartbeat, rate: Double) {
         let labels = [("agent", name)]
-        self.registry.makeGauge(name: "loadstar_agent_requests_per_second", labels: labels, help: "Requests completed per second.").set(rate)
-        self.registry.makeGauge(name: "loadstar_agent_in_flight", labels: labels, help: "Requests in flight.").set(Double(heartbeat.inFlight))
-        self.registry.makeGauge(name: "loadstar_agent_fired", labels: labels, help: "Requests fired in the current shard.").set(Double(heartbeat.fired))
-        self.registry.makeGauge(name: "loadstar_agent_errors", labels: labels, help: "Failed requests in the current shard.").set(Double(heartbeat.errors))
+        self.registry.makeGauge(descriptor: Self.name("loadstar_agent_requests_per_second", "Requests completed per second."), labels: labels).set(rate)
+        self.registry.makeGauge(descriptor: Self.name("loadstar_agent_in_flight", "Requests in flight."), labels: labels).set(Double(heartbeat.inFlight))
+        self.registry.makeGauge(descriptor: Self.name("loadstar_agent_fired", "Requests fired in the current shard."), labels: labels).set(Double(heartbeat.fired))
+        self.registry.makeGauge(descriptor: Self.name("loadstar_agent_errors", "Failed requests in the current shard."), labels: labels).set(Double(heartbeat.errors))
         if heartbeat.ttftP50 >= 0 {
-            self.registry.makeGauge(
-                name: "loadstar_agent_ttft_p50_seconds", labels: labels, help: "Running TTFT p50 (agent-side HDR histogram).")
+            self.registry.makeGauge(descriptor: Self.name("loadstar_agent_ttft_p50_seconds", "Running TTFT p50 (agent-side HDR histogram)."), labels: labels)
                 .set(Double(heartbeat.ttftP50) / 1e6)
-            self.registry.makeGauge(
-                name: "loadstar_agent_ttft_p99_seconds", labels: labels, help: "Running TTFT p99 (agent-side HDR histogram).")
+            self.registry.makeGauge(descriptor: Self.name("loadstar_agent_ttft_p99_seconds", "Running TTFT p99 (agent-side HDR histogram)."), labels: labels)
                 .set(Double(heartbeat.ttftP99) / 1e6)
         }
     }

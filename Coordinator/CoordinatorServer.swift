@@ -20,6 +20,9 @@ public struct CoordinatorOptions: Sendable {
     /// TLS for every link (agents and `loadstar run`); with a CA file, peers need certificates it
     /// signed (mutual TLS). `nil`: plaintext, and plans with secrets run only on loopback agents.
     public var tls: LinkTLS?
+    /// This coordinator's identity in the database (the runs it owns); `nil`: `HOST:PORT` as
+    /// bound. A coordinator restarted with the same identity sees its interrupted runs to the end.
+    public var coordinatorID: String?
     /// Where to serve Prometheus metrics (`GET /metrics`); `nil` serves none.
     public var metricsAddress: (host: String, port: Int)?
     /// Database connections storing sample batches in parallel (a shard's batches always use the
@@ -29,8 +32,9 @@ public struct CoordinatorOptions: Sendable {
     public init(
         host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
         agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
-        metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil
+        metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil, coordinatorID: String? = nil
     ) {
+        self.coordinatorID = coordinatorID
         self.tls = tls
         self.metricsAddress = metricsAddress
         self.host = host
@@ -92,7 +96,9 @@ public final class CoordinatorServer: Sendable {
                 }
             }
         let metrics = CoordinatorMetrics()
-        let state = CoordinatorState(database: database, options: options, logger: logger, metrics: metrics)
+        let boundPort = channel.channel.localAddress?.port ?? options.port
+        let identity = options.coordinatorID ?? "\(ProcessInfo.processInfo.hostName):\(boundPort)"
+        let state = CoordinatorState(database: database, options: options, logger: logger, metrics: metrics, coordinatorID: identity)
         var metricsServer: MetricsServer?
         if let address = options.metricsAddress {
             metricsServer = try await MetricsServer.start(
@@ -104,6 +110,8 @@ public final class CoordinatorServer: Sendable {
     /// Serves connections until the task is cancelled.
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
+            // Runs this coordinator was running when it stopped: see them to the end.
+            group.addTask { await self.state.resumeInterruptedRuns() }
             try await self.serverChannel.executeThenClose { inbound in
                 for try await connection in inbound {
                     guard await self.state.openConnection() else {

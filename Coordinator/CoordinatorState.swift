@@ -15,7 +15,8 @@ actor CoordinatorState {
     let options: CoordinatorOptions
     let logger: Logger
     let metrics: CoordinatorMetrics
-    let coordinatorID = UUID().uuidString
+    /// This coordinator's identity: the runs it owns in the database carry it.
+    let coordinatorID: String
 
     struct AgentEntry {
         var hello: Hello
@@ -46,6 +47,9 @@ actor CoordinatorState {
         var shards: [UInt32: ShardProgress]
         var aborting = false
         var stored: UInt64 = 0
+        /// Set when a restarted coordinator took the run over: agents not back by
+        /// `agentLostAfter` seconds after this are lost.
+        var resumedAt: Int64?
     }
 
     private var agents: [String: AgentEntry] = [:]
@@ -54,7 +58,11 @@ actor CoordinatorState {
     private var run: ActiveRun?
     private var runQueueBusy = false
 
-    init(database: Database, options: CoordinatorOptions, logger: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics()) {
+    init(
+        database: Database, options: CoordinatorOptions, logger: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics(),
+        coordinatorID: String = UUID().uuidString
+    ) {
+        self.coordinatorID = coordinatorID
         self.metrics = metrics
         self.database = database
         self.options = options
@@ -291,7 +299,8 @@ actor CoordinatorState {
         let records = zip(specs, selected).map { spec, agent in
             Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)
         }
-        let id = try await self.database.createRun(plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records)
+        let id = try await self.database.createRun(
+            plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID)
         await self.startRun(id, records)
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
         try? await self.database.recordEvent(
@@ -381,6 +390,45 @@ actor CoordinatorState {
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }
 
+    /// Sees to the end the runs this coordinator left running when it stopped (its state is in
+    /// PostgreSQL): agents reconnect, resend what was not acknowledged and their shard's end; the
+    /// run is finished and its results stored as usual. Nobody waits for its report: see
+    /// `loadstar report`.
+    func resumeInterruptedRuns() async {
+        let runs: [Database.InterruptedRun]
+        do {
+            runs = try await self.database.interruptedRuns(coordinatorID: self.coordinatorID)
+        } catch {
+            self.logger.error("cannot look for interrupted runs", metadata: ["error": "\(error)"])
+            return
+        }
+        for interrupted in runs {
+            while !self.claimRunSlot() { try? await Task.sleep(for: .milliseconds(200)) }
+            var shards: [UInt32: ShardProgress] = [:]
+            for shard in interrupted.shards {
+                var progress = ShardProgress(agentID: shard.agentID, agentName: shard.agentName)
+                progress.complete = shard.complete
+                progress.ready = true
+                shards[shard.index] = progress
+            }
+            self.run = ActiveRun(id: interrupted.id, shards: shards, resumedAt: coordinatorNow())
+            self.metrics.runActive.set(1.0)
+            self.logger.warning("resuming a run interrupted by a coordinator restart", metadata: ["run.id": "\(interrupted.id)"])
+            try? await self.database.recordEvent(
+                runID: interrupted.id, kind: "run_started", detail: "resumed by coordinator \(self.coordinatorID) after a restart")
+            while !(await self.runFinished()) { try? await Task.sleep(for: .milliseconds(250)) }
+            let status = self.finalStatus()
+            try? await self.database.finishRun(interrupted.id, status: status.0, reason: status.1)
+            self.metrics.runFinished(status: status.0)
+            _ = try? await self.database.materializeResults(runID: interrupted.id)
+            try? await self.database.recordEvent(
+                runID: interrupted.id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
+            self.logger.info("resumed run finished", metadata: ["run.id": "\(interrupted.id)", "status": "\(status.0)"])
+            self.endRun()
+            self.releaseRunSlot()
+        }
+    }
+
     private func claimRunSlot() -> Bool {
         if self.runQueueBusy { return false }
         self.runQueueBusy = true
@@ -433,7 +481,10 @@ actor CoordinatorState {
         let now = coordinatorNow()
         for (index, shard) in run.shards where !shard.complete && !shard.lost {
             let entry = self.agents[shard.agentID]
-            let gone = entry.map { $0.disconnectedAt.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false } ?? true
+            // An agent not back since a restart counts as disconnected from the moment of the restart.
+            let since = entry?.disconnectedAt ?? (entry == nil ? run.resumedAt : nil)
+            let gone = entry == nil && run.resumedAt == nil
+                || since.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false
             if gone {
                 run.shards[index]?.lost = true
                 self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])

@@ -124,7 +124,9 @@ public actor Database {
     }
 
     /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
-    public func createRun(plan: Plan, planName: String, planYAML: String, shards: [ShardRecord]) throws(DatabaseError) -> UInt64 {
+    public func createRun(
+        plan: Plan, planName: String, planYAML: String, shards: [ShardRecord], coordinatorID: String? = nil
+    ) throws(DatabaseError) -> UInt64 {
         try self.with { db throws(DatabaseError) in
             let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
             try db.execute("BEGIN")
@@ -132,11 +134,11 @@ public actor Database {
                 let slo = plan.slos
                 let rows = try db.query("""
                     INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at,
-                                      slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate)
-                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now(), $6, $7, $8, $9, $10) RETURNING id
+                                      slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate, coordinator_id)
+                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now(), $6, $7, $8, $9, $10, $11) RETURNING id
                     """, [plan.name, planName, planYAML, planJSON, String(Int64(bitPattern: plan.seed)),
                           slo.ttftP99Ms.map { "\($0)" }, slo.tpotP99Ms.map { "\($0)" }, slo.itlP99Ms.map { "\($0)" },
-                          slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }])
+                          slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }, coordinatorID])
                 guard let id = rows.first?[0].flatMap({ UInt64($0) }) else {
                     throw DatabaseError(kind: .query, message: "INSERT INTO runs returned no id")
                 }
@@ -254,6 +256,36 @@ public actor Database {
                     [String(ready.runID), String(ready.shardIndex), String(c.targetIndex), "\(c.tokensPerWord)", "\(c.overheadTokens)",
                      c.problem.isEmpty ? nil : c.problem])
             }
+        }
+    }
+
+    /// A run this coordinator started and did not finish (it was stopped mid-run), with its shards.
+    public struct InterruptedRun: Sendable {
+        public var id: UInt64
+        public var plan: Plan
+        /// Per shard: its agent, name, whether the agent reported it done, and whether every batch is stored.
+        public var shards: [(index: UInt32, agentID: String, agentName: String, done: Bool, complete: Bool)]
+    }
+
+    /// The runs `coordinatorID` left marked running, oldest first.
+    public func interruptedRuns(coordinatorID: String) throws(DatabaseError) -> [InterruptedRun] {
+        try self.with { db throws(DatabaseError) in
+            var out: [InterruptedRun] = []
+            for row in try db.query("SELECT id, plan::text FROM runs WHERE status = 'running' AND coordinator_id = $1 ORDER BY id", [coordinatorID]) {
+                guard let id = row[0].flatMap({ UInt64($0) }), let json = row[1],
+                    let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
+                else { continue }
+                let shards = try db.query("""
+                    SELECT sh.shard_index, sh.agent_id, a.name, sh.status = 'done',
+                           sh.batches IS NOT NULL AND sh.batches = (SELECT count(*) FROM sample_batches b
+                                                                     WHERE b.run_id = sh.run_id AND b.shard_index = sh.shard_index)
+                    FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1 ORDER BY sh.shard_index
+                    """, [String(id)]).map { r in
+                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3] == "t", r[3] == "t" && r[4] == "t")
+                }
+                out.append(InterruptedRun(id: id, plan: plan, shards: shards))
+            }
+            return out
         }
     }
 

@@ -492,5 +492,10 @@ enum Schema {
                 ADD COLUMN clock_offset_us bigint,
                 ADD COLUMN clock_rtt_us    bigint;
             """),
+        Migration(version: 7, name: "run ownership", sql: """
+            -- The coordinator that runs a run (its --id, by default host:port): a coordinator that
+            -- restarts picks up its runs still marked running and sees them to the end.
+            ALTER TABLE runs ADD COLUMN coordinator_id text;
+            """),
     ]
 }

@@ -19,6 +19,8 @@ extension Loadstar {
         @Option(help: "Database connections storing samples in parallel (about 150,000 samples/s each).") var dbWriters = 2
         @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.") var metrics: String?
         @Option(help: "Most links (agents and clients) served at once.") var maxConnections = 4096
+        @Option(help: "This coordinator's identity in the database (default HOST:PORT); restarted with the same one, it finishes the runs it was running.")
+        var id: String?
         @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
@@ -36,7 +38,7 @@ extension Loadstar {
                     authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
                     agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, maximumConnections: max(1, self.maxConnections),
                     databaseWriters: max(1, self.dbWriters),
-                    metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link)
+                    metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link, coordinatorID: self.id)
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")
