@@ -22,12 +22,20 @@ public struct AgentOptions: Sendable {
     public var recordPath: String?
     /// TLS to the coordinator (its CA, and this agent's certificate for mutual TLS); `nil`: plaintext.
     public var tls: LinkTLS?
+    /// Where unacknowledged batches spill when they exceed ``spoolMemoryBytes``, up to ``spoolDiskBytes``.
+    public var spoolDirectory: String
+    public var spoolMemoryBytes: Int
+    public var spoolDiskBytes: Int
 
     public init(
         host: String, port: Int, hello: Hello, firstConnectTimeout: Double = 30, reconnectTimeout: Double = 600,
-        exitAfterShard: Bool = false, recordPath: String? = nil, tls: LinkTLS? = nil
+        exitAfterShard: Bool = false, recordPath: String? = nil, tls: LinkTLS? = nil, spoolDirectory: String? = nil,
+        spoolMemoryBytes: Int = 64 << 20, spoolDiskBytes: Int = 4 << 30
     ) {
         self.tls = tls
+        self.spoolDirectory = spoolDirectory ?? NSTemporaryDirectory() + "loadstar-spool-\(hello.agentID)"
+        self.spoolMemoryBytes = spoolMemoryBytes
+        self.spoolDiskBytes = spoolDiskBytes
         self.host = host
         self.port = port
         self.hello = hello
@@ -83,10 +91,12 @@ public actor AgentDaemon: Service {
         var pending: [Sample] = []
         var pendingSince: Int64 = 0
         var nextSeq: UInt64 = 0
-        var unacked: [UInt64: SampleBatch] = [:]
+        /// Sent and not yet committed by the coordinator: memory first, then disk.
+        var unacked: BatchSpool
         var done: ShardDone?
         /// Set once the targets are probed (``PromptCalibrator``).
         var calibrations: [PromptCalibration]?
+        var spoolFullReported = false
     }
 
     public init(options: AgentOptions, logger: Logger) {
@@ -207,8 +217,10 @@ public actor AgentDaemon: Service {
         self.writer = writer
         // Everything not yet acknowledged goes again; the coordinator discards what it already has.
         guard let shard = self.shard else { return }
-        for seq in shard.unacked.keys.sorted() {
-            try? await writer.write(.sampleBatch(shard.unacked[seq]!))
+        do {
+            for batch in try shard.unacked.all() { try? await writer.write(.sampleBatch(batch)) }
+        } catch {
+            self.logger.error("cannot read a spooled batch back", metadata: ["error": "\(error)"])
         }
         if let done = shard.done { try? await writer.write(.shardDone(done)) }
     }
@@ -241,7 +253,10 @@ public actor AgentDaemon: Service {
                 // The link is dropped, not the agent: it reconnects and waits for a shard it can read.
                 throw LinkDropped.badShard("\(error)")
             }
-            self.shard = ShardState(assignment: assignment, spec: spec)
+            let spool = BatchSpool(
+                directory: "\(self.options.spoolDirectory)/run-\(assignment.runID)-shard-\(assignment.shardIndex)",
+                memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes)
+            self.shard = ShardState(assignment: assignment, spec: spec, unacked: spool)
             self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
             // Probe the targets before the start, then tell the coordinator the shard is ready.
             let plan = spec.plan
@@ -263,7 +278,7 @@ public actor AgentDaemon: Service {
             Task { await self.pump(outputs, runID: runID) }
         case .batchAck(let ack):
             guard self.shard?.assignment.runID == ack.runID else { return }
-            self.shard?.unacked[ack.batchSeq] = nil
+            self.shard?.unacked.acknowledge(ack.batchSeq)
             self.finishIfComplete()
         case .abort(let abort):
             if let shard = self.shard, shard.assignment.runID == abort.runID {
@@ -305,6 +320,11 @@ public actor AgentDaemon: Service {
                 if self.shard!.pending.isEmpty { self.shard!.pendingSince = AgentClock.monotonicMicros() }
                 self.shard!.pending.append(contentsOf: samples)
                 while self.shard!.pending.count >= Self.batchSize { await self.sendBatch(limit: Self.batchSize) }
+                // Batches are cut on time here too, so that they reach the spool while the link is
+                // down (the link's own tick runs only while connected).
+                if self.writer == nil, AgentClock.monotonicMicros() - self.shard!.pendingSince >= Self.batchInterval {
+                    await self.sendBatch(limit: Self.batchSize)
+                }
             case .finished(let outcome):
                 await self.sendBatch(limit: Int.max)
                 guard var shard = self.shard else { return }
@@ -330,7 +350,17 @@ public actor AgentDaemon: Service {
         shard.pending.removeFirst(count)
         shard.pendingSince = AgentClock.monotonicMicros()
         shard.nextSeq += 1
-        shard.unacked[batch.batchSeq] = batch
+        do {
+            try shard.unacked.keep(batch)
+        } catch {
+            self.logger.error("cannot spool a batch to disk; keeping it in memory", metadata: ["error": "\(error)"])
+        }
+        if shard.unacked.isFull && !shard.spoolFullReported {
+            // Nothing fired may be lost: stop firing until the coordinator takes what it has.
+            shard.spoolFullReported = true
+            self.logger.error("spool full: the coordinator has not acknowledged \(shard.unacked.diskBytes / 1_000_000) MB of samples; stopping the shard")
+            shard.stats.requestAbort()
+        }
         self.shard = shard
         self.writeRecord(batch)
         await self.send(.sampleBatch(batch))
@@ -355,6 +385,7 @@ public actor AgentDaemon: Service {
     /// A shard is complete when it is done and every batch is acknowledged.
     private func finishIfComplete() {
         guard let shard = self.shard, shard.done != nil, shard.unacked.isEmpty else { return }
+        shard.unacked.removeAll()
         self.shard = nil
         self.finishedShards += 1
         try? self.record?.synchronize()

@@ -65,6 +65,9 @@ extension Loadstar {
         @Option(help: "Also write every sample as JSON lines to this file.") var record: String?
         @Option(help: "Seconds to keep trying a coordinator that was never reached.") var connectTimeout = 30.0
         @Flag(help: "Exit after one shard is finished and acknowledged.") var once = false
+        @Option(help: "Directory for unacknowledged batches beyond --spool-memory-mb (default: a temporary directory).") var spoolDir: String?
+        @Option(help: "Megabytes of unacknowledged batches kept in memory before spilling to disk.") var spoolMemoryMb = 64
+        @Option(help: "Megabytes of spilled batches at most; when full, the agent stops firing rather than lose samples.") var spoolDiskMb = 4096
         @OptionGroup var tls: TLSOptions
         @OptionGroup var common: CommonOptions
 
@@ -83,7 +86,8 @@ extension Loadstar {
                 auth: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"] ?? "")
             let options = AgentOptions(
                 host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
-                exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link)
+                exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link, spoolDirectory: self.spoolDir,
+                spoolMemoryBytes: max(0, self.spoolMemoryMb) << 20, spoolDiskBytes: max(1, self.spoolDiskMb) << 20)
             let logger = Logger(label: "loadstar.agent")
             var configuration = ServiceGroupConfiguration(
                 services: [

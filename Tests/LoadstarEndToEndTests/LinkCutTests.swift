@@ -145,4 +145,45 @@ final class CuttableLink: Sendable {
         let recorded = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").count
         #expect(recorded == 800, "the agent's own record")
     }
+
+    /// The same with no memory for unacknowledged batches: through the cut they wait on disk,
+    /// and the spool is empty once the coordinator has them.
+    @Test func unacknowledgedBatchesWaitOnDiskThroughACut() async throws {
+        let cluster = try await Cluster.start(agentLostAfter: 90)
+        defer { cluster.stop() }
+        let link = try CuttableLink(to: cluster.coordinatorPort)
+        let spool = NSTemporaryDirectory() + "loadstar-spool-e2e-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let agent = try Child([
+            "agent", "--coordinator", "127.0.0.1:\(link.port)", "--name", "spool", "--once", "--log-level", "warning",
+            "--spool-dir", spool, "--spool-memory-mb", "0",
+        ])
+        defer { agent.stop() }
+        let plan = """
+            name: spool
+            targets:
+              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
+            workloads:
+              - {name: w, prompt_tokens: 8, output_tokens: 4}
+            load:
+              stages:
+                - {rate: 20, duration: 15s}
+            """
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
+        try await Task.sleep(for: .seconds(4))
+        link.cut()
+        try await Task.sleep(for: .seconds(4))
+        let files = FileManager.default.enumerator(atPath: spool)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".frame") } ?? []
+        #expect(files.count >= 10, "batches made during the cut are on disk: \((try? FileManager.default.subpathsOfDirectory(atPath: spool)) ?? [])")
+        try await Task.sleep(for: .seconds(4))
+        try link.restore()
+        #expect(try await run.wait(seconds: 90) == 0, "stderr: \(run.stderr)")
+        _ = try await agent.wait(seconds: 30)
+        let id = try #require(runID(fromReport: run.stdout))
+        let rows = try await Database(conninfo: cluster.databaseURL).query(
+            "SELECT count(*), count(DISTINCT request_index) FROM samples WHERE run_id = $1", [String(id)]).rows[0]
+        #expect(rows[0] == "300" && rows[1] == "300", "\(rows)")
+        let left = FileManager.default.enumerator(atPath: spool)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".frame") } ?? []
+        #expect(left.isEmpty, "acknowledged batches are deleted")
+    }
 }
