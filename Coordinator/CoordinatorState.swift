@@ -28,6 +28,8 @@ actor CoordinatorState {
         var heartbeat: Heartbeat?
         /// When the registry row was last brought up to date (coordinator clock, µs).
         var touchedAt: Int64 = 0
+        /// When the agent's last frame arrived (coordinator clock, µs).
+        var lastHeard: Int64 = coordinatorNow()
         /// Requests completed per second, from the last two heartbeats.
         var rate: Double = 0
         var disconnectedAt: Int64?
@@ -38,6 +40,8 @@ actor CoordinatorState {
         var agentName: String
         var done: ShardDone?
         var ready = false
+        /// Whether the agent is known to be unreachable now (silent or disconnected).
+        var unreachable = false
         var complete = false
         var lost = false
     }
@@ -117,6 +121,7 @@ actor CoordinatorState {
                 }
             }
             while let message = try await messages.next() {
+                await self.heard(hello.agentID)
                 switch message {
                 case .clockReply(let reply):
                     await self.clockReply(hello.agentID, reply, receivedAt: coordinatorNow())
@@ -476,9 +481,29 @@ actor CoordinatorState {
         return run.shards.values.allSatisfy { $0.ready || $0.lost }
     }
 
+    /// Silence longer than this (heartbeats come every second) makes an agent unreachable.
+    static let silenceMicros: Int64 = 3_000_000
+
+    private func heard(_ id: String) { self.agents[id]?.lastHeard = coordinatorNow() }
+
     private func runFinished() async -> Bool {
-        guard var run = self.run else { return true }
+        // Changes go straight to self.run (never a copy written back after an await, which could
+        // undo what another message did meanwhile).
+        guard let run = self.run else { return true }
         let now = coordinatorNow()
+        // Notice within 3 s an agent that went silent or whose link closed, and its return.
+        for (index, shard) in run.shards where !shard.complete && !shard.lost {
+            let entry = self.agents[shard.agentID]
+            let unreachable = entry.map { $0.writer == nil || now - $0.lastHeard > Self.silenceMicros } ?? true
+            guard unreachable != shard.unreachable else { continue }
+            self.run?.shards[index]?.unreachable = unreachable
+            let detail = unreachable
+                ? "agent \(shard.agentName) is unreachable (\(entry?.writer == nil ? "link closed" : "silent for 3 s")); lost after \(Int(self.options.agentLostAfter)) s unless it comes back"
+                : "agent \(shard.agentName) is back"
+            if unreachable { self.logger.warning("agent unreachable", metadata: ["agent.name": "\(shard.agentName)"]) }
+            try? await self.database.recordEvent(
+                runID: run.id, kind: unreachable ? "agent_unreachable" : "agent_back", shardIndex: index, detail: detail)
+        }
         for (index, shard) in run.shards where !shard.complete && !shard.lost {
             let entry = self.agents[shard.agentID]
             // An agent not back since a restart counts as disconnected from the moment of the restart.
@@ -486,15 +511,14 @@ actor CoordinatorState {
             let gone = entry == nil && run.resumedAt == nil
                 || since.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false
             if gone {
-                run.shards[index]?.lost = true
+                self.run?.shards[index]?.lost = true
                 self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
                 try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
                 try? await self.database.recordEvent(
                     runID: run.id, kind: "agent_lost", shardIndex: index, detail: "agent \(shard.agentName) silent for too long; its shard's remaining requests are not run")
             }
         }
-        self.run?.shards = run.shards
-        return run.shards.values.allSatisfy { $0.complete || $0.lost }
+        return self.run?.shards.values.allSatisfy { $0.complete || $0.lost } ?? true
     }
 
     private func finalStatus() -> (String, String?) {

@@ -497,5 +497,13 @@ enum Schema {
             -- restarts picks up its runs still marked running and sees them to the end.
             ALTER TABLE runs ADD COLUMN coordinator_id text;
             """),
+        Migration(version: 8, name: "agent reachability events", sql: """
+            -- agent_unreachable: an agent of a running shard went silent (no frame for 3 s) or its
+            -- link closed; agent_back: it was heard from again before being declared lost.
+            ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
+            ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
+                'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
+                'slo_verdict', 'run_finished'));
+            """),
     ]
 }

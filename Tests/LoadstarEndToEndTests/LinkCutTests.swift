@@ -144,6 +144,10 @@ final class CuttableLink: Sendable {
         #expect(rows[3] == "t", "the agent kept its schedule during the cut")
         let recorded = try String(contentsOfFile: record, encoding: .utf8).split(separator: "\n").count
         #expect(recorded == 800, "the agent's own record")
+        // The run's events: unreachable during the cut, back after it, never lost.
+        let events = try await database.query(
+            "SELECT kind FROM run_events WHERE run_id = $1 AND kind LIKE 'agent_%' ORDER BY at, id", [String(id)]).rows.map { $0[0] ?? "" }
+        #expect(events.first == "agent_unreachable" && events.contains("agent_back") && !events.contains("agent_lost"), "\(events)")
     }
 
     /// The same with no memory for unacknowledged batches: through the cut they wait on disk,

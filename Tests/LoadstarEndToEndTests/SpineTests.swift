@@ -115,6 +115,7 @@ import Testing
         let victim = try cluster.agent("victim")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 2, environment: ["E2E_SECRET": "x"])
         try await Task.sleep(for: .seconds(3))
+        let killedAt = Date().timeIntervalSince1970
         victim.signal(SIGKILL)
         #expect(try await run.wait(seconds: 90) != 0)
         #expect(run.stderr.contains("victim"), "stderr: \(run.stderr)")
@@ -126,6 +127,12 @@ import Testing
             "SELECT a.name, s.status FROM shards s JOIN agents a ON a.id = s.agent_id WHERE run_id = $1 ORDER BY 1", [String(id)]).rows
         #expect(statuses.map { $0[1] } == ["done", "lost"])
         #expect(try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows[0][0] == "partial")
+        // The coordinator noticed within 3 s, then declared the agent lost; the events say so.
+        let events = try await database.query(
+            "SELECT kind, extract(epoch FROM at) FROM run_events WHERE run_id = $1 AND kind IN ('agent_unreachable', 'agent_lost') ORDER BY at",
+            [String(id)]).rows
+        #expect(events.map { $0[0] } == ["agent_unreachable", "agent_lost"], "\(events)")
+        if let noticed = events.first?[1].flatMap(Double.init) { #expect(noticed - killedAt < 3, "noticed \(noticed - killedAt) s after the kill") }
     }
 
     @Test func anAgentStoppedWithSIGTERMSendsEverySampleBeforeLeaving() async throws {
