@@ -50,12 +50,22 @@ final class Child: @unchecked Sendable {
     /// - Parameters:
     ///   - environment: variables added to (or overriding) `replacing`.
     ///   - replacing: the base environment, this process's by default.
-    init(_ arguments: [String], environment: [String: String] = [:], replacing baseEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    ///   - inNamespace: run it inside this network namespace (`ip netns exec`).
+    init(
+        _ arguments: [String], environment: [String: String] = [:], replacing baseEnvironment: [String: String] = ProcessInfo.processInfo.environment,
+        inNamespace namespace: String? = nil
+    ) throws {
         let base = NSTemporaryDirectory() + "loadstar-child-\(UUID().uuidString)"
         self.stdoutPath = base + ".out"
         self.stderrPath = base + ".err"
         let env = baseEnvironment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
-        self.process = try Subprocess(try loadstarBinary(), arguments, environment: env, stdout: self.stdoutPath, stderr: self.stderrPath)
+        if let namespace {
+            self.process = try Subprocess(
+                "/usr/sbin/ip", ["netns", "exec", namespace, try loadstarBinary()] + arguments, environment: env, stdout: self.stdoutPath,
+                stderr: self.stderrPath)
+        } else {
+            self.process = try Subprocess(try loadstarBinary(), arguments, environment: env, stdout: self.stdoutPath, stderr: self.stderrPath)
+        }
     }
 
     deinit {

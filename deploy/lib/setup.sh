@@ -9,6 +9,7 @@ loadstar_need_packages() {
         [ -x /usr/sbin/nginx ] || need+=(nginx-light)
         command -v openssl >/dev/null 2>&1 || need+=(openssl)
         command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || need+=(chromium-headless-shell)
+        [ -x /usr/sbin/ip ] || need+=(iproute2)
     fi
     command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
     pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
