@@ -354,8 +354,11 @@ extension NodeReader {
         let perGPU = f["gpu_hour"] != nil || f["gpus"] != nil
         switch (perToken, perGPU) {
         case (true, false):
-            guard let input = self.double(f["input_per_million"] ?? node, "\(path).input_per_million"),
-                let output = self.double(f["output_per_million"] ?? node, "\(path).output_per_million")
+            for key in ["input_per_million", "output_per_million"] where f[key] == nil {
+                self.report(node, "\(path).\(key)", "required with per-token pricing (US$ per million tokens)")
+            }
+            guard let input = self.double(f["input_per_million"], "\(path).input_per_million"),
+                let output = self.double(f["output_per_million"], "\(path).output_per_million")
             else { return nil }
             return .perToken(inputPerMillion: input, outputPerMillion: output)
         case (false, true):

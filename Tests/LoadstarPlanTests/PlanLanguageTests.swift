@@ -104,6 +104,8 @@ import Testing
         #expect(plan.targets[1].calibrate == true)
         let mixed = yaml.replacingOccurrences(of: "{gpu_hour: 2.5, gpus: 8}", with: "{gpu_hour: 2.5, output_per_million: 1}")
         #expect(self.issues(mixed) == ["4:targets[1].pricing: expected either input_per_million and output_per_million, or gpu_hour and gpus"])
+        let half = yaml.replacingOccurrences(of: "{gpu_hour: 2.5, gpus: 8}", with: "{input_per_million: 1}")
+        #expect(self.issues(half) == ["4:targets[1].pricing.output_per_million: required with per-token pricing (US$ per million tokens)"])
     }
 
     @Test func histogramsDrawTheirWeights() throws {
