@@ -320,9 +320,9 @@ public actor AgentDaemon: Service {
                 if self.shard!.pending.isEmpty { self.shard!.pendingSince = AgentClock.monotonicMicros() }
                 self.shard!.pending.append(contentsOf: samples)
                 while self.shard!.pending.count >= Self.batchSize { await self.sendBatch(limit: Self.batchSize) }
-                // Batches are cut on time here too, so that they reach the spool while the link is
-                // down (the link's own tick runs only while connected).
-                if self.writer == nil, AgentClock.monotonicMicros() - self.shard!.pendingSince >= Self.batchInterval {
+                // Batches are cut on time as samples come, linked or not, so that they reach the
+                // spool while the link is down (the link's tick only flushes an idle batch).
+                if AgentClock.monotonicMicros() - self.shard!.pendingSince >= Self.batchInterval {
                     await self.sendBatch(limit: Self.batchSize)
                 }
             case .finished(let outcome):

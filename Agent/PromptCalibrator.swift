@@ -31,7 +31,7 @@ public enum PromptCalibrator {
         case (.success(let a), .success(let b)):
             (short, long) = (a, b)
         case (.failure(let problem), _), (_, .failure(let problem)):
-            return .identity(targetIndex: index, problem: problem)
+            return .identity(targetIndex: index, problem: problem.description)
         }
         let perWord = Double(long - short) / Double(Self.longWords - Self.shortWords)
         guard perWord > 0.05 && perWord < 20 else {
@@ -65,12 +65,5 @@ public enum PromptCalibrator {
     struct CalibrationFailure: Error, CustomStringConvertible {
         var description: String
         init(_ description: String) { self.description = description }
-    }
-}
-
-extension PromptCalibration {
-    /// Why probing failed, for the identity fallback.
-    static func identity(targetIndex: UInt32, problem: PromptCalibrator.CalibrationFailure) -> PromptCalibration {
-        .identity(targetIndex: targetIndex, problem: problem.description)
     }
 }

@@ -257,7 +257,7 @@ final class ShardEngine {
         cell: Cell, stageIndex: Int, stage: Stage, users: Int, think: Int64, start: Int64, cellStart: Int64
     ) -> Int64 {
         let end = stage.duration.map { start + Int64($0 * 1_000_000) }
-        let shape = RequestShape(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex)
+        let shape = self.shape(cell: cell.index, stage: stageIndex)
         // A ramp from `users` to `rampTo` users: user u joins (or leaves) when the line crosses u + 1.
         let target = stage.rampTo.map { Int($0.rounded()) } ?? users
         let total = max(users, target)
@@ -401,11 +401,15 @@ final class ShardEngine {
         } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
             let workload = self.cellWorkloads[session.cell.index]
             let think = Int64((workload.session?.thinkTime ?? 0) * 1_000_000)
-            let shape = RequestShape(plan: self.spec.plan, cellIndex: session.cell.index, stageIndex: session.stageIndex)
-            let next = shape.turn(session: session.request.index, turn: session.request.turn + 1, offset: 0)
+            let next = self.shape(cell: session.cell.index, stage: session.stageIndex).turn(session: session.request.index, turn: session.request.turn + 1, offset: 0)
             self.followUps.append(FollowUp(
                 due: AgentClock.monotonicMicros() + think, cell: session.cell, stageIndex: session.stageIndex, request: next))
         }
+    }
+
+    /// How requests of a cell's stage are drawn (no plan-wide work per request).
+    private func shape(cell: Int, stage: Int) -> RequestShape {
+        RequestShape(seed: self.spec.plan.seed, cellIndex: cell, stageIndex: stage, workload: self.cellWorkloads[cell])
     }
 
     /// Sends the open-loop session turns that are due.
@@ -461,7 +465,7 @@ final class ShardEngine {
         self.launchDueFollowUps()
         self.flush()
         var wait = min(max(timeoutMicros, 0), 10_000)
-        if let next = self.followUps.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
+        if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
         // the exact microsecond a request is due, so the loop neither spins nor sends late.

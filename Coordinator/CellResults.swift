@@ -60,9 +60,7 @@ extension CellResult {
         var rows: [[String?]] = []
         for runID in runIDs {
             let source = try await ResultSource.of(database, runID: runID)
-            let promptMean = source.materialized
-                ? "(SELECT p.requested_mean FROM cell_prompt_done p WHERE p.run_id = l.run_id AND p.cell_index = l.cell_index)"
-                : "(SELECT avg(s.prompt_tokens_requested) FROM samples s WHERE s.run_id = l.run_id AND s.cell_index = l.cell_index)"
+            let promptMean = "(SELECT p.requested_mean FROM \(source.relation("cell_prompt")) p WHERE p.run_id = l.run_id AND p.cell_index = l.cell_index)"
             let sql = """
                 SELECT l.run_id, l.cell_index, l.cell, l.target, l.scenario, coalesce(l.cell_prompt_tokens::float8, \(promptMean)),
                        l.cell_output_tokens, l.cell_concurrency, l.cell_rate, l.requests, l.error_rate, l.quality,

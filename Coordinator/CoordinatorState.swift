@@ -368,16 +368,7 @@ actor CoordinatorState {
             group.cancelAll()
             return status
         }
-        try await self.database.finishRun(id, status: status.0, reason: status.1)
-        self.metrics.runFinished(status: status.0)
-        // Compute the run's results once, so that every later report reads a few rows.
-        do {
-            let seconds = try await self.database.materializeResults(runID: id)
-            self.logger.info("results materialized", metadata: ["run.id": "\(id)", "seconds": "\(String(format: "%.2f", seconds))"])
-        } catch {
-            self.logger.error("results not materialized; reports will compute them from the samples", metadata: ["error": "\(error)"])
-        }
-        await self.endRun()
+        try await self.closeRun(id, status: status)
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
         var problems = try await Report.problems(database: self.database, runID: id)
@@ -423,14 +414,25 @@ actor CoordinatorState {
                 runID: interrupted.id, kind: "run_started", detail: "resumed by coordinator \(self.coordinatorID) after a restart")
             while !(await self.runFinished()) { try? await Task.sleep(for: .milliseconds(250)) }
             let status = self.finalStatus()
-            try? await self.database.finishRun(interrupted.id, status: status.0, reason: status.1)
-            self.metrics.runFinished(status: status.0)
-            _ = try? await self.database.materializeResults(runID: interrupted.id)
+            try? await self.closeRun(interrupted.id, status: status)
             try? await self.database.recordEvent(
                 runID: interrupted.id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
             self.logger.info("resumed run finished", metadata: ["run.id": "\(interrupted.id)", "status": "\(status.0)"])
-            self.endRun()
             self.releaseRunSlot()
+        }
+    }
+
+    /// Records the run's final status, stores its results once (so that every later report reads
+    /// a few rows instead of the samples) and frees the coordinator for the next run.
+    private func closeRun(_ id: UInt64, status: (String, String?)) async throws {
+        defer { self.endRun() }
+        try await self.database.finishRun(id, status: status.0, reason: status.1)
+        self.metrics.runFinished(status: status.0)
+        do {
+            let seconds = try await self.database.materializeResults(runID: id)
+            self.logger.info("results materialized", metadata: ["run.id": "\(id)", "seconds": "\(String(format: "%.2f", seconds))"])
+        } catch {
+            self.logger.error("results not materialized; reports will compute them from the samples", metadata: ["error": "\(error)"])
         }
     }
 
@@ -464,7 +466,6 @@ actor CoordinatorState {
         for (id, entry) in self.agents where entry.writer == nil { self.agents[id] = nil }
     }
 
-    /// Whether every shard is complete or lost; declares lost the agents gone too long.
     /// Longest the agents may take to set a shard up: two probes per calibrated target.
     static func setupSeconds(_ plan: Plan) -> Double {
         let probes = plan.targets.filter(\.calibrate).map { 2 * ($0.timeouts.connect + $0.timeouts.firstToken) }.reduce(0, +)
@@ -486,26 +487,25 @@ actor CoordinatorState {
 
     private func heard(_ id: String) { self.agents[id]?.lastHeard = coordinatorNow() }
 
+    /// Whether every shard is complete or lost. Notices within 3 s an agent that went silent or
+    /// whose link closed (and its return), and declares lost the agents gone too long.
     private func runFinished() async -> Bool {
         // Changes go straight to self.run (never a copy written back after an await, which could
         // undo what another message did meanwhile).
         guard let run = self.run else { return true }
         let now = coordinatorNow()
-        // Notice within 3 s an agent that went silent or whose link closed, and its return.
         for (index, shard) in run.shards where !shard.complete && !shard.lost {
             let entry = self.agents[shard.agentID]
             let unreachable = entry.map { $0.writer == nil || now - $0.lastHeard > Self.silenceMicros } ?? true
-            guard unreachable != shard.unreachable else { continue }
-            self.run?.shards[index]?.unreachable = unreachable
-            let detail = unreachable
-                ? "agent \(shard.agentName) is unreachable (\(entry?.writer == nil ? "link closed" : "silent for 3 s")); lost after \(Int(self.options.agentLostAfter)) s unless it comes back"
-                : "agent \(shard.agentName) is back"
-            if unreachable { self.logger.warning("agent unreachable", metadata: ["agent.name": "\(shard.agentName)"]) }
-            try? await self.database.recordEvent(
-                runID: run.id, kind: unreachable ? "agent_unreachable" : "agent_back", shardIndex: index, detail: detail)
-        }
-        for (index, shard) in run.shards where !shard.complete && !shard.lost {
-            let entry = self.agents[shard.agentID]
+            if unreachable != shard.unreachable {
+                self.run?.shards[index]?.unreachable = unreachable
+                let detail = unreachable
+                    ? "agent \(shard.agentName) is unreachable (\(entry?.writer == nil ? "link closed" : "silent for 3 s")); lost after \(Int(self.options.agentLostAfter)) s unless it comes back"
+                    : "agent \(shard.agentName) is back"
+                if unreachable { self.logger.warning("agent unreachable", metadata: ["agent.name": "\(shard.agentName)"]) }
+                try? await self.database.recordEvent(
+                    runID: run.id, kind: unreachable ? "agent_unreachable" : "agent_back", shardIndex: index, detail: detail)
+            }
             // An agent not back since a restart counts as disconnected from the moment of the restart.
             let since = entry?.disconnectedAt ?? (entry == nil ? run.resumedAt : nil)
             let gone = entry == nil && run.resumedAt == nil

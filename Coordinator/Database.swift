@@ -36,27 +36,13 @@ public actor Database {
     }
 
     /// Runs `body` with the connection; a broken connection is dropped so the next call reconnects.
-    private func with<T>(_ body: (PGConnection) throws(DatabaseError) -> T) throws(DatabaseError) -> T {
+    func with<T>(_ body: (PGConnection) throws(DatabaseError) -> T) throws(DatabaseError) -> T {
         let connection = try self.connected()
         do {
             return try body(connection)
         } catch {
             if !connection.isHealthy { self.connection = nil }
             throw error
-        }
-    }
-
-    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
-    func transaction(_ body: (PGConnection) throws(DatabaseError) -> Void) throws(DatabaseError) {
-        try self.with { db throws(DatabaseError) in
-            try db.execute("BEGIN")
-            do throws(DatabaseError) {
-                try body(db)
-                try db.execute("COMMIT")
-            } catch {
-                _ = try? db.execute("ROLLBACK")
-                throw error
-            }
         }
     }
 
@@ -74,16 +60,11 @@ public actor Database {
             let applied = Set(try db.query("SELECT version FROM loadstar_migrations").compactMap { $0[0].flatMap { Int($0) } })
             var done: [Int] = []
             for migration in Schema.migrations where !applied.contains(migration.version) {
-                try db.execute("BEGIN")
-                do throws(DatabaseError) {
+                try db.inTransaction { () throws(DatabaseError) in
                     try db.execute(migration.sql)
                     _ = try db.query(
                         "INSERT INTO loadstar_migrations (version, name) VALUES ($1, $2)",
                         [String(migration.version), migration.name])
-                    try db.execute("COMMIT")
-                } catch {
-                    _ = try? db.execute("ROLLBACK")
-                    throw error
                 }
                 done.append(migration.version)
             }
@@ -129,8 +110,7 @@ public actor Database {
     ) throws(DatabaseError) -> UInt64 {
         try self.with { db throws(DatabaseError) in
             let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
-            try db.execute("BEGIN")
-            do throws(DatabaseError) {
+            return try db.inTransaction { () throws(DatabaseError) -> UInt64 in
                 let slo = plan.slos
                 let rows = try db.query("""
                     INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at,
@@ -177,11 +157,7 @@ public actor Database {
                          String(shard.clockOffset), String(shard.clockRTT)])
                 }
                 try db.execute("CREATE TABLE samples_run_\(id) PARTITION OF samples FOR VALUES IN (\(id))")
-                try db.execute("COMMIT")
                 return id
-            } catch {
-                _ = try? db.execute("ROLLBACK")
-                throw error
             }
         }
     }
@@ -195,30 +171,26 @@ public actor Database {
         }
         let data = encoder.finish()
         return try self.with { db throws(DatabaseError) in
-            try db.execute("BEGIN")
-            do throws(DatabaseError) {
+            try db.inTransaction { () throws(DatabaseError) -> Bool in
+                // The batch's key, and for a batch arriving after its run's results were
+                // materialized (an agent that came back late) the mark that makes reports compute
+                // them from the samples again: one round trip.
                 let inserted = try db.query("""
-                    INSERT INTO sample_batches (run_id, shard_index, batch_seq, rows) VALUES ($1, $2, $3, $4)
-                    ON CONFLICT DO NOTHING RETURNING 1
+                    WITH batch AS (
+                        INSERT INTO sample_batches (run_id, shard_index, batch_seq, rows) VALUES ($1, $2, $3, $4)
+                        ON CONFLICT DO NOTHING RETURNING run_id
+                    ), stale AS (
+                        UPDATE runs SET results_materialized_at = NULL
+                        WHERE id IN (SELECT run_id FROM batch) AND results_materialized_at IS NOT NULL
+                    )
+                    SELECT 1 FROM batch
                     """, [String(batch.runID), String(batch.shardIndex), String(batch.batchSeq), String(batch.samples.count)])
-                guard !inserted.isEmpty else {
-                    try db.execute("ROLLBACK")
-                    return false
-                }
+                guard !inserted.isEmpty else { return false }  // a resend: the transaction writes nothing
                 let rows = try db.copyIn("COPY samples FROM STDIN (FORMAT binary)", data: data)
                 guard rows == batch.samples.count else {
                     throw DatabaseError(kind: .copy, message: "COPY stored \(rows) rows of \(batch.samples.count)")
                 }
-                // A batch arriving after the run's results were materialized (an agent that came
-                // back late) makes reports compute them from the samples again.
-                _ = try db.query(
-                    "UPDATE runs SET results_materialized_at = NULL WHERE id = $1 AND results_materialized_at IS NOT NULL",
-                    [String(batch.runID)])
-                try db.execute("COMMIT")
                 return true
-            } catch {
-                _ = try? db.execute("ROLLBACK")
-                throw error
             }
         }
     }

@@ -126,15 +126,7 @@ public enum HTMLReport {
     /// TTFT distribution of every cell (up to 10), from 99 percentiles and p99.9.
     static func cdfCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
         let fractions = ResultSource.cdfFractions
-        let sql = source.materialized
-            ? "SELECT cell, ttft_ms FROM ttft_cdf_done WHERE run_id = $1 ORDER BY cell_index LIMIT 10"
-            : """
-                SELECT c.name, (SELECT array_agg(v / 1000) FROM unnest(
-                           percentile_cont(ARRAY[\(fractions.map { "\($0)" }.joined(separator: ","))]) WITHIN GROUP (ORDER BY s.ttft_us)) AS v)
-                FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-                WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
-                GROUP BY c.cell_index, c.name ORDER BY c.cell_index LIMIT 10
-                """
+        let sql = "SELECT cell, ttft_ms FROM \(source.relation("ttft_cdf")) WHERE run_id = $1 ORDER BY cell_index LIMIT 10"
         let rows = try await database.query(sql, [String(runID)]).rows
         let series = rows.map { row in
             let values = Self.doubleArray(row[1])

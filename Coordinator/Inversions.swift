@@ -29,12 +29,9 @@ public enum Inversions {
     }
 
     /// One target's figure along the axis, points in increasing x.
-    public struct Curve: Sendable, Equatable {
+    public struct Curve: Sendable {
         public var target: String
         public var points: [(x: Double, y: Double)]
-        public static func == (a: Curve, b: Curve) -> Bool {
-            a.target == b.target && a.points.elementsEqual(b.points) { $0.x == $1.x && $0.y == $1.y }
-        }
     }
 
     /// Two curves crossing between two measured points.
@@ -62,12 +59,17 @@ public enum Inversions {
     public static func curves(_ cells: [CellResult], axis: Axis, metric: CellResult.Metric) -> [String: [Curve]] {
         // Families across workloads, unless two workloads of one family meet at a point: then
         // that family's workloads are kept apart.
-        var scenariosAt: [String: Set<String>] = [:]
+        struct Point: Hashable {
+            var family: String
+            var target: String
+            var x: Double
+        }
+        var scenariosAt: [Point: Set<String>] = [:]
         for cell in cells {
             guard let x = axis.value(cell) else { continue }
-            scenariosAt["\(axis.family(cell, withScenario: false))|\(cell.target)|\(x)", default: []].insert(cell.scenario)
+            scenariosAt[Point(family: axis.family(cell, withScenario: false), target: cell.target, x: x), default: []].insert(cell.scenario)
         }
-        let clashing = Set(scenariosAt.filter { $0.value.count > 1 }.keys.map { String($0.split(separator: "|")[0]) })
+        let clashing = Set(scenariosAt.filter { $0.value.count > 1 }.keys.map(\.family))
         var grouped: [String: [String: [(Double, Double)]]] = [:]
         for cell in cells {
             guard let x = axis.value(cell), let y = cell.figures[metric] else { continue }

@@ -134,3 +134,18 @@ final class PGConnection {
         DatabaseError(kind: kind, message: String(cString: PQerrorMessage(self.raw)))
     }
 }
+
+extension PGConnection {
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    func inTransaction<T>(_ body: () throws(DatabaseError) -> T) throws(DatabaseError) -> T {
+        try self.execute("BEGIN")
+        do {
+            let value = try body()
+            try self.execute("COMMIT")
+            return value
+        } catch {
+            _ = try? self.execute("ROLLBACK")
+            throw error
+        }
+    }
+}

@@ -81,26 +81,13 @@ public enum Report {
     /// Per target: the prompt tokens asked for against those the target reported, and what
     /// calibration learnt (tokens per word, averaged over the agents).
     public static func calibration(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> String {
-        var materialized = source?.materialized ?? false
-        if source == nil { materialized = try await ResultSource.of(database, runID: runID).materialized }
-        // Per target: requests with a reported prompt, mean requested, mean reported, mean error.
-        let stats = materialized
-            ? "SELECT run_id, target_index, target, requests, requested_mean, reported_mean, error_mean FROM prompt_calibration_done WHERE run_id = $1"
-            : """
-                SELECT t.run_id, t.target_index, t.name AS target, count(*) AS requests, avg(s.prompt_tokens_requested) AS requested_mean,
-                       avg(s.prompt_tokens) AS reported_mean,
-                       avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested) AS error_mean
-                FROM samples s
-                JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-                JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
-                WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
-                GROUP BY t.run_id, t.target_index, t.name
-                """
+        let resolved: ResultSource
+        if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
         let rows = try await database.query("""
             SELECT p.target, p.requests, p.requested_mean, p.reported_mean, p.error_mean,
                    (SELECT avg(k.tokens_per_word) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index AND k.problem IS NULL),
                    (SELECT min(k.problem) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index)
-            FROM (\(stats)) p ORDER BY p.target_index
+            FROM \(resolved.relation("prompt_calibration")) p WHERE p.run_id = $1 ORDER BY p.target_index
             """, [String(runID)]).rows
         guard !rows.isEmpty else { return "" }
         var out = "\nprompt tokens, requested vs reported by the target (usage):\n"

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Where a run's results are read from: the `*_done` tables once the run's results are
-/// materialized (at its end), else the live views over the raw samples.
+/// materialized (at its end), else computed live over the raw samples.
 public struct ResultSource: Sendable {
     public var materialized: Bool
 
@@ -10,14 +10,46 @@ public struct ResultSource: Sendable {
         return ResultSource(materialized: rows.first?[0] == "t")
     }
 
-    /// The relation to read `view` (e.g. `latency_summary`) from.
-    public func relation(_ view: String) -> String { self.materialized ? view + "_done" : view }
+    /// The relation to read `name` from: `name_done` once materialized; otherwise the view of
+    /// that name, or for the results that are not views, their query (which reads run `$1`).
+    public func relation(_ name: String) -> String {
+        if self.materialized { return name + "_done" }
+        return Self.queries[name].map { "(\($0)) AS \(name)" } ?? name
+    }
 
     /// The views materialized when a run ends.
     static let views = ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global"]
 
     /// TTFT percentiles stored for the CDF chart.
     static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]
+
+    /// Results that are not views (they read run `$1` only), in the columns of their `_done` tables.
+    static let queries: [String: String] = [
+        // TTFT at each of `cdfFractions`, per cell, in ms.
+        "ttft_cdf": """
+            SELECT s.run_id, c.cell_index, c.name AS cell, '{\(cdfFractions.map { "\($0)" }.joined(separator: ","))}'::float8[] AS fractions,
+                   (SELECT array_agg(v / 1000) FROM unnest(percentile_cont('{\(cdfFractions.map { "\($0)" }.joined(separator: ","))}'::float8[])
+                       WITHIN GROUP (ORDER BY s.ttft_us)) AS v) AS ttft_ms
+            FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
+            GROUP BY s.run_id, c.cell_index, c.name
+            """,
+        // Per target: requests with a reported prompt, mean requested and reported, mean relative error.
+        "prompt_calibration": """
+            SELECT t.run_id, t.target_index, t.name AS target, count(*) AS requests, avg(s.prompt_tokens_requested) AS requested_mean,
+                   avg(s.prompt_tokens) AS reported_mean,
+                   avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested) AS error_mean
+            FROM samples s
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
+            GROUP BY t.run_id, t.target_index, t.name
+            """,
+        // Per cell: the mean requested prompt tokens (the cell's context length without a matrix).
+        "cell_prompt": """
+            SELECT run_id, cell_index, avg(prompt_tokens_requested) AS requested_mean FROM samples WHERE run_id = $1 GROUP BY run_id, cell_index
+            """,
+    ]
 }
 
 extension Database {
@@ -27,37 +59,18 @@ extension Database {
     public func materializeResults(runID: UInt64) throws(DatabaseError) -> Double {
         let start = Date()
         let id = String(runID)
-        try self.transaction { db throws(DatabaseError) in
-            for view in ResultSource.views {
-                _ = try db.query("DELETE FROM \(view)_done WHERE run_id = $1", [id])
-                _ = try db.query("INSERT INTO \(view)_done SELECT * FROM \(view) WHERE run_id = $1", [id])
+        try self.with { db throws(DatabaseError) in
+            try db.inTransaction { () throws(DatabaseError) in
+                for view in ResultSource.views {
+                    _ = try db.query("DELETE FROM \(view)_done WHERE run_id = $1", [id])
+                    _ = try db.query("INSERT INTO \(view)_done SELECT * FROM \(view) WHERE run_id = $1", [id])
+                }
+                for (name, query) in ResultSource.queries {
+                    _ = try db.query("DELETE FROM \(name)_done WHERE run_id = $1", [id])
+                    _ = try db.query("INSERT INTO \(name)_done \(query)", [id])
+                }
+                _ = try db.query("UPDATE runs SET results_materialized_at = now() WHERE id = $1", [id])
             }
-            _ = try db.query("DELETE FROM ttft_cdf_done WHERE run_id = $1", [id])
-            _ = try db.query("""
-                INSERT INTO ttft_cdf_done (run_id, cell_index, cell, fractions, ttft_ms)
-                SELECT s.run_id, c.cell_index, c.name, $2::float8[],
-                       (SELECT array_agg(v / 1000) FROM unnest(percentile_cont($2::float8[]) WITHIN GROUP (ORDER BY s.ttft_us)) AS v)
-                FROM samples s JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-                WHERE s.run_id = $1 AND s.error_class = 'none' AND NOT s.excluded AND s.ttft_us IS NOT NULL
-                GROUP BY s.run_id, c.cell_index, c.name
-                """, [id, "{" + ResultSource.cdfFractions.map { "\($0)" }.joined(separator: ",") + "}"])
-            _ = try db.query("DELETE FROM prompt_calibration_done WHERE run_id = $1", [id])
-            _ = try db.query("""
-                INSERT INTO prompt_calibration_done (run_id, target_index, target, requests, requested_mean, reported_mean, error_mean)
-                SELECT t.run_id, t.target_index, t.name, count(*), avg(s.prompt_tokens_requested), avg(s.prompt_tokens),
-                       avg(abs(s.prompt_tokens - s.prompt_tokens_requested)::double precision / s.prompt_tokens_requested)
-                FROM samples s
-                JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
-                JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
-                WHERE s.run_id = $1 AND s.prompt_tokens IS NOT NULL AND s.prompt_tokens_requested > 0
-                GROUP BY t.run_id, t.target_index, t.name
-                """, [id])
-            _ = try db.query("DELETE FROM cell_prompt_done WHERE run_id = $1", [id])
-            _ = try db.query("""
-                INSERT INTO cell_prompt_done (run_id, cell_index, requested_mean)
-                SELECT run_id, cell_index, avg(prompt_tokens_requested) FROM samples WHERE run_id = $1 GROUP BY run_id, cell_index
-                """, [id])
-            _ = try db.query("UPDATE runs SET results_materialized_at = now() WHERE id = $1", [id])
         }
         return Date().timeIntervalSince(start)
     }

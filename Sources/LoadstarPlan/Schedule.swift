@@ -61,7 +61,8 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
 
     /// - Parameter striping: the shard's part, or `nil` for the whole plan.
     public init(plan: Plan, cellIndex: Int, stageIndex: Int, striping: Striping?) {
-        let stage = plan.stages(of: plan.cells[cellIndex])[stageIndex]
+        let cell = plan.cells[cellIndex]
+        let stage = plan.stages(of: cell)[stageIndex]
         let rate: Double
         let arrival: Stage.Arrival
         switch stage.mode {
@@ -81,7 +82,7 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
         self.durationMicros = stage.duration.map { Int64($0 * 1_000_000) }
         self.limit = stage.requests
         self.striping = striping
-        self.shape = RequestShape(plan: plan, cellIndex: cellIndex, stageIndex: stageIndex)
+        self.shape = RequestShape(seed: plan.seed, cellIndex: cellIndex, stageIndex: stageIndex, workload: plan.workload(of: cell))
         self.arrivals = SplitMix64(seed: plan.seed, 0x4152_52, UInt64(cellIndex), UInt64(stageIndex))  // "ARR"
     }
 
@@ -140,10 +141,15 @@ public struct RequestShape: Sendable {
     let workload: Workload
 
     public init(plan: Plan, cellIndex: Int, stageIndex: Int) {
-        self.seed = plan.seed
+        self.init(seed: plan.seed, cellIndex: cellIndex, stageIndex: stageIndex, workload: plan.workload(of: plan.cells[cellIndex]))
+    }
+
+    /// - Parameter workload: the workload as the cell runs it (``Plan/workload(of:)``).
+    public init(seed: UInt64, cellIndex: Int, stageIndex: Int, workload: Workload) {
+        self.seed = seed
         self.cellIndex = cellIndex
         self.stageIndex = stageIndex
-        self.workload = plan.workload(of: plan.cells[cellIndex])
+        self.workload = workload
     }
 
     public func request(index: Int, offset: Int64) -> ScheduledRequest {

@@ -8,16 +8,7 @@ import Testing
     @Test func viewsEventsAndTheReadOnlyRole() async throws {
         let cluster = try await Cluster.start()
         defer { cluster.stop() }
-        let plan = """
-            name: views
-            targets:
-              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
-            workloads:
-              - {name: w, prompt_tokens: 32, output_tokens: 6}
-            load:
-              stages:
-                - {rate: 40, arrival: poisson, duration: 2s}
-            """
+        let plan = simulatorPlan("views", stage: "{rate: 40, arrival: poisson, duration: 2s}", promptTokens: 32, outputTokens: 6)
         let agents = [try cluster.agent("east", extra: ["--region", "us-east"]), try cluster.agent("west", extra: ["--region", "eu-west"])]
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 2)
         #expect(try await run.wait(seconds: 60) == 0, "stderr: \(run.stderr)")

@@ -58,10 +58,7 @@ import Glibc
     static func connect(port: Int) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var address = CuttableLink.address(port)
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -155,16 +152,7 @@ import Glibc
         }
 
         // And the coordinator still runs a plan, every sample stored once.
-        let plan = """
-            name: after-fuzz
-            targets:
-              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
-            workloads:
-              - {name: w, prompt_tokens: 8, output_tokens: 4}
-            load:
-              stages:
-                - {rate: 50, duration: 1s}
-            """
+        let plan = simulatorPlan("after-fuzz", stage: "{rate: 50, duration: 1s}")
         let agent = try cluster.agent("after-fuzz")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
         #expect(try await run.wait(seconds: 60) == 0, "stderr: \(run.stderr)")

@@ -172,6 +172,20 @@ struct Cluster {
     }
 }
 
+/// A plan against a cluster's simulator (`SIMPORT`): one small chat workload and one stage.
+func simulatorPlan(_ name: String, stage: String, promptTokens: Int = 8, outputTokens: Int = 4) -> String {
+    """
+    name: \(name)
+    targets:
+      - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
+    workloads:
+      - {name: w, prompt_tokens: \(promptTokens), output_tokens: \(outputTokens)}
+    load:
+      stages:
+        - \(stage)
+    """
+}
+
 /// The run id from the first line of a report ("run 12 …").
 func runID(fromReport report: String) -> UInt64? {
     guard let line = report.split(separator: "\n").first(where: { $0.hasPrefix("run ") }) else { return nil }

@@ -50,6 +50,7 @@ final class CuttableLink: Sendable {
         thread.start()
     }
 
+    /// 127.0.0.1:`port` as a socket address.
     static func address(_ port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -108,16 +109,7 @@ final class CuttableLink: Sendable {
             "agent", "--coordinator", "127.0.0.1:\(link.port)", "--name", "cut", "--once", "--log-level", "warning", "--record", record,
         ])
         defer { agent.stop() }
-        let plan = """
-            name: link-cut
-            targets:
-              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
-            workloads:
-              - {name: w, prompt_tokens: 8, output_tokens: 4}
-            load:
-              stages:
-                - {rate: 20, duration: 40s}
-            """
+        let plan = simulatorPlan("link-cut", stage: "{rate: 20, duration: 40s}")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
         // Wait until samples flow, then cut for 30 s.
         let database = Database(conninfo: cluster.databaseURL)
@@ -163,16 +155,7 @@ final class CuttableLink: Sendable {
             "--spool-dir", spool, "--spool-memory-mb", "0",
         ])
         defer { agent.stop() }
-        let plan = """
-            name: spool
-            targets:
-              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
-            workloads:
-              - {name: w, prompt_tokens: 8, output_tokens: 4}
-            load:
-              stages:
-                - {rate: 20, duration: 15s}
-            """
+        let plan = simulatorPlan("spool", stage: "{rate: 20, duration: 15s}")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
         try await Task.sleep(for: .seconds(4))
         link.cut()

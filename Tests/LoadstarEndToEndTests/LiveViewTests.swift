@@ -30,16 +30,7 @@ import FoundationNetworking
             try await Task.sleep(for: .milliseconds(50))
         }
         let url = try #require(metricsURL)
-        let plan = """
-            name: live
-            targets:
-              - {name: sim, base_url: "http://127.0.0.1:SIMPORT", model: m}
-            workloads:
-              - {name: w, prompt_tokens: 32, output_tokens: 8}
-            load:
-              stages:
-                - {rate: 40, duration: 4s}
-            """
+        let plan = simulatorPlan("live", stage: "{rate: 40, duration: 4s}", promptTokens: 32, outputTokens: 8)
         let agent = try cluster.agent("live")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
         // Scrape while the run is under way.
