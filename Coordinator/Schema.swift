@@ -235,9 +235,9 @@ enum Schema {
                            FILTER (WHERE error_class = 'none') AS e2e,
                        percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us)
                            FILTER (WHERE error_class = 'none') AS tpot,
-                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
                            FILTER (WHERE error_class = 'none') AS sched_ttft,
-                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
                            FILTER (WHERE error_class = 'none') AS sched_e2e,
                        sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens,
                        sum(prompt_tokens) FILTER (WHERE error_class = 'none') AS prompt_tokens,
@@ -268,8 +268,8 @@ enum Schema {
                    r.tpot[3] / 1000 AS tpot_p95_ms, r.tpot[4] / 1000 AS tpot_p99_ms, r.tpot[5] / 1000 AS tpot_p999_ms,
                    r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
                    r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms, r.e2e[5] / 1000 AS e2e_p999_ms,
-                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[2] / 1000 AS sched_ttft_p99_ms,
-                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[2] / 1000 AS sched_e2e_p99_ms,
+                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[4] / 1000 AS sched_ttft_p99_ms,
+                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[4] / 1000 AS sched_e2e_p99_ms,
                    r.output_tokens,
                    r.window_s,
                    (r.requests - r.errors) / nullif(r.window_s, 0) AS throughput_rps,
@@ -282,7 +282,11 @@ enum Schema {
                         WHEN t.gpu_hour_usd IS NOT NULL
                         THEN t.gpu_hour_usd * t.gpus * r.window_s / 3600 / nullif(r.output_tokens, 0) * 1e6
                    END AS usd_per_m_output_tokens,
-                   t.quality
+                   t.quality,
+                   r.sched_ttft[2] / 1000 AS sched_ttft_p90_ms, r.sched_ttft[3] / 1000 AS sched_ttft_p95_ms,
+                   r.sched_ttft[5] / 1000 AS sched_ttft_p999_ms,
+                   r.sched_e2e[2] / 1000 AS sched_e2e_p90_ms, r.sched_e2e[3] / 1000 AS sched_e2e_p95_ms,
+                   r.sched_e2e[5] / 1000 AS sched_e2e_p999_ms
             FROM requests r
             LEFT JOIN gaps g USING (run_id, cell_index)
             JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index

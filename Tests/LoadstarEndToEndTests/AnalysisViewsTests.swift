@@ -40,6 +40,13 @@ import Testing
         let events = try await db.query("SELECT kind FROM run_events WHERE run_id = $1 ORDER BY at, id", [id]).rows.map { $0[0]! }
         #expect(events == ["run_started", "shard_done", "shard_done", "run_finished"], "\(events)")
 
+        // Scheduled latency (from the intended send) has the full set of percentiles, in order.
+        let scheduled = try await one("""
+            SELECT sched_ttft_p50_ms <= sched_ttft_p90_ms AND sched_ttft_p90_ms <= sched_ttft_p95_ms AND sched_ttft_p95_ms <= sched_ttft_p99_ms
+                   AND sched_ttft_p99_ms <= sched_ttft_p999_ms AND sched_e2e_p99_ms <= sched_e2e_p999_ms AND sched_ttft_p50_ms >= ttft_p50_ms
+            FROM latency_summary WHERE run_id = $1
+            """)
+        #expect(scheduled[0] == "t", "\(scheduled)")
         // The results stored when the run ended are the views' own rows, exactly.
         #expect(try await one("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1")[0] == "t")
         for view in ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global"] {
