@@ -43,7 +43,9 @@ public enum PromptCalibrator {
 
     /// Prompt tokens the target reports for a prompt of `words` words, or why it could not say.
     static func probe(_ target: Target, words: Int, seed: UInt64, secrets: [String: String]) -> Result<Int, CalibrationFailure> {
+        // The target's own request parameters go along (an endpoint may require some of them).
         let workload = Workload(name: "calibration", promptTokens: .fixed(words), outputTokens: .fixed(1), ignoreEOS: false)
+            .applying(target.parameters)
         let request = ScheduledRequest(index: 0, offset: 0, promptTokens: words, outputTokens: 1)
         let body = RequestBody.make(target: target, workload: workload, request: request, seed: seed)
         let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL

@@ -58,12 +58,13 @@ public struct Plan: Codable, Equatable, Sendable {
         return cells
     }
 
-    /// The workload as `cell` runs it: the matrix's token counts replace the workload's.
+    /// The workload as `cell` runs it: the matrix's token counts replace the workload's, and the
+    /// target's request parameters win over the workload's.
     public func workload(of cell: Cell) -> Workload {
         var workload = self.workloads[cell.workloadIndex]
         if let prompt = cell.promptTokens { workload.promptTokens = .fixed(prompt) }
         if let output = cell.outputTokens { workload.outputTokens = .fixed(output) }
-        return workload
+        return workload.applying(self.targets[cell.targetIndex].parameters)
     }
 
     /// The stages as `cell` runs them: the matrix's concurrency replaces every closed-loop
@@ -78,6 +79,24 @@ public struct Plan: Codable, Equatable, Sendable {
             }
             return stage
         }
+    }
+}
+
+/// Sampling and body parameters a target sets for every request sent to it (`nil`: not set).
+public struct RequestParameters: Codable, Equatable, Sendable {
+    public var temperature: Double?
+    public var topP: Double?
+    public var stop: [String]?
+    public var ignoreEOS: Bool?
+    /// Extra JSON body fields, as a JSON object's members (`"k":v,…`).
+    public var extraBody: String?
+
+    public init(temperature: Double? = nil, topP: Double? = nil, stop: [String]? = nil, ignoreEOS: Bool? = nil, extraBody: String? = nil) {
+        self.temperature = temperature
+        self.topP = topP
+        self.stop = stop
+        self.ignoreEOS = ignoreEOS
+        self.extraBody = extraBody
     }
 }
 
@@ -182,6 +201,8 @@ public struct Target: Codable, Equatable, Sendable {
     public var quality: Double?
     /// Probe the target before the run to learn how many of its tokens a synthetic word is.
     public var calibrate: Bool
+    /// Request parameters for every request sent to this target; they win over the workload's.
+    public var parameters: RequestParameters?
 
     /// Either per-token prices, or a GPU-hour price times the GPUs serving the target.
     public enum Pricing: Codable, Equatable, Sendable {
@@ -210,8 +231,9 @@ public struct Target: Codable, Equatable, Sendable {
     public init(
         name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
         timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS(), pricing: Pricing? = nil,
-        quality: Double? = nil, calibrate: Bool = true
+        quality: Double? = nil, calibrate: Bool = true, parameters: RequestParameters? = nil
     ) {
+        self.parameters = parameters
         self.name = name
         self.kind = kind
         self.baseURL = baseURL
@@ -312,6 +334,22 @@ public struct Workload: Codable, Equatable, Sendable {
         self.prefixShare = prefixShare
         self.cacheBust = cacheBust
         self.session = session
+    }
+}
+
+extension Workload {
+    /// This workload with a target's request parameters, which win over its own.
+    public func applying(_ parameters: RequestParameters?) -> Workload {
+        guard let parameters else { return self }
+        var workload = self
+        workload.temperature = parameters.temperature ?? workload.temperature
+        workload.topP = parameters.topP ?? workload.topP
+        workload.stop = parameters.stop ?? workload.stop
+        workload.ignoreEOS = parameters.ignoreEOS ?? workload.ignoreEOS
+        // Both sets of extra fields go out; the target's come last, so they win.
+        let extra = [workload.extraBody, parameters.extraBody].compactMap { $0 }
+        workload.extraBody = extra.isEmpty ? nil : extra.joined(separator: ",")
+        return workload
     }
 }
 

@@ -297,7 +297,8 @@ extension NodeReader {
         guard
             let f = self.fields(
                 node, path, required: ["name", "base_url", "model"],
-                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate"])
+                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate"]
+                    + Self.requestParameterKeys)
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
         let baseURL = self.string(f["base_url"], "\(path).base_url")
@@ -339,10 +340,38 @@ extension NodeReader {
         let pricing = f["pricing"].flatMap { self.pricing($0, "\(path).pricing") }
         let quality = f["quality"].flatMap { self.double($0, "\(path).quality") }
         let calibrate = f["calibrate"].flatMap { self.bool($0, "\(path).calibrate") } ?? true
+        let parameters = self.requestParameters(f, path)
         guard let name, let baseURL, let model else { return nil }
         return Target(
             name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts, httpVersion: httpVersion,
-            tls: tls, pricing: pricing, quality: quality, calibrate: calibrate)
+            tls: tls, pricing: pricing, quality: quality, calibrate: calibrate,
+            parameters: parameters == RequestParameters() ? nil : parameters)
+    }
+
+    /// The request parameters of a target or a workload mapping: temperature, top_p, stop (a
+    /// string or a list), ignore_eos, extra_body (a mapping of JSON body fields).
+    static let requestParameterKeys = ["temperature", "top_p", "stop", "ignore_eos", "extra_body"]
+
+    mutating func requestParameters(_ f: [String: Node], _ path: String) -> RequestParameters {
+        var parameters = RequestParameters()
+        parameters.temperature = f["temperature"].flatMap { self.double($0, "\(path).temperature") }
+        parameters.topP = f["top_p"].flatMap { self.double($0, "\(path).top_p") }
+        parameters.ignoreEOS = f["ignore_eos"].flatMap { self.bool($0, "\(path).ignore_eos") }
+        if let stopNode = f["stop"] {
+            if let single = stopNode.string, case .scalar = stopNode {
+                parameters.stop = [single]
+            } else if let items = self.list(stopNode, "\(path).stop") {
+                parameters.stop = items.enumerated().compactMap { self.string($1, "\(path).stop[\($0)]") }
+            }
+        }
+        if let extra = f["extra_body"] {
+            if case .mapping = extra, let json = Self.json(extra), json.count > 2 {
+                parameters.extraBody = String(json.dropFirst().dropLast())
+            } else {
+                self.report(extra, "\(path).extra_body", "expected a mapping of JSON body fields")
+            }
+        }
+        return parameters
     }
 
     /// `{input_per_million, output_per_million}` or `{gpu_hour, gpus}` (US dollars).
@@ -379,33 +408,14 @@ extension NodeReader {
             let f = self.fields(
                 node, path, required: ["name", "prompt_tokens", "output_tokens"],
                 optional: [
-                    "system_prompt", "temperature", "top_p", "stop", "ignore_eos", "extra_body", "shared_prefix_tokens",
-                    "prefix_share", "cache_bust", "session",
-                ])
+                    "system_prompt", "shared_prefix_tokens", "prefix_share", "cache_bust", "session",
+                ] + Self.requestParameterKeys)
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
         let prompt = f["prompt_tokens"].flatMap { self.distribution($0, "\(path).prompt_tokens") }
         let output = f["output_tokens"].flatMap { self.distribution($0, "\(path).output_tokens") }
         let system = f["system_prompt"].flatMap { self.string($0, "\(path).system_prompt") }
-        let temperature = f["temperature"].flatMap { self.double($0, "\(path).temperature") }
-        let ignoreEOS = f["ignore_eos"].flatMap { self.bool($0, "\(path).ignore_eos") } ?? true
-        let topP = f["top_p"].flatMap { self.double($0, "\(path).top_p") }
-        var stop: [String]?
-        if let stopNode = f["stop"] {
-            if let single = stopNode.string, case .scalar = stopNode {
-                stop = [single]
-            } else if let items = self.list(stopNode, "\(path).stop") {
-                stop = items.enumerated().compactMap { self.string($1, "\(path).stop[\($0)]") }
-            }
-        }
-        var extraBody: String?
-        if let extra = f["extra_body"] {
-            if case .mapping = extra, let json = Self.json(extra), json.count > 2 {
-                extraBody = String(json.dropFirst().dropLast())
-            } else {
-                self.report(extra, "\(path).extra_body", "expected a mapping of JSON body fields")
-            }
-        }
+        let parameters = self.requestParameters(f, path)
         let sharedPrefix = self.int(f["shared_prefix_tokens"], "\(path).shared_prefix_tokens") ?? 0
         let prefixShare = self.double(f["prefix_share"], "\(path).prefix_share") ?? 1
         if prefixShare > 1 { self.report(f["prefix_share"], "\(path).prefix_share", "expected a share between 0 and 1") }
@@ -425,8 +435,9 @@ extension NodeReader {
         }
         guard let name, let prompt, let output else { return nil }
         return Workload(
-            name: name, promptTokens: prompt, outputTokens: output, systemPrompt: system, temperature: temperature,
-            topP: topP, stop: stop, ignoreEOS: ignoreEOS, extraBody: extraBody, sharedPrefixTokens: sharedPrefix,
+            name: name, promptTokens: prompt, outputTokens: output, systemPrompt: system, temperature: parameters.temperature,
+            topP: parameters.topP, stop: parameters.stop, ignoreEOS: parameters.ignoreEOS ?? true, extraBody: parameters.extraBody,
+            sharedPrefixTokens: sharedPrefix,
             prefixShare: prefixShare, cacheBust: cacheBust, session: session)
     }
 

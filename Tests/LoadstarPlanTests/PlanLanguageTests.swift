@@ -208,4 +208,23 @@ import Testing
             #expect(Set(owner.keys).count == 37)
         }
     }
+
+    @Test func targetRequestParametersWinOverTheWorkloads() throws {
+        let yaml = self.base.replacingOccurrences(
+            of: #"{name: a, base_url: "http://127.0.0.1:1", model: m}"#,
+            with: #"{name: a, base_url: "http://127.0.0.1:1", model: m, temperature: 0, ignore_eos: false, stop: "END", extra_body: {seed: 1}}"#
+        ).replacingOccurrences(
+            of: "{name: chat, prompt_tokens: 100, output_tokens: 20}",
+            with: "{name: chat, prompt_tokens: 100, output_tokens: 20, temperature: 0.7, top_p: 0.9, extra_body: {seed: 7, user: w}}")
+        let plan = try PlanParser.parse(yaml: yaml)
+        #expect(plan.targets[0].parameters == RequestParameters(temperature: 0, stop: ["END"], ignoreEOS: false, extraBody: #""seed":1"#))
+        #expect(plan.targets[1].parameters == nil)
+        let onA = plan.workload(of: plan.cells[0])
+        #expect(onA.temperature == 0 && onA.topP == 0.9 && onA.stop == ["END"] && !onA.ignoreEOS)
+        #expect(onA.extraBody == #""seed":7,"user":"w","seed":1"#, "both go out, the target's last")
+        let onB = plan.workload(of: plan.cells[1])
+        #expect(onB.temperature == 0.7 && onB.stop == nil && onB.ignoreEOS && onB.extraBody == #""seed":7,"user":"w""#)
+        let wrong = yaml.replacingOccurrences(of: "temperature: 0,", with: "temprature: 0,")
+        #expect(self.issues(wrong).first?.contains("targets[0].temprature: unknown key (did you mean 'temperature'?)") == true)
+    }
 }
