@@ -67,6 +67,9 @@ public enum ShardRunner {
         let (stream, continuation) = AsyncStream.makeStream(of: EngineOutput.self)
         let count = max(1, workers ?? spec.plan.load.workers ?? ProcessInfo.processInfo.activeProcessorCount)
         let completion = WorkerCompletion(workers: count, output: continuation)
+        // Every connection is a descriptor: growing the table now keeps its growth stall (see
+        // DescriptorTable) out of the run.
+        DescriptorTable.reserve(spec.plan.load.maxInFlight + 1_024)
         let anchor = ClockAnchor()
         for worker in 0..<count {
             let thread = Thread {
