@@ -79,4 +79,46 @@ import Testing
             "SELECT kind FROM run_events WHERE run_id = $1 AND kind LIKE 'agent_%' ORDER BY at, id", [String(id)]).rows.map { $0[0] ?? "" }
         #expect(events.first == "agent_unreachable" && events.contains("agent_back") && !events.contains("agent_lost"), "\(events)")
     }
+
+    /// A target whose name does not resolve is counted as `dns`. The agent runs in a namespace
+    /// whose resolver is its own loopback (`/etc/netns/NAME/resolv.conf`, which `ip netns exec`
+    /// mounts over `/etc/resolv.conf`) where nothing answers, so the failing lookup never leaves
+    /// the namespace.
+    @Test func aNameThatDoesNotResolveIsCountedAsDNS() async throws {
+        let suffix = String(UInt32.random(in: 0...0xFFFF), radix: 16)
+        let namespace = "ls-dns-\(suffix)"
+        let hostInterface = "lsd\(suffix)"
+        let octet = Int.random(in: 1...250)
+        let hostIP = "10.214.\(octet).1", regionIP = "10.214.\(octet).2"
+        let overrides = "/etc/netns/\(namespace)"
+        try FileManager.default.createDirectory(atPath: overrides, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: overrides) }
+        try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: overrides + "/resolv.conf", atomically: true, encoding: .utf8)
+        try "127.0.0.1 localhost\n".write(toFile: overrides + "/hosts", atomically: true, encoding: .utf8)
+        try Self.makeRegion(namespace, hostInterface: hostInterface, hostIP: hostIP, regionIP: regionIP)
+        defer { _ = try? Subprocess("/usr/sbin/ip", ["netns", "del", namespace]).wait() }
+
+        let url = try TestDatabase.url.get()
+        let coordinator = try Child(["coordinator", "--listen", "\(hostIP):0", "--database", url, "--log-level", "warning"])
+        defer { coordinator.stop() }
+        let port = try await coordinator.port(announcedBy: "loadstar coordinator listening")
+        let agent = try Child(
+            ["agent", "--coordinator", "\(hostIP):\(port)", "--name", "dns-\(suffix)", "--once", "--log-level", "warning"],
+            inNamespace: namespace)
+        defer { agent.stop() }
+        let plan = NSTemporaryDirectory() + "loadstar-dns-\(UUID().uuidString).yaml"
+        try """
+            name: dns-failure
+            targets: [{name: nowhere, base_url: "http://no-such-endpoint.loadstar.invalid:8000", model: m, calibrate: false}]
+            workloads: [{name: w, prompt_tokens: 8, output_tokens: 4}]
+            load: {stages: [{rate: 10, requests: 20}]}
+            """.write(toFile: plan, atomically: true, encoding: .utf8)
+        let run = try Child(["run", plan, "--coordinator", "\(hostIP):\(port)"])
+        let id = try await CoordinatorRestartTests.runID(from: run)
+        _ = try await run.wait(seconds: 60)
+        let rows = try await Database(conninfo: url).query(
+            "SELECT error_class, count(*), bool_and(ttft_us IS NULL) FROM samples WHERE run_id = $1 GROUP BY 1", [String(id)]
+        ).rows
+        #expect(rows.count == 1 && rows[0] == ["dns", "20", "t"], "\(rows)")
+    }
 }
