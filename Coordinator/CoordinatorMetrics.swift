@@ -13,6 +13,7 @@ public final class CoordinatorMetrics: Sendable {
     let runActive: Gauge
     let samplesStored: Counter
     let batchesStored: Counter
+    let batchesSpooled: Counter
 
     /// A metric's descriptor from its full name (`loadstar_…`) and help text.
     static func name(_ full: String, _ help: String) -> MetricNameDescriptor {
@@ -24,6 +25,8 @@ public final class CoordinatorMetrics: Sendable {
         self.runActive = self.registry.makeGauge(descriptor: Self.name("loadstar_run_active", "1 while a run is in progress."))
         self.samplesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_samples_stored_total", "Samples committed to PostgreSQL."))
         self.batchesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_batches_stored_total", "Sample batches committed to PostgreSQL."))
+        self.batchesSpooled = self.registry.makeCounter(
+            descriptor: Self.name("loadstar_batches_spooled_total", "Sample batches kept on the coordinator's disk while PostgreSQL was unavailable."))
     }
 
     func runFinished(status: String) {

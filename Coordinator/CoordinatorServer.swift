@@ -28,12 +28,20 @@ public struct CoordinatorOptions: Sendable {
     /// Database connections storing sample batches in parallel (a shard's batches always use the
     /// same one); one connection stores about 150,000 samples/s.
     public var databaseWriters: Int
+    /// Where batches wait while the database is down (default: a temporary directory named after
+    /// the coordinator's identity, so a restart with the same `coordinatorID` finds them).
+    public var spoolDirectory: String?
+    /// Bytes of spooled batches at most; past it, agents keep their unacknowledged batches.
+    public var spoolDiskBytes: Int
 
     public init(
         host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
         agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
-        metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil, coordinatorID: String? = nil
+        metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil, coordinatorID: String? = nil,
+        spoolDirectory: String? = nil, spoolDiskBytes: Int = 4 << 30
     ) {
+        self.spoolDirectory = spoolDirectory
+        self.spoolDiskBytes = spoolDiskBytes
         self.coordinatorID = coordinatorID
         self.tls = tls
         self.metricsAddress = metricsAddress
@@ -112,6 +120,8 @@ public final class CoordinatorServer: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             // Runs this coordinator was running when it stopped: see them to the end.
             group.addTask { await self.state.resumeInterruptedRuns() }
+            // Batches a previous coordinator spooled and did not store.
+            group.addTask { await self.state.startDrainingSpool() }
             try await self.serverChannel.executeThenClose { inbound in
                 for try await connection in inbound {
                     guard await self.state.openConnection() else {

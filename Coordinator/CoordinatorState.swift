@@ -72,7 +72,15 @@ actor CoordinatorState {
         self.options = options
         self.logger = logger
         self.sampleWriters = (0..<max(1, options.databaseWriters)).map { _ in database.sibling() }
+        let safeID = String(coordinatorID.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
+        self.spool = IngestSpool(
+            directory: options.spoolDirectory ?? NSTemporaryDirectory() + "loadstar-coordinator-spool-\(safeID)",
+            diskBound: options.spoolDiskBytes)
     }
+
+    /// Batches kept on disk while the database is down; drained by one task at a time.
+    private let spool: IngestSpool
+    private var drainingSpool = false
 
     /// Connections that store sample batches, in parallel; shard `i` always uses writer `i mod n`.
     private nonisolated let sampleWriters: [Database]
@@ -128,13 +136,12 @@ actor CoordinatorState {
                 case .heartbeat(let heartbeat):
                     await self.heartbeat(hello.agentID, heartbeat)
                 case .sampleBatch(let batch):
-                    // Acknowledge only after commit. A database failure closes the link: the
-                    // agent keeps the batch and sends it again when it reconnects.
+                    // Acknowledged once durable: committed, or spooled on disk while the database
+                    // is down. When neither can take it the link closes: the agent keeps the batch
+                    // and sends it again when it reconnects.
                     let offset = await self.clockOffset(hello.agentID)
-                    let writer = self.sampleWriters[Int(batch.shardIndex) % self.sampleWriters.count]
-                    let isNew = try await writer.store(batch, clockOffset: offset)
+                    try await self.ingest(batch, clockOffset: offset)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
-                    if isNew { await self.batchStored(batch) }
                 case .shardReady(let ready):
                     try await self.database.recordCalibrations(ready)
                     await self.shardReady(ready)
@@ -210,6 +217,74 @@ actor CoordinatorState {
                 let clock = entry.clock
                 Task { try? await self.database.touchAgent(id: id, connected: true, clockOffset: clock.offset, clockRTT: clock.rtt) }
             }
+        }
+    }
+
+    // MARK: ingest
+
+    /// The writer connection of a shard's batches.
+    private nonisolated func writer(for batch: SampleBatch) -> Database {
+        self.sampleWriters[Int(batch.shardIndex) % self.sampleWriters.count]
+    }
+
+    /// Commits a batch, or — while the database is down, and until the spool is drained — keeps it
+    /// in the spool. Returns once the batch is durable in one or the other.
+    private nonisolated func ingest(_ batch: SampleBatch, clockOffset: Int64) async throws {
+        if await self.spoolInUse() {
+            try await self.spoolBatch(batch, clockOffset: clockOffset, cause: nil)
+            return
+        }
+        do {
+            if try await self.writer(for: batch).store(batch, clockOffset: clockOffset) { await self.batchStored(batch) }
+        } catch where error.isOutage {
+            try await self.spoolBatch(batch, clockOffset: clockOffset, cause: error)
+        }
+    }
+
+    private func spoolInUse() -> Bool { !self.spool.isEmpty }
+
+    private func spoolBatch(_ batch: SampleBatch, clockOffset: Int64, cause: DatabaseError?) throws {
+        guard try self.spool.keep(batch, clockOffset: clockOffset) else {
+            throw IngestSpool.Failure(description: "the coordinator's spool is full (\(self.spool.bytes >> 20) MB in \(self.spool.directory)); agents keep their batches until the database is back")
+        }
+        self.metrics.batchesSpooled.increment()
+        if let cause, self.spool.count == 1 {
+            self.logger.warning(
+                "database unavailable: keeping sample batches on disk until it is back",
+                metadata: ["spool": "\(self.spool.directory)", "error": "\(cause)"])
+        }
+        self.startDrainingSpool()
+    }
+
+    /// Starts storing the spooled batches, oldest first, unless that is under way already.
+    func startDrainingSpool() {
+        guard !self.drainingSpool, !self.spool.isEmpty else { return }
+        self.drainingSpool = true
+        Task { await self.drainSpool() }
+    }
+
+    private func drainSpool() async {
+        var stored = 0
+        while let entry = self.spool.oldest() {
+            do {
+                let isNew = try await self.writer(for: entry.batch).store(entry.batch, clockOffset: entry.clockOffset)
+                self.spool.remove(entry.name)
+                stored += 1
+                if isNew { await self.batchStored(entry.batch) }
+            } catch where error.isOutage {
+                try? await Task.sleep(for: .seconds(1))
+            } catch {
+                self.logger.error(
+                    "the database refused a spooled batch; it is kept aside",
+                    metadata: ["file": "\(self.spool.directory)/rejected/\(entry.name)", "error": "\(error)"])
+                self.spool.reject(entry.name)
+            }
+        }
+        self.drainingSpool = false
+        self.logger.warning("database available again: spooled batches stored", metadata: ["batches": "\(stored)"])
+        // A shard whose last batches came through the spool may be complete now.
+        if let run = self.run {
+            for index in run.shards.keys { await self.checkShardComplete(run.id, index) }
         }
     }
 
@@ -405,6 +480,13 @@ actor CoordinatorState {
                 var progress = ShardProgress(agentID: shard.agentID, agentName: shard.agentName)
                 progress.complete = shard.complete
                 progress.ready = true
+                // Done before the restart: complete once its last batches are stored (from agents
+                // resending them, or from the spool).
+                progress.done = shard.batches.map {
+                    ShardDone(
+                        runID: interrupted.id, shardIndex: shard.index, fired: 0, succeeded: 0, failed: 0, late: 0, dropped: 0,
+                        batches: $0, aborted: false)
+                }
                 shards[shard.index] = progress
             }
             self.run = ActiveRun(id: interrupted.id, shards: shards, resumedAt: coordinatorNow())

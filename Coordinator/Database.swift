@@ -41,7 +41,12 @@ public actor Database {
         do {
             return try body(connection)
         } catch {
-            if !connection.isHealthy { self.connection = nil }
+            guard connection.isHealthy else {
+                self.connection = nil
+                var lost = error
+                lost.connectionLost = true
+                throw lost
+            }
             throw error
         }
     }
@@ -235,8 +240,9 @@ public actor Database {
     public struct InterruptedRun: Sendable {
         public var id: UInt64
         public var plan: Plan
-        /// Per shard: its agent, name, whether the agent reported it done, and whether every batch is stored.
-        public var shards: [(index: UInt32, agentID: String, agentName: String, done: Bool, complete: Bool)]
+        /// Per shard: its agent, name, the batch count the agent reported when done (nil: not
+        /// done), and whether every batch is stored.
+        public var shards: [(index: UInt32, agentID: String, agentName: String, batches: UInt64?, complete: Bool)]
     }
 
     /// The runs `coordinatorID` left marked running, oldest first.
@@ -248,12 +254,12 @@ public actor Database {
                     let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
                 else { continue }
                 let shards = try db.query("""
-                    SELECT sh.shard_index, sh.agent_id, a.name, sh.status = 'done',
+                    SELECT sh.shard_index, sh.agent_id, a.name, CASE WHEN sh.status = 'done' THEN sh.batches END,
                            sh.batches IS NOT NULL AND sh.batches = (SELECT count(*) FROM sample_batches b
                                                                      WHERE b.run_id = sh.run_id AND b.shard_index = sh.shard_index)
                     FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1 ORDER BY sh.shard_index
                     """, [String(id)]).map { r in
-                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3] == "t", r[3] == "t" && r[4] == "t")
+                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3].flatMap { UInt64($0) }, r[3] != nil && r[4] == "t")
                 }
                 out.append(InterruptedRun(id: id, plan: plan, shards: shards))
             }

@@ -12,6 +12,14 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     public var kind: Kind
     public var message: String
     public var sqlState: String?
+    /// Whether the connection broke during the call.
+    public var connectionLost = false
+
+    /// Whether the database is unreachable or going away, rather than refusing the statement:
+    /// the same call is worth making again later (connection failures, SQLSTATE classes 08 and 57P).
+    public var isOutage: Bool {
+        self.kind == .connect || self.connectionLost || self.sqlState?.hasPrefix("08") == true || self.sqlState?.hasPrefix("57P") == true
+    }
 
     public var description: String {
         switch self.kind {

@@ -21,6 +21,9 @@ extension Loadstar {
         @Option(help: "Most links (agents and clients) served at once.") var maxConnections = 4096
         @Option(help: "This coordinator's identity in the database (default HOST:PORT); restarted with the same one, it finishes the runs it was running.")
         var id: String?
+        @Option(help: "Directory where batches wait while the database is down (default: a temporary directory named after --id).")
+        var spoolDir: String?
+        @Option(help: "Megabytes of batches spooled at most; past it, agents keep their unacknowledged batches.") var spoolDiskMb = 4096
         @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
@@ -38,7 +41,8 @@ extension Loadstar {
                     authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
                     agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, maximumConnections: max(1, self.maxConnections),
                     databaseWriters: max(1, self.dbWriters),
-                    metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link, coordinatorID: self.id)
+                    metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link, coordinatorID: self.id,
+                    spoolDirectory: self.spoolDir, spoolDiskBytes: max(1, self.spoolDiskMb) << 20)
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")

@@ -42,19 +42,24 @@ import Testing
         _ = try await coordinator.port(announcedBy: "loadstar coordinator listening")
         for agent in agents { #expect(try await agent.wait(seconds: 60) == 0, "\(agent.stderr)") }
         let database = Database(conninfo: url)
-        var status: String?
-        for _ in 0..<100 {
-            status = try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows.first?[0] ?? nil
-            if status != "running" { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        #expect(status == "completed")
+        #expect(try await Self.status(ofRun: id, in: database) == "completed")
         let rows = try await database.query("""
             SELECT count(*), count(DISTINCT request_index), (SELECT sum(fired) FROM shards WHERE run_id = $1),
                    (SELECT count(*) FROM run_events WHERE run_id = $1 AND detail LIKE 'resumed by coordinator%')
             FROM samples WHERE run_id = $1
             """, [String(id)]).rows[0]
         #expect(rows[0] == "300" && rows[1] == "300" && rows[2] == "300" && rows[3] == "1", "\(rows)")
+    }
+
+    /// A run's status once it is no longer `running` (or after 30 s).
+    static func status(ofRun id: UInt64, in database: Database) async throws -> String? {
+        var status: String?
+        for _ in 0..<150 {
+            status = try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows.first?[0] ?? nil
+            if status != "running" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return status
     }
 
     /// The run id from the client's "run N started" line.

@@ -2,36 +2,59 @@ import Foundation
 import LoadstarCoordinator
 import Testing
 
-/// PostgreSQL is restarted mid-run (on a cluster of this test's own): batches that cannot be
-/// committed are not acknowledged, the agent keeps them and sends them again once the database is
-/// back, and the run ends with every fired request stored exactly once.
+/// PostgreSQL is restarted mid-run (on a cluster of this test's own): the coordinator keeps the
+/// batches it cannot commit on disk (acknowledged once flushed there), stores them once the database
+/// is back, and the run ends with every fired request stored exactly once — also when the
+/// coordinator itself dies while holding them.
 @Suite struct DatabaseRestartTests {
-    @Test func aDatabaseRestartLosesNothing() async throws {
-        let directory = NSTemporaryDirectory() + "loadstar-pg-restart-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
-        let postgres = EmbeddedPostgres(directory: directory)
-        let url = try postgres.start()
-        defer {
-            try? postgres.stop()
-            try? FileManager.default.removeItem(atPath: directory)
+    /// A PostgreSQL cluster of the test's own (the test stops and starts it), a simulator, and a
+    /// plan file against it; the coordinator's spool directory goes beside the cluster.
+    struct Setup {
+        var postgres: EmbeddedPostgres
+        var url: String
+        var directory: String
+        var simulator: Child
+        var plan: String
+        var spool: String { self.directory + "-spool" }
+
+        init(_ name: String, seconds: Int) async throws {
+            self.directory = NSTemporaryDirectory() + "loadstar-\(name)-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: self.directory)
+            self.postgres = EmbeddedPostgres(directory: self.directory)
+            self.url = try self.postgres.start()
+            self.simulator = try Child(["sim", "--port", "0", "--token-interval-ms", "2"])
+            let simulatorPort = try await self.simulator.port(announcedBy: "loadstar sim listening")
+            self.plan = self.directory + "-plan.yaml"
+            try simulatorPlan(name, stage: "{rate: 20, duration: \(seconds)s}")
+                .replacingOccurrences(of: "SIMPORT", with: "\(simulatorPort)")
+                .write(toFile: self.plan, atomically: true, encoding: .utf8)
         }
-        let simulator = try Child(["sim", "--port", "0", "--token-interval-ms", "2"])
-        defer { simulator.stop() }
-        let simulatorPort = try await simulator.port(announcedBy: "loadstar sim listening")
-        let coordinator = try Child(["coordinator", "--listen", "127.0.0.1:0", "--database", url, "--agent-lost-after", "90", "--log-level", "warning"])
+
+        func tearDown() {
+            self.simulator.stop()
+            try? self.postgres.stop()
+            for path in [self.directory, self.spool, self.plan] { try? FileManager.default.removeItem(atPath: path) }
+        }
+
+        func spooledFiles() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: self.spool).filter { $0.hasSuffix(".batch") }
+        }
+    }
+
+    @Test func aDatabaseRestartLosesNothing() async throws {
+        let setup = try await Setup("pg-restart", seconds: 20)
+        defer { setup.tearDown() }
+        let url = setup.url, postgres = setup.postgres
+        let coordinator = try Child([
+            "coordinator", "--listen", "127.0.0.1:0", "--database", url, "--agent-lost-after", "90", "--log-level", "warning",
+            "--spool-dir", setup.spool,
+        ])
         defer { coordinator.stop() }
         let port = try await coordinator.port(announcedBy: "loadstar coordinator listening")
         let agent = try Child(["agent", "--coordinator", "127.0.0.1:\(port)", "--name", "pg", "--once", "--log-level", "warning"])
         defer { agent.stop() }
-        let plan = NSTemporaryDirectory() + "loadstar-pg-\(UUID().uuidString).yaml"
-        try """
-            name: pg-restart
-            targets: [{name: sim, base_url: "http://127.0.0.1:\(simulatorPort)", model: m}]
-            workloads: [{name: w, prompt_tokens: 8, output_tokens: 4}]
-            load: {stages: [{rate: 20, duration: 20s}]}
-            """.write(toFile: plan, atomically: true, encoding: .utf8)
-        let run = try Child(["run", plan, "--coordinator", "127.0.0.1:\(port)"])
+        let run = try Child(["run", setup.plan, "--coordinator", "127.0.0.1:\(port)"])
         try await Task.sleep(for: .seconds(6))
         try postgres.stop()
         try await Task.sleep(for: .seconds(6))
@@ -49,5 +72,49 @@ import Testing
             FROM samples s JOIN sample_batches b USING (run_id, shard_index, batch_seq) WHERE s.run_id = $1
             """, [String(id)]).rows[0][0]
         #expect((Double(held ?? "") ?? 0) > 4, "the longest wait from completion to commit was \(held ?? "?") s")
+        // The coordinator, not only the agent, held them.
+        #expect(coordinator.stderr.contains("database unavailable: keeping sample batches on disk"), "\(coordinator.stderr)")
+        #expect(coordinator.stderr.contains("database available again"), "\(coordinator.stderr)")
+        #expect(try setup.spooledFiles().isEmpty)
+    }
+
+    /// The database goes down; the coordinator acknowledges batches it spooled, then is killed.
+    /// Those batches exist nowhere else: the agent has forgotten them. The coordinator restarted on
+    /// the same spool (and identity) stores them once the database is back, and the run completes.
+    @Test func batchesSpooledByAKilledCoordinatorAreStoredByItsSuccessor() async throws {
+        let setup = try await Setup("pg-spool", seconds: 14)
+        defer { setup.tearDown() }
+        let url = setup.url, postgres = setup.postgres
+        let port = freePort()
+        let arguments = [
+            "coordinator", "--listen", "127.0.0.1:\(port)", "--database", url, "--id", "spool-\(UUID().uuidString)",
+            "--agent-lost-after", "90", "--spool-dir", setup.spool, "--log-level", "warning",
+        ]
+        var coordinator = try Child(arguments)
+        defer { coordinator.stop() }
+        _ = try await coordinator.port(announcedBy: "loadstar coordinator listening")
+        let agent = try Child(["agent", "--coordinator", "127.0.0.1:\(port)", "--name", "spooler", "--once", "--log-level", "warning"])
+        defer { agent.stop() }
+        let run = try Child(["run", setup.plan, "--coordinator", "127.0.0.1:\(port)"])
+        let id = try await CoordinatorRestartTests.runID(from: run)
+        try await Task.sleep(for: .seconds(4))
+        try postgres.stop()
+        try await Task.sleep(for: .seconds(5))
+        let spooled = try setup.spooledFiles()
+        #expect(spooled.count >= 10, "about 10 batches a second while the database was down; spooled: \(spooled.count)")
+        coordinator.signal(SIGKILL)
+        _ = try await coordinator.wait(seconds: 10)
+        _ = try await run.wait(seconds: 30)
+        _ = try postgres.start()
+        coordinator = try Child(arguments)
+        _ = try await coordinator.port(announcedBy: "loadstar coordinator listening")
+        #expect(try await agent.wait(seconds: 90) == 0, "\(agent.stderr)")
+        let database = Database(conninfo: url)
+        #expect(try await CoordinatorRestartTests.status(ofRun: id, in: database) == "completed")
+        let rows = try await database.query(
+            "SELECT count(*), count(DISTINCT request_index), (SELECT fired FROM shards WHERE run_id = $1) FROM samples WHERE run_id = $1",
+            [String(id)]).rows[0]
+        #expect(rows[0] == "280" && rows[1] == "280" && rows[2] == "280", "\(rows)")
+        #expect(try setup.spooledFiles().isEmpty)
     }
 }

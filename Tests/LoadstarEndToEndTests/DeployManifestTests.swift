@@ -42,7 +42,10 @@ import Yams
         let kinds = try FileManager.default.contentsOfDirectory(atPath: Self.deploy.appendingPathComponent("k8s").path).flatMap { file in
             try self.yamlDocuments("k8s/" + file).compactMap { $0["kind"] as? String }
         }
-        #expect(Set(kinds) == ["Namespace", "Secret", "Deployment", "Service", "StatefulSet"])
+        #expect(Set(kinds) == ["Namespace", "Secret", "Deployment", "Service", "StatefulSet", "PersistentVolumeClaim"])
+        // The coordinator's spool (batches waiting out a database outage) outlives the pod.
+        let coordinator = try self.yamlDocuments("k8s/coordinator.yaml")
+        #expect(coordinator.contains { $0["kind"] as? String == "PersistentVolumeClaim" })
         #expect(kinds.filter { $0 == "Deployment" }.count >= 3, "a coordinator and one agent Deployment per region")
         let compose = try #require(try self.yamlDocuments("compose.yaml").first?["services"] as? [String: Any])
         #expect(Set(compose.keys).isSuperset(of: ["postgres", "coordinator", "simulator", "agent-us", "agent-eu", "agent-ap"]))
