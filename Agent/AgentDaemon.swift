@@ -73,7 +73,8 @@ public actor AgentDaemon: Service {
     private let options: AgentOptions
     private let logger: Logger
     private var writer: NIOAsyncChannelOutboundWriter<Message>?
-    private var shard: ShardState?
+    /// The shards this agent runs: its own, and any it took over from a lost agent.
+    private var shards: [ShardKey: ShardState] = [:]
     private var finishedShards = 0
     private var record: FileHandle?
     private var shuttingDown = false
@@ -82,6 +83,12 @@ public actor AgentDaemon: Service {
     static let batchInterval: Int64 = 100_000
     /// …or when this many are waiting.
     static let batchSize = 1_000
+
+    struct ShardKey: Hashable, Comparable {
+        var runID: UInt64
+        var shardIndex: UInt32
+        static func < (a: Self, b: Self) -> Bool { (a.runID, a.shardIndex) < (b.runID, b.shardIndex) }
+    }
 
     struct ShardState {
         var assignment: ShardAssignment
@@ -118,7 +125,7 @@ public actor AgentDaemon: Service {
 
     private func beginShutdown() {
         self.shuttingDown = true
-        if let shard = self.shard {
+        for shard in self.shards.values {
             self.logger.info("shutting down: stopping the shard and sending its samples", metadata: ["run.id": "\(shard.assignment.runID)"])
             shard.stats.requestAbort()
         }
@@ -144,7 +151,7 @@ public actor AgentDaemon: Service {
             } catch let error as AgentError {
                 throw error
             } catch {
-                if self.shuttingDown && self.shard == nil { return }
+                if self.shuttingDown && self.shards.isEmpty { return }
                 let limit = everConnected ? self.options.reconnectTimeout : self.options.firstConnectTimeout
                 let down = Double(AgentClock.monotonicMicros() - disconnectedSince) / 1_000_000
                 if down >= limit {
@@ -208,21 +215,24 @@ public actor AgentDaemon: Service {
         }
     }
 
-    /// Done: the one shard of `--once` is complete, or shutdown was asked and nothing is pending.
+    /// Done: the shard of `--once` is complete (with any it took over), or shutdown was asked and
+    /// nothing is pending.
     private var shouldExit: Bool {
-        (self.options.exitAfterShard && self.finishedShards > 0) || (self.shuttingDown && self.shard == nil)
+        self.shards.isEmpty && ((self.options.exitAfterShard && self.finishedShards > 0) || self.shuttingDown)
     }
 
     private func attach(_ writer: NIOAsyncChannelOutboundWriter<Message>) async {
         self.writer = writer
         // Everything not yet acknowledged goes again; the coordinator discards what it already has.
-        guard let shard = self.shard else { return }
-        do {
-            for batch in try shard.unacked.all() { try? await writer.write(.sampleBatch(batch)) }
-        } catch {
-            self.logger.error("cannot read a spooled batch back", metadata: ["error": "\(error)"])
+        for key in self.shards.keys.sorted() {
+            guard let shard = self.shards[key] else { continue }
+            do {
+                for batch in try shard.unacked.all() { try? await writer.write(.sampleBatch(batch)) }
+            } catch {
+                self.logger.error("cannot read a spooled batch back", metadata: ["error": "\(error)"])
+            }
+            if let done = shard.done { try? await writer.write(.shardDone(done)) }
         }
-        if let done = shard.done { try? await writer.write(.shardDone(done)) }
     }
 
     private func detach() { self.writer = nil }
@@ -240,11 +250,8 @@ public actor AgentDaemon: Service {
                 probeID: probe.probeID, coordinatorSendTime: probe.coordinatorSendTime, agentReceiveTime: received,
                 agentSendTime: AgentClock.wallMicros())))
         case .assignShard(let assignment):
-            if let current = self.shard, current.assignment.runID == assignment.runID,
-                current.assignment.shardIndex == assignment.shardIndex
-            {
-                return  // a repeat after reconnecting: keep the shard we are running
-            }
+            let key = ShardKey(runID: assignment.runID, shardIndex: assignment.shardIndex)
+            if self.shards[key] != nil { return }  // a repeat after reconnecting: keep the shard we are running
             let spec: ShardSpec
             do {
                 spec = try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec))
@@ -256,7 +263,23 @@ public actor AgentDaemon: Service {
             let spool = BatchSpool(
                 directory: "\(self.options.spoolDirectory)/run-\(assignment.runID)-shard-\(assignment.shardIndex)",
                 memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes)
-            self.shard = ShardState(assignment: assignment, spec: spec, unacked: spool)
+            self.shards[key] = ShardState(assignment: assignment, spec: spec, unacked: spool)
+            if let takeover = spec.takeover {
+                // The rest of a lost agent's shard, beside this agent's own: it starts at once
+                // (from the run's start, skipping what was due before the takeover) with the
+                // prompt calibration this agent's own shard of the run learnt.
+                self.logger.warning("taking over the rest of a lost agent's shard", metadata: [
+                    "run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)", "lost.shard": "\(takeover.lostShard)",
+                ])
+                let calibrations = self.shards.first { $0.key.runID == key.runID && $0.key != key }?.value.calibrations ?? []
+                self.shards[key]?.calibrations = calibrations
+                self.shards[key]?.started = true
+                let outputs = ShardRunner.start(
+                    spec: spec, secrets: assignment.secrets, startWall: takeover.runStart, stats: self.shards[key]!.stats,
+                    calibrations: calibrations)
+                Task { await self.pump(outputs, key: key) }
+                return
+            }
             self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
             // Probe the targets before the start, then tell the coordinator the shard is ready.
             let plan = spec.plan
@@ -268,20 +291,21 @@ public actor AgentDaemon: Service {
                 await self.calibrated(assignment, calibrations)
             }
         case .startAt(let start):
-            guard var shard = self.shard, shard.assignment.runID == start.runID, !shard.started else { return }
-            shard.started = true
-            self.shard = shard
-            let outputs = ShardRunner.start(
-                spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats,
-                calibrations: shard.calibrations ?? [])
-            let runID = start.runID
-            Task { await self.pump(outputs, runID: runID) }
+            // Every shard of the run not yet started: a takeover starts from the run's own start
+            // instant and skips what was due before its takeover.
+            for (key, shard) in self.shards where key.runID == start.runID && !shard.started {
+                self.shards[key]?.started = true
+                let outputs = ShardRunner.start(
+                    spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats,
+                    calibrations: shard.calibrations ?? [])
+                Task { await self.pump(outputs, key: key) }
+            }
         case .batchAck(let ack):
-            guard self.shard?.assignment.runID == ack.runID else { return }
-            self.shard?.unacked.acknowledge(ack.batchSeq)
-            self.finishIfComplete()
+            let key = ShardKey(runID: ack.runID, shardIndex: ack.shardIndex)
+            self.shards[key]?.unacked.acknowledge(ack.batchSeq)
+            self.finishIfComplete(key)
         case .abort(let abort):
-            if let shard = self.shard, shard.assignment.runID == abort.runID {
+            for (key, shard) in self.shards where key.runID == abort.runID {
                 self.logger.info("run aborted by coordinator", metadata: ["reason": "\(abort.reason)"])
                 shard.stats.requestAbort()
             }
@@ -293,9 +317,9 @@ public actor AgentDaemon: Service {
     }
 
     private func calibrated(_ assignment: ShardAssignment, _ calibrations: [PromptCalibration]) async {
-        guard let shard = self.shard, shard.assignment.runID == assignment.runID, shard.assignment.shardIndex == assignment.shardIndex
-        else { return }
-        self.shard?.calibrations = calibrations
+        let key = ShardKey(runID: assignment.runID, shardIndex: assignment.shardIndex)
+        guard let shard = self.shards[key] else { return }
+        self.shards[key]?.calibrations = calibrations
         for calibration in calibrations {
             let target = shard.spec.plan.targets[Int(calibration.targetIndex)].name
             if calibration.problem.isEmpty {
@@ -312,37 +336,37 @@ public actor AgentDaemon: Service {
     }
 
     /// Moves engine output into batches until the shard finishes.
-    private func pump(_ outputs: AsyncStream<EngineOutput>, runID: UInt64) async {
+    private func pump(_ outputs: AsyncStream<EngineOutput>, key: ShardKey) async {
         for await output in outputs {
             switch output {
             case .samples(let samples):
-                guard self.shard?.assignment.runID == runID else { return }
-                if self.shard!.pending.isEmpty { self.shard!.pendingSince = AgentClock.monotonicMicros() }
-                self.shard!.pending.append(contentsOf: samples)
-                while self.shard!.pending.count >= Self.batchSize { await self.sendBatch(limit: Self.batchSize) }
+                guard self.shards[key] != nil else { return }
+                if self.shards[key]!.pending.isEmpty { self.shards[key]!.pendingSince = AgentClock.monotonicMicros() }
+                self.shards[key]!.pending.append(contentsOf: samples)
+                while (self.shards[key]?.pending.count ?? 0) >= Self.batchSize { await self.sendBatch(key, limit: Self.batchSize) }
                 // Batches are cut on time as samples come, linked or not, so that they reach the
                 // spool while the link is down (the link's tick only flushes an idle batch).
-                if AgentClock.monotonicMicros() - self.shard!.pendingSince >= Self.batchInterval {
-                    await self.sendBatch(limit: Self.batchSize)
+                if let since = self.shards[key]?.pendingSince, AgentClock.monotonicMicros() - since >= Self.batchInterval {
+                    await self.sendBatch(key, limit: Self.batchSize)
                 }
             case .finished(let outcome):
-                await self.sendBatch(limit: Int.max)
-                guard var shard = self.shard else { return }
+                await self.sendBatch(key, limit: Int.max)
+                guard let shard = self.shards[key] else { return }
                 let done = ShardDone(
-                    runID: runID, shardIndex: shard.assignment.shardIndex, fired: outcome.fired,
+                    runID: key.runID, shardIndex: key.shardIndex, fired: outcome.fired,
                     succeeded: outcome.succeeded, failed: outcome.failed, late: outcome.late, dropped: outcome.dropped,
                     batches: shard.nextSeq, aborted: outcome.aborted)
-                shard.done = done
-                self.shard = shard
-                self.logger.info("shard finished", metadata: ["fired": "\(outcome.fired)", "failed": "\(outcome.failed)"])
+                self.shards[key]?.done = done
+                self.logger.info(
+                    "shard finished", metadata: ["shard.index": "\(key.shardIndex)", "fired": "\(outcome.fired)", "failed": "\(outcome.failed)"])
                 await self.send(.shardDone(done))
-                self.finishIfComplete()
+                self.finishIfComplete(key)
             }
         }
     }
 
-    private func sendBatch(limit: Int) async {
-        guard var shard = self.shard, !shard.pending.isEmpty else { return }
+    private func sendBatch(_ key: ShardKey, limit: Int) async {
+        guard var shard = self.shards[key], !shard.pending.isEmpty else { return }
         let count = min(limit, shard.pending.count)
         let batch = SampleBatch(
             runID: shard.assignment.runID, shardIndex: shard.assignment.shardIndex, batchSeq: shard.nextSeq,
@@ -361,32 +385,33 @@ public actor AgentDaemon: Service {
             self.logger.error("spool full: the coordinator has not acknowledged \(shard.unacked.diskBytes / 1_000_000) MB of samples; stopping the shard")
             shard.stats.requestAbort()
         }
-        self.shard = shard
+        self.shards[key] = shard
         self.writeRecord(batch)
         await self.send(.sampleBatch(batch))
     }
 
     private func tick(heartbeat: Bool) async throws {
-        if let shard = self.shard, !shard.pending.isEmpty,
-            AgentClock.monotonicMicros() - shard.pendingSince >= Self.batchInterval
-        {
-            await self.sendBatch(limit: Self.batchSize)
+        for (key, shard) in self.shards where !shard.pending.isEmpty {
+            if AgentClock.monotonicMicros() - shard.pendingSince >= Self.batchInterval { await self.sendBatch(key, limit: Self.batchSize) }
         }
         guard heartbeat else { return }
-        let stats = self.shard?.stats
-        let ttft = stats?.ttftPercentiles() ?? (p50: -1, p99: -1)
+        // Counts over every shard; running TTFT percentiles from the agent's own shard (the first).
+        let stats = self.shards.keys.sorted().compactMap { self.shards[$0]?.stats }
+        let ttft = stats.first?.ttftPercentiles() ?? (p50: -1, p99: -1)
+        func total(_ counter: (EngineStats) -> UInt64) -> UInt64 { stats.reduce(0) { $0 &+ counter($1) } }
         await self.send(.heartbeat(Heartbeat(
-            agentTime: AgentClock.wallMicros(), runID: self.shard?.assignment.runID ?? 0,
-            fired: stats?.fired.load(ordering: .relaxed) ?? 0, completed: stats?.completed.load(ordering: .relaxed) ?? 0,
-            errors: stats?.errors.load(ordering: .relaxed) ?? 0, inFlight: stats?.inFlight.load(ordering: .relaxed) ?? 0,
+            agentTime: AgentClock.wallMicros(), runID: self.shards.keys.min()?.runID ?? 0,
+            fired: total { $0.fired.load(ordering: .relaxed) }, completed: total { $0.completed.load(ordering: .relaxed) },
+            errors: total { $0.errors.load(ordering: .relaxed) },
+            inFlight: stats.reduce(0) { $0 &+ $1.inFlight.load(ordering: .relaxed) },
             ttftP50: ttft.p50, ttftP99: ttft.p99)))
     }
 
     /// A shard is complete when it is done and every batch is acknowledged.
-    private func finishIfComplete() {
-        guard let shard = self.shard, shard.done != nil, shard.unacked.isEmpty else { return }
+    private func finishIfComplete(_ key: ShardKey) {
+        guard let shard = self.shards[key], shard.done != nil, shard.unacked.isEmpty else { return }
         shard.unacked.removeAll()
-        self.shard = nil
+        self.shards[key] = nil
         self.finishedShards += 1
         try? self.record?.synchronize()
     }

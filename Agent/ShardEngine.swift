@@ -128,6 +128,8 @@ final class ShardEngine {
     private var completed: [Sample] = []
     private var outcome = ShardOutcome()
     private var anchor = ClockAnchor()
+    /// Open-loop requests due before this (monotonic µs) are not run: set for a takeover shard.
+    private var resumeAt: Int64 = .min
     private var lastTimeoutScan: Int64 = 0
     /// Closed-loop users of the running stage: global user index → when its next request is due.
     private var userDue: [Int: Int64] = [:]
@@ -208,6 +210,7 @@ final class ShardEngine {
 
     func run(startMonotonic: Int64, anchor: ClockAnchor) -> ShardOutcome {
         self.anchor = anchor
+        self.resumeAt = self.spec.takeover.map { startMonotonic + $0.resumeAfter } ?? .min
         let plan = self.spec.plan
         var cellStart = startMonotonic
         for cell in self.cells {
@@ -242,6 +245,8 @@ final class ShardEngine {
             ordinal += 1
             guard ordinal % self.workers == self.worker else { continue }
             let due = start + request.offset
+            // A takeover runs only what is due from its takeover instant on.
+            if due < self.resumeAt { continue }
             while !self.aborted {
                 let now = AgentClock.monotonicMicros()
                 if now >= due { break }

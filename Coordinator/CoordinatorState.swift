@@ -44,6 +44,18 @@ actor CoordinatorState {
         var unreachable = false
         var complete = false
         var lost = false
+        /// The agent that took the rest of this (lost) shard over.
+        var heir: String?
+    }
+
+    /// What handing a lost shard over needs; kept for the run a client submitted (not for one
+    /// resumed after a coordinator restart, whose secrets are gone).
+    struct HandOver {
+        var plan: Plan
+        var specs: [UInt32: ShardSpec]
+        var secrets: [String: String]
+        /// The run's start on the coordinator's clock (µs).
+        var start: Int64
     }
 
     struct ActiveRun {
@@ -54,6 +66,7 @@ actor CoordinatorState {
         /// Set when a restarted coordinator took the run over: agents not back by
         /// `agentLostAfter` seconds after this are lost.
         var resumedAt: Int64?
+        var handOver: HandOver?
     }
 
     private var agents: [String: AgentEntry] = [:]
@@ -404,6 +417,9 @@ actor CoordinatorState {
             self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
         }
         let start = coordinatorNow() + 1_000_000
+        await self.keepForHandOver(HandOver(
+            plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
+            start: start))
         for agent in selected {
             try? await agent.writer?.write(.startAt(StartAt(runID: id, startTime: start + agent.clock.offset)))
         }
@@ -596,17 +612,76 @@ actor CoordinatorState {
                 self.run?.shards[index]?.lost = true
                 self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
                 try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
+                let heir = await self.handOver(index)
                 try? await self.database.recordEvent(
-                    runID: run.id, kind: "agent_lost", shardIndex: index, detail: "agent \(shard.agentName) silent for too long; its shard's remaining requests are not run")
+                    runID: run.id, kind: "agent_lost", shardIndex: index,
+                    detail: "agent \(shard.agentName) silent for too long; "
+                        + (heir.map { "the rest of its shard goes to agent \($0)" } ?? "its shard's remaining requests are not run"))
             }
         }
         return self.run?.shards.values.allSatisfy { $0.complete || $0.lost } ?? true
     }
 
+    private func keepForHandOver(_ handOver: HandOver) { self.run?.handOver = handOver }
+
+    /// Under the plan's `on_agent_loss: reassign`, hands the rest of lost shard `lost` to the
+    /// surviving agent of the run running the fewest shards: a new shard with the same requests
+    /// (same striping and seed), of which it runs those due from one second from now. Returns the
+    /// heir's name, or nil when the policy is `partial` or no agent is left.
+    private func handOver(_ lost: UInt32) async -> String? {
+        guard let run = self.run, !run.aborting, let context = run.handOver, context.plan.load.onAgentLoss == .reassign,
+            var spec = context.specs[lost]
+        else { return nil }
+        let running = run.shards.values.filter { !$0.lost && !$0.complete && !$0.unreachable }.map(\.agentID)
+        let shardsPerAgent = Dictionary(running.map { ($0, 1) }, uniquingKeysWith: +)
+        guard
+            let heir = shardsPerAgent.keys.compactMap({ self.agents[$0] }).filter({ $0.writer != nil })
+                .min(by: { (shardsPerAgent[$0.hello.agentID]!, $0.hello.name) < (shardsPerAgent[$1.hello.agentID]!, $1.hello.name) }),
+            let writer = heir.writer
+        else {
+            self.logger.warning("no surviving agent to take a lost shard over", metadata: ["shard.index": "\(lost)"])
+            return nil
+        }
+        let index = (run.shards.keys.max() ?? 0) + 1
+        let resumeAfter = coordinatorNow() + 1_000_000 - context.start
+        spec.shardIndex = Int(index)
+        spec.takeover = ShardSpec.Takeover(lostShard: Int(lost), resumeAfter: resumeAfter, runStart: context.start + heir.clock.offset)
+        // The run knows the new shard before anything awaits, so it cannot look finished meanwhile.
+        var progress = ShardProgress(agentID: heir.hello.agentID, agentName: heir.hello.name)
+        progress.ready = true
+        self.run?.shards[index] = progress
+        self.run?.shards[lost]?.heir = heir.hello.name
+        self.run?.handOver?.specs[index] = spec
+        do {
+            try await self.database.addShard(
+                runID: run.id,
+                Database.ShardRecord(spec: spec, agentID: heir.hello.agentID, clockOffset: heir.clock.offset, clockRTT: heir.clock.rtt))
+        } catch {
+            self.logger.error("cannot record a takeover shard", metadata: ["error": "\(error)"])
+        }
+        let json = (try? JSONEncoder().encode(spec)) ?? Data()
+        try? await writer.write(.assignShard(ShardAssignment(
+            runID: run.id, shardIndex: index, shardCount: UInt32(run.shards.count + 1), seed: spec.seed, spec: Array(json),
+            secrets: context.secrets)))
+        let lostName = run.shards[lost]?.agentName ?? "?"
+        let detail = "the rest of agent \(lostName)'s shard \(lost) (requests due from "
+            + String(format: "%.1f", Double(resumeAfter) / 1_000_000) + " s after the start) goes to agent \(heir.hello.name) as shard \(index)"
+        self.logger.warning("load reassigned", metadata: ["detail": "\(detail)"])
+        try? await self.database.recordEvent(runID: run.id, kind: "load_reassigned", shardIndex: lost, detail: detail)
+        return heir.hello.name
+    }
+
     private func finalStatus() -> (String, String?) {
         guard let run = self.run else { return ("failed", "run state lost") }
-        let lost = run.shards.values.filter(\.lost).map(\.agentName)
         if run.aborting { return ("aborted", "stopped on request; every sample fired before the stop is stored") }
+        let lost = run.shards.values.filter { $0.lost && $0.heir == nil }.map(\.agentName)
+        // Lost agents whose shards were handed over: the run completes, and says so.
+        let handedOver = run.shards.values.filter { $0.lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
+        if lost.isEmpty, !handedOver.isEmpty, !run.shards.values.contains(where: { $0.done?.aborted == true }) {
+            return ("completed", handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
+                .joined(separator: "; ") + "; requests due between the loss and the takeover (about "
+                + "\(Int(self.options.agentLostAfter) + 1) s) were not run")
+        }
         if !lost.isEmpty {
             return ("partial", "agent(s) \(lost.sorted().joined(separator: ", ")) lost mid-run; their samples up to then are stored")
         }

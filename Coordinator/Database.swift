@@ -152,15 +152,7 @@ public actor Database {
                          cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
                          cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false"])
                 }
-                for shard in shards {
-                    let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
-                    _ = try db.query("""
-                        INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us)
-                        VALUES ($1, $2, $3, $4, $5::jsonb, 'assigned', $6, $7)
-                        """,
-                        [String(id), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec,
-                         String(shard.clockOffset), String(shard.clockRTT)])
-                }
+                for shard in shards { try Self.insert(shard, runID: id, status: "assigned", into: db) }
                 try db.execute("CREATE TABLE samples_run_\(id) PARTITION OF samples FOR VALUES IN (\(id))")
                 return id
             }
@@ -198,6 +190,21 @@ public actor Database {
                 return true
             }
         }
+    }
+
+    /// Adds a shard to a running run (a takeover of a lost agent's shard), already running.
+    public func addShard(runID: UInt64, _ shard: ShardRecord) throws(DatabaseError) {
+        try self.with { db throws(DatabaseError) in try Self.insert(shard, runID: runID, status: "running", into: db) }
+    }
+
+    private static func insert(_ shard: ShardRecord, runID: UInt64, status: String, into db: PGConnection) throws(DatabaseError) {
+        let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
+        _ = try db.query("""
+            INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+            """,
+            [String(runID), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec, status,
+             String(shard.clockOffset), String(shard.clockRTT)])
     }
 
     /// Number of distinct batches stored for a shard.

@@ -6,7 +6,7 @@ import Foundation
 public enum HTMLReport {
     public static func render(database: Database, runID: UInt64) async throws -> String {
         let header = try await database.query(
-            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(*) FROM shards WHERE run_id = $1), started_at::text FROM runs WHERE id = $1",
+            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1), started_at::text FROM runs WHERE id = $1",
             [String(runID)]).rows
         guard let run = header.first else { throw ReportError.noSuchRun(runID) }
         let cells = try await CellResult.load(database: database, runIDs: [runID])

@@ -15,7 +15,7 @@ public enum Report {
 
     public static func table(database: Database, runID: UInt64) async throws -> String {
         let run = try await database.query(
-            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(*) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
+            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
             [String(runID)]).rows
         guard let header = run.first else { return "run \(runID) does not exist\n" }
         let source = try await ResultSource.of(database, runID: runID)

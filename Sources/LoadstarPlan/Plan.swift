@@ -429,6 +429,15 @@ public enum Distribution: Codable, Equatable, Sendable {
     }
 }
 
+/// What the coordinator does when an agent is lost mid-run.
+public enum AgentLossPolicy: String, Codable, CaseIterable, Sendable {
+    /// Its shard stops there; the run ends `partial`.
+    case partial
+    /// The rest of its shard — every request due after the takeover instant — is handed to a
+    /// surviving agent of the run, which runs it beside its own shard.
+    case reassign
+}
+
 /// How load is applied to every cell.
 public struct Load: Codable, Equatable, Sendable {
     public var stages: [Stage]
@@ -441,8 +450,14 @@ public struct Load: Codable, Equatable, Sendable {
     public var maxInFlight: Int
     /// Worker threads per agent, each with its own libcurl multi handle (default: the core count).
     public var workers: Int?
+    /// What happens to the rest of a lost agent's shard (`nil`: ``AgentLossPolicy/partial``).
+    public var onAgentLoss: AgentLossPolicy?
 
-    public init(stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024, workers: Int? = nil) {
+    public init(
+        stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024, workers: Int? = nil,
+        onAgentLoss: AgentLossPolicy? = nil
+    ) {
+        self.onAgentLoss = onAgentLoss
         self.stages = stages
         self.warmup = warmup
         self.cooldown = cooldown

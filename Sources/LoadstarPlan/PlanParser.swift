@@ -478,7 +478,8 @@ extension NodeReader {
 
     mutating func load(_ node: Node, _ path: String) -> Load? {
         guard
-            let f = self.fields(node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight", "workers"])
+            let f = self.fields(
+                node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight", "workers", "on_agent_loss"])
         else { return nil }
         let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap {
             self.stage($1, "\(path).stages[\($0)]")
@@ -487,8 +488,17 @@ extension NodeReader {
         let cooldown = self.duration(f["cooldown"], "\(path).cooldown") ?? 0
         let maxInFlight = self.int(f["max_in_flight"], "\(path).max_in_flight", minimum: 1) ?? 1024
         let workers = self.int(f["workers"], "\(path).workers", minimum: 1)
+        var onAgentLoss: AgentLossPolicy?
+        if let policyNode = f["on_agent_loss"] {
+            onAgentLoss = policyNode.string.flatMap(AgentLossPolicy.init(rawValue:))
+            if onAgentLoss == nil {
+                self.report(
+                    policyNode, "\(path).on_agent_loss", "expected one of \(AgentLossPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
         guard let stages else { return nil }
-        return Load(stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers)
+        return Load(
+            stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers, onAgentLoss: onAgentLoss)
     }
 
     mutating func stage(_ node: Node, _ path: String) -> Stage? {

@@ -66,6 +66,24 @@ public struct ShardSpec: Codable, Equatable, Sendable {
     /// Seed for this shard's own random choices (e.g. cache-busting nonces); the plan-level
     /// draws use `plan.seed` so that the union of shards is the plan.
     public var seed: UInt64
+    /// A takeover of lost shard ``Takeover/lostShard``: the same requests (same striping and
+    /// seed), from ``Takeover/resumeAfter`` µs after the run's start; requests due earlier are not
+    /// run. `nil` for the shards a run starts with.
+    public var takeover: Takeover?
+
+    public struct Takeover: Codable, Equatable, Sendable {
+        public var lostShard: Int
+        /// µs after the run's start.
+        public var resumeAfter: Int64
+        /// The run's start on the taking agent's wall clock (µs): the shard starts there at once,
+        /// with the prompt calibration of its own shard of the run.
+        public var runStart: Int64
+        public init(lostShard: Int, resumeAfter: Int64, runStart: Int64) {
+            self.lostShard = lostShard
+            self.resumeAfter = resumeAfter
+            self.runStart = runStart
+        }
+    }
 
     public init(plan: Plan, shardIndex: Int, shardCount: Int, striping: Striping, seed: UInt64) {
         self.plan = plan

@@ -94,6 +94,29 @@ let minimalPlan = """
         }
     }
 
+    @Test func agentLossPolicy() throws {
+        let plan = { (policy: String) in
+            """
+            name: t
+            targets: [{name: a, base_url: "http://x", model: m}]
+            workloads: [{name: w, prompt_tokens: 8, output_tokens: 4}]
+            load:
+              \(policy)
+              stages: [{rate: 5, duration: 2s}]
+            """
+        }
+        #expect(try PlanParser.parse(yaml: plan("")).load.onAgentLoss == nil)
+        #expect(try PlanParser.parse(yaml: plan("on_agent_loss: reassign")).load.onAgentLoss == .reassign)
+        #expect(try PlanParser.parse(yaml: plan("on_agent_loss: partial")).load.onAgentLoss == .partial)
+        do {
+            _ = try PlanParser.parse(yaml: plan("on_agent_loss: retry"), file: "p.yaml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.issues.map(\.path) == ["load.on_agent_loss"])
+            #expect(error.description.contains("p.yaml:5:") && error.description.contains("partial, reassign"), "\(error)")
+        }
+    }
+
     @Test func missingRequiredKeysAndSyntaxErrors() {
         #expect(throws: PlanError.self) { try PlanParser.parse(yaml: "name: t\n") }
         do {

@@ -1,0 +1,58 @@
+import Foundation
+import LoadstarCoordinator
+import Testing
+
+/// `on_agent_loss: reassign`: an agent is killed mid-run; once it is declared lost the rest of its
+/// shard goes to the surviving agent, which runs it beside its own. The run completes and says
+/// which agent ran what; no request is stored twice, and the only requests missing are the lost
+/// agent's own, due between its death and the takeover.
+@Suite struct AgentTakeoverTests {
+    @Test func aLostAgentsShardIsHandedToTheSurvivor() async throws {
+        let cluster = try await Cluster.start(agentLostAfter: 2)
+        defer { cluster.stop() }
+        // Constant arrivals: request i is due at i / 20 s, so index order is time order.
+        let plan = simulatorPlan("takeover", stage: "{rate: 20, duration: 16s, arrival: constant}")
+            .replacingOccurrences(of: "load:\n", with: "load:\n  on_agent_loss: reassign\n")
+        let survivor = try cluster.agent("survivor")
+        let victim = try cluster.agent("victim")
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 2)
+        try await Task.sleep(for: .seconds(5))
+        victim.signal(SIGKILL)
+        #expect(try await run.wait(seconds: 90) == 0, "stderr: \(run.stderr)")
+        #expect(try await survivor.wait(seconds: 30) == 0, "\(survivor.stderr)")
+        let id = try #require(runID(fromReport: run.stdout))
+        #expect(run.stdout.contains("agent victim was lost mid-run and agent survivor ran the rest of its shard"), "\(run.stdout)")
+        let database = Database(conninfo: cluster.databaseURL)
+        let shards = try await database.query("""
+            SELECT s.shard_index, a.name, s.status, s.spec->'takeover'->>'lostShard'
+            FROM shards s JOIN agents a ON a.id = s.agent_id WHERE run_id = $1 ORDER BY s.shard_index
+            """, [String(id)]).rows
+        let victimShard = try #require(shards.first { $0[1] == "victim" })
+        let takeover = try #require(shards.first { $0[3] != nil }, "\(shards)")
+        #expect(shards.count == 3 && victimShard[2] == "lost" && takeover[1] == "survivor" && takeover[2] == "done", "\(shards)")
+        #expect(takeover[3] == victimShard[0])
+        #expect(try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows[0][0] == "completed")
+        let events = try await database.query(
+            "SELECT kind FROM run_events WHERE run_id = $1 AND kind IN ('agent_lost', 'load_reassigned') ORDER BY at, id", [String(id)]
+        ).rows.map { $0[0] ?? "" }
+        #expect(events == ["load_reassigned", "agent_lost"] || events == ["agent_lost", "load_reassigned"], "\(events)")
+
+        // Which requests are stored, by whom.
+        let rows = try await database.query(
+            "SELECT request_index, shard_index FROM samples WHERE run_id = $1", [String(id)]).rows
+        let stored = rows.compactMap { row in row[0].flatMap(Int.init).map { ($0, row[1] ?? "") } }
+        #expect(Set(stored.map(\.0)).count == stored.count, "a request stored twice")
+        let byShard = Dictionary(grouping: stored, by: \.1).mapValues { $0.map(\.0) }
+        let victimIndices = try #require(byShard[victimShard[0] ?? ""])
+        let takenOver = try #require(byShard[takeover[0] ?? ""])
+        let survivorOwn = byShard.filter { $0.key != victimShard[0] && $0.key != takeover[0] }.values.flatMap { $0 }
+        // The takeover ran requests of the lost shard only, later than the lost agent's last one.
+        #expect(takenOver.count >= 60, "about 10 requests/s for the last ~8 s; ran \(takenOver.count)")
+        #expect(takenOver.min()! > victimIndices.max()!)
+        // Missing: only the lost agent's requests around its death and before the takeover.
+        let missing = Set(0..<320).subtracting(stored.map(\.0))
+        #expect(missing.allSatisfy { $0 > victimIndices.max()! - 10 && $0 < takenOver.min()! }, "missing \(missing.sorted())")
+        #expect(missing.count < 100, "missing \(missing.count)")
+        #expect(survivorOwn.count == 160, "the survivor's own shard: \(survivorOwn.count)")
+    }
+}
