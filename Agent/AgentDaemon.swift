@@ -291,8 +291,7 @@ public actor AgentDaemon: Service {
                 await self.calibrated(assignment, calibrations)
             }
         case .startAt(let start):
-            // Every shard of the run not yet started: a takeover starts from the run's own start
-            // instant and skips what was due before its takeover.
+            // Every shard of the run not yet started (a takeover starts itself when assigned).
             for (key, shard) in self.shards where key.runID == start.runID && !shard.started {
                 self.shards[key]?.started = true
                 let outputs = ShardRunner.start(
