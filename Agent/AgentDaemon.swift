@@ -365,7 +365,9 @@ public actor AgentDaemon: Service {
     }
 
     private func sendBatch(_ key: ShardKey, limit: Int) async {
-        guard var shard = self.shards[key], !shard.pending.isEmpty else { return }
+        // Taken out of the table while it changes (and put back before any suspension), so that
+        // its pending samples are not copied.
+        guard self.shards[key]?.pending.isEmpty == false, var shard = self.shards.removeValue(forKey: key) else { return }
         let count = min(limit, shard.pending.count)
         let batch = SampleBatch(
             runID: shard.assignment.runID, shardIndex: shard.assignment.shardIndex, batchSeq: shard.nextSeq,

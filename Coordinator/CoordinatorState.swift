@@ -39,6 +39,9 @@ actor CoordinatorState {
         var agentID: String
         var agentName: String
         var done: ShardDone?
+        /// Batches the agent sent for the shard: from its `shardDone`, or from the database for a
+        /// shard done before a coordinator restart.
+        var batches: UInt64?
         var ready = false
         /// Whether the agent is known to be unreachable now (silent or disconnected).
         var unreachable = false
@@ -152,8 +155,7 @@ actor CoordinatorState {
                     // Acknowledged once durable: committed, or spooled on disk while the database
                     // is down. When neither can take it the link closes: the agent keeps the batch
                     // and sends it again when it reconnects.
-                    let offset = await self.clockOffset(hello.agentID)
-                    try await self.ingest(batch, clockOffset: offset)
+                    try await self.ingest(batch, from: hello.agentID)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
                 case .shardReady(let ready):
                     try await self.database.recordCalibrations(ready)
@@ -209,7 +211,11 @@ actor CoordinatorState {
         self.agents[id]?.clock.add(reply, receivedAt: receivedAt)
     }
 
-    private func clockOffset(_ id: String) -> Int64 { self.agents[id]?.clock.offset ?? 0 }
+    /// What storing a batch from agent `id` needs, in one visit: its clock offset, and whether
+    /// batches are going to the spool.
+    private func ingestContext(_ id: String) -> (clockOffset: Int64, spooling: Bool) {
+        (self.agents[id]?.clock.offset ?? 0, !self.spool.isEmpty)
+    }
 
     private func heartbeat(_ id: String, _ heartbeat: Heartbeat) {
         // An agent between shards reports zeros; keep its last shard's figures for the progress line.
@@ -242,8 +248,9 @@ actor CoordinatorState {
 
     /// Commits a batch, or — while the database is down, and until the spool is drained — keeps it
     /// in the spool. Returns once the batch is durable in one or the other.
-    private nonisolated func ingest(_ batch: SampleBatch, clockOffset: Int64) async throws {
-        if await self.spoolInUse() {
+    private nonisolated func ingest(_ batch: SampleBatch, from agentID: String) async throws {
+        let (clockOffset, spooling) = await self.ingestContext(agentID)
+        if spooling {
             try await self.spoolBatch(batch, clockOffset: clockOffset, cause: nil)
             return
         }
@@ -253,8 +260,6 @@ actor CoordinatorState {
             try await self.spoolBatch(batch, clockOffset: clockOffset, cause: error)
         }
     }
-
-    private func spoolInUse() -> Bool { !self.spool.isEmpty }
 
     private func spoolBatch(_ batch: SampleBatch, clockOffset: Int64, cause: DatabaseError?) throws {
         guard try self.spool.keep(batch, clockOffset: clockOffset) else {
@@ -312,6 +317,7 @@ actor CoordinatorState {
     private func shardDone(_ done: ShardDone) async {
         guard self.run?.id == done.runID else { return }
         self.run?.shards[done.shardIndex]?.done = done
+        self.run?.shards[done.shardIndex]?.batches = done.batches
         try? await self.database.recordEvent(
             runID: done.runID, kind: "shard_done", shardIndex: done.shardIndex,
             detail: "\(done.aborted ? "aborted" : "done"): fired \(done.fired), succeeded \(done.succeeded), failed \(done.failed), late \(done.late), dropped \(done.dropped)")
@@ -320,9 +326,9 @@ actor CoordinatorState {
 
     /// A shard is complete when the agent said it is done and every one of its batches is stored.
     private func checkShardComplete(_ runID: UInt64, _ shardIndex: UInt32) async {
-        guard let shard = self.run?.shards[shardIndex], let done = shard.done, !shard.complete else { return }
+        guard let shard = self.run?.shards[shardIndex], let batches = shard.batches, !shard.complete else { return }
         let stored = (try? await self.database.storedBatches(runID: runID, shardIndex: shardIndex)) ?? -1
-        if UInt64(clamping: stored) == done.batches, self.run?.id == runID {
+        if UInt64(clamping: stored) == batches, self.run?.id == runID {
             self.run?.shards[shardIndex]?.complete = true
         }
     }
@@ -498,11 +504,7 @@ actor CoordinatorState {
                 progress.ready = true
                 // Done before the restart: complete once its last batches are stored (from agents
                 // resending them, or from the spool).
-                progress.done = shard.batches.map {
-                    ShardDone(
-                        runID: interrupted.id, shardIndex: shard.index, fired: 0, succeeded: 0, failed: 0, late: 0, dropped: 0,
-                        batches: $0, aborted: false)
-                }
+                progress.batches = shard.batches
                 shards[shard.index] = progress
             }
             self.run = ActiveRun(id: interrupted.id, shards: shards, resumedAt: coordinatorNow())
