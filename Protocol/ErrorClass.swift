@@ -16,6 +16,8 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
     case badStream = 12
     case cancelled = 13
     case other = 14
+    /// The agent refused to connect: the address is not in the coordinator's `--allow-targets`.
+    case forbiddenTarget = 15
 
     /// The name stored in the database and shown in reports.
     public var name: String {
@@ -35,6 +37,7 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
         case .badStream: "bad_stream"
         case .cancelled: "cancelled"
         case .other: "other"
+        case .forbiddenTarget: "forbidden_target"
         }
     }
 }
