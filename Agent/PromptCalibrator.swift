@@ -14,24 +14,40 @@ public enum PromptCalibrator {
 
     /// Calibrations for every target of `plan` that asks for one (not generic SSE, whose usage
     /// format is unknown). Blocking: call it off the async pool.
-    public static func calibrate(plan: Plan, secrets: [String: String]) -> [PromptCalibration] {
+    /// - Parameter allowList: where the probes may connect, as for the shard's requests
+    ///   (``ShardRunner/start(spec:secrets:startWall:stats:workers:calibrations:allowList:)``); a refused
+    ///   probe leaves its target uncalibrated with a `forbidden_target` problem. Secret values in a
+    ///   problem are redacted.
+    public static func calibrate(
+        plan: Plan, secrets: [String: String], allowList: ResolvedAllowList = .anything
+    ) -> [PromptCalibration] {
         curlGlobalInit
+        let redactor = SecretRedactor(secrets: secrets)
         var out: [PromptCalibration] = []
         for (index, target) in plan.targets.enumerated() where target.calibrate && target.kind != .genericSSE {
-            out.append(self.calibrate(target: target, index: UInt32(index), seed: plan.seed, secrets: secrets))
+            out.append(
+                self.calibrate(
+                    target: target, index: UInt32(index), seed: plan.seed, secrets: secrets, allowList: allowList, redactor: redactor))
         }
         return out
     }
 
-    static func calibrate(target: Target, index: UInt32, seed: UInt64, secrets: [String: String]) -> PromptCalibration {
+    static func calibrate(
+        target: Target, index: UInt32, seed: UInt64, secrets: [String: String], allowList: ResolvedAllowList = .anything,
+        redactor: SecretRedactor? = nil
+    ) -> PromptCalibration {
+        let redactor = redactor ?? SecretRedactor(secrets: secrets)
         let short: Int
         let long: Int
-        switch (self.probe(target, words: Self.shortWords, seed: seed, secrets: secrets),
-                self.probe(target, words: Self.longWords, seed: seed &+ 1, secrets: secrets)) {
+        let probe = { (words: Int, seed: UInt64) in
+            self.probe(target, words: words, seed: seed, secrets: secrets, allowList: allowList, redactor: redactor)
+        }
+        switch (probe(Self.shortWords, seed), probe(Self.longWords, seed &+ 1)) {
         case (.success(let a), .success(let b)):
             (short, long) = (a, b)
         case (.failure(let problem), _), (_, .failure(let problem)):
-            return .identity(targetIndex: index, problem: problem.description)
+            // The detail is redacted where the transfer builds it; this catches anything added since.
+            return .identity(targetIndex: index, problem: redactor.redact(problem.description))
         }
         let perWord = Double(long - short) / Double(Self.longWords - Self.shortWords)
         guard perWord > 0.05 && perWord < 20 else {
@@ -42,7 +58,10 @@ public enum PromptCalibrator {
     }
 
     /// Prompt tokens the target reports for a prompt of `words` words, or why it could not say.
-    static func probe(_ target: Target, words: Int, seed: UInt64, secrets: [String: String]) -> Result<Int, CalibrationFailure> {
+    static func probe(
+        _ target: Target, words: Int, seed: UInt64, secrets: [String: String], allowList: ResolvedAllowList = .anything,
+        redactor: SecretRedactor = .none
+    ) -> Result<Int, CalibrationFailure> {
         // The target's own request parameters go along (an endpoint may require some of them).
         let workload = Workload(name: "calibration", promptTokens: .fixed(words), outputTokens: .fixed(1), ignoreEOS: false)
             .applying(target.parameters)
@@ -52,10 +71,9 @@ public enum PromptCalibrator {
         let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: secrets))" }
         guard let transfer = Transfer(
             url: base + target.path, headers: headers, body: body, target: target, sample: Sample(),
-            sentAtMonotonic: AgentClock.monotonicMicros())
+            sentAtMonotonic: AgentClock.monotonicMicros(), allowList: allowList, redactor: redactor)
         else { return .failure(CalibrationFailure("curl_easy_init failed")) }
-        let result = curl_easy_perform(transfer.easy)
-        let sample = transfer.finish(result: result, at: AgentClock.monotonicMicros())
+        let sample = transfer.perform()
         guard sample.errorClass == .none else {
             let detail = sample.errorDetail.isEmpty ? "" : ": \(sample.errorDetail)"
             return .failure(CalibrationFailure("probe failed with \(sample.errorClass.name)\(detail)"))

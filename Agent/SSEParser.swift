@@ -164,9 +164,11 @@ public struct SSEParser {
         return event
     }
 
+    /// Generous: the transfer redacts secrets in it before cutting it to the detail's length, so a
+    /// secret is never cut in half here and missed there.
     private static func describe(_ value: Any) -> String {
-        if let dict = value as? [String: Any], let message = dict["message"] as? String { return String(message.prefix(200)) }
-        return String(String(describing: value).prefix(200))
+        if let dict = value as? [String: Any], let message = dict["message"] as? String { return String(message.prefix(2_048)) }
+        return String(String(describing: value).prefix(2_048))
     }
 }
 

@@ -60,9 +60,13 @@ public enum ShardRunner {
     ///   - startWall: when the first cell starts, on this agent's wall clock (µs).
     ///   - workers: threads to spread the shard over (the plan's `workers`, else the core count).
     ///   - calibrations: what probing the targets taught (``PromptCalibrator``), by target.
+    ///   - allowList: the addresses and ports requests may connect to, resolved on this agent
+    ///     (``AgentAllowList/resolve(_:)``); a refused connection ends its request with
+    ///     ``ErrorClass/forbiddenTarget``. Secret values a target echoes into an error detail are
+    ///     redacted with the shard's `secrets` either way.
     public static func start(
         spec: ShardSpec, secrets: [String: String], startWall: Int64, stats: EngineStats, workers: Int? = nil,
-        calibrations: [PromptCalibration] = []
+        calibrations: [PromptCalibration] = [], allowList: ResolvedAllowList = .anything
     ) -> AsyncStream<EngineOutput> {
         let (stream, continuation) = AsyncStream.makeStream(of: EngineOutput.self)
         let count = max(1, workers ?? spec.plan.load.workers ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -71,11 +75,12 @@ public enum ShardRunner {
         // DescriptorTable) out of the run.
         DescriptorTable.reserve(spec.plan.load.maxInFlight + 1_024)
         let anchor = ClockAnchor()
+        let redactor = SecretRedactor(secrets: secrets)
         for worker in 0..<count {
             let thread = Thread {
                 let engine = ShardEngine(
                     spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count,
-                    calibrations: calibrations)
+                    calibrations: calibrations, allowList: allowList, redactor: redactor)
                 let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
                 completion.finished(outcome)
             }
@@ -121,6 +126,8 @@ let curlGlobalInit: Void = { _ = CCurl_global_init_default() }()
 final class ShardEngine {
     private let spec: ShardSpec
     private let secrets: [String: String]
+    private let allowList: ResolvedAllowList
+    private let redactor: SecretRedactor
     private let stats: EngineStats
     private let output: AsyncStream<EngineOutput>.Continuation
     private let multi: UnsafeMutableRawPointer
@@ -173,10 +180,13 @@ final class ShardEngine {
 
     init(
         spec: ShardSpec, secrets: [String: String], stats: EngineStats, output: AsyncStream<EngineOutput>.Continuation,
-        worker: Int = 0, workers: Int = 1, calibrations: [PromptCalibration] = []
+        worker: Int = 0, workers: Int = 1, calibrations: [PromptCalibration] = [], allowList: ResolvedAllowList = .anything,
+        redactor: SecretRedactor? = nil
     ) {
         self.spec = spec
         self.secrets = secrets
+        self.allowList = allowList
+        self.redactor = redactor ?? SecretRedactor(secrets: secrets)
         self.stats = stats
         self.output = output
         self.worker = worker
@@ -366,7 +376,8 @@ final class ShardEngine {
         if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
         guard
             let transfer = Transfer(
-                url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now)
+                url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now,
+                allowList: self.allowList, redactor: self.redactor)
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"

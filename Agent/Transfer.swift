@@ -33,8 +33,30 @@ final class Transfer {
     var session: SessionTurn?
     /// The HTTP status, read once when the body starts.
     private var bodyStatus: Int?
+    /// The start of an error response's body (status 400 and up), for the error detail.
+    private var errorBody: [UInt8] = []
+    /// Where this transfer may connect; checked on every new connection curl opens for it.
+    let allowList: ResolvedAllowList
+    /// Turns secret values a target echoes back into `[secret NAME]` in the error detail.
+    let redactor: SecretRedactor
+    /// The first connection the allow-list refused (`10.0.0.5:443`), and how many it let through.
+    var refusedConnection: (address: IPAddress, port: UInt16)?
+    var permittedConnections = 0
 
-    init?(url: String, headers: [String], body: String, target: Target, sample: Sample, sentAtMonotonic: Int64) {
+    /// Bytes of an error body kept: far more than the detail shows, so a secret is redacted whole
+    /// before the detail is cut to ``errorDetailLimit``.
+    static let errorBodyLimit = 2_048
+    /// Characters of target-supplied text in an error detail.
+    static let errorDetailLimit = 200
+
+    /// - Parameters:
+    ///   - allowList: the addresses and ports the transfer may connect to; with ``ResolvedAllowList/anything``
+    ///     curl opens its sockets itself, as it would without a list.
+    ///   - redactor: applied to target-supplied text in the error detail.
+    init?(
+        url: String, headers: [String], body: String, target: Target, sample: Sample, sentAtMonotonic: Int64,
+        allowList: ResolvedAllowList = .anything, redactor: SecretRedactor = .none
+    ) {
         let kind = target.kind
         let timeouts = target.timeouts
         self.timeouts = timeouts
@@ -44,6 +66,8 @@ final class Transfer {
         self.parser = SSEParser(kind: kind)
         self.sample = sample
         self.sentAtMonotonic = sentAtMonotonic
+        self.allowList = allowList
+        self.redactor = redactor
         for header in headers + ["Content-Type: application/json", "Accept: text/event-stream", "Expect:"] {
             self.headerList = curl_slist_append(self.headerList, header)
         }
@@ -87,6 +111,15 @@ final class Transfer {
             transfer.header(UnsafeRawBufferPointer(start: bytes, count: size * count))
             return size * count
         }
+        if !allowList.allowsAnything {
+            // curl calls this instead of socket() for every connection it opens (not for a reused
+            // one, which the same list let through when it was opened).
+            _ = CCurl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context)
+            _ = CCurl_easy_setopt_opensocket(easy) { userdata, purpose, address in
+                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+                return transfer.openSocket(purpose: purpose, address: address!)
+            }
+        }
     }
 
     deinit {
@@ -110,7 +143,11 @@ final class Transfer {
         if self.firstByteAt < 0 { self.firstByteAt = now }
         if self.forcedError != nil { return 0 }
         if self.bodyStatus == nil { self.bodyStatus = self.httpStatus }  // headers are complete by the first body byte
-        if self.bodyStatus! >= 400 { return bytes.count }  // error body: not a stream
+        if self.bodyStatus! >= 400 {  // error body: not a stream; its start goes into the detail
+            let room = Self.errorBodyLimit - self.errorBody.count
+            if room > 0 { self.errorBody.append(contentsOf: bytes.prefix(room)) }
+            return bytes.count
+        }
         self.parser.feed(bytes) { self.handle($0, at: now) }
         return bytes.count
     }
@@ -137,6 +174,12 @@ final class Transfer {
         if let p = event.promptTokens { self.usagePrompt = p }
         if let c = event.completionTokens { self.usageCompletion = c }
         if let c = event.cachedTokens { self.usageCached = c }
+    }
+
+    /// Runs the transfer to its end on this thread, outside any multi handle (calibration probes).
+    func perform() -> Sample {
+        let result = curl_easy_perform(self.easy)
+        return self.finish(result: result, at: AgentClock.monotonicMicros())
     }
 
     /// Completes the sample once curl is done with the transfer.
@@ -175,8 +218,27 @@ final class Transfer {
         return s
     }
 
+    /// Opens the socket for a connection the allow-list permits; refuses (`CURL_SOCKET_BAD`, which
+    /// curl reports as `CURLE_COULDNT_CONNECT` once no address is left) any other.
+    private func openSocket(purpose: curlsocktype, address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        let sockaddrOffset = MemoryLayout<curl_sockaddr>.offset(of: \curl_sockaddr.addr)!
+        // curl passes a whole sockaddr_in6 where the header declares a 16-byte sockaddr.
+        let endpoint = IPAddress.fromSocketAddress(UnsafeRawPointer(address) + sockaddrOffset)
+        guard purpose == CURLSOCKTYPE_IPCXN, let (ip, port) = endpoint, self.allowList.permits(address: ip, port: port) else {
+            if self.refusedConnection == nil, let endpoint { self.refusedConnection = endpoint }
+            return CURL_SOCKET_BAD
+        }
+        self.permittedConnections += 1
+        return AllowedSocket.open(family: address.pointee.family, type: address.pointee.socktype, protocol: address.pointee.protocol)
+    }
+
     private func classify(result: CURLcode, status: Int) -> (ErrorClass, String) {
         if let forced = self.forcedError { return (forced, "stopped by the agent: \(forced.name)") }
+        // Every connection curl tried was refused by the allow-list (with some let through, the
+        // failure is theirs and classified as usual).
+        if result != CURLE_OK, let refused = self.refusedConnection, self.permittedConnections == 0 {
+            return (.forbiddenTarget, ResolvedAllowList.refusalDetail(address: refused.address, port: refused.port))
+        }
         switch result {
         case CURLE_OK:
             break
@@ -199,16 +261,37 @@ final class Transfer {
             return (.other, Self.describe(result))
         }
         switch status {
-        case 429: return (.http429, "HTTP 429")
-        case 400..<500: return (.http4xx, "HTTP \(status)")
-        case 500...: return (.http5xx, "HTTP \(status)")
+        case 429: return (.http429, self.httpErrorDetail(status))
+        case 400..<500: return (.http4xx, self.httpErrorDetail(status))
+        case 500...: return (.http5xx, self.httpErrorDetail(status))
         case 200..<300: break
         default: return (.badStream, "unexpected HTTP status \(status)")
         }
-        if let error = self.streamError { return (.badStream, String(error.prefix(200))) }
+        if let error = self.streamError { return (.badStream, self.targetText(error)) }
         if !self.sawDone { return (.streamCut, "stream ended before its end marker") }
         if self.outputEvents == 0 { return (.badStream, "stream carried no output") }
         return (.none, "")
+    }
+
+    /// `HTTP 401`, followed by the start of the body the target sent with it, if any.
+    private func httpErrorDetail(_ status: Int) -> String {
+        let body = String(decoding: self.errorBody, as: UTF8.self)
+        let text = self.targetText(body)
+        return text.isEmpty ? "HTTP \(status)" : "HTTP \(status): \(text)"
+    }
+
+    /// Text a target sent, fit for an error detail: secrets redacted (before it is cut, so no
+    /// secret is cut in half and missed), runs of whitespace collapsed, at most ``errorDetailLimit``
+    /// characters.
+    private func targetText(_ text: String) -> String {
+        let words = self.redactor.redact(text).split(whereSeparator: \Character.isWhitespace)
+        var out = ""
+        for word in words {
+            if !out.isEmpty { out += " " }
+            out += word
+            if out.count >= Self.errorDetailLimit { break }
+        }
+        return String(out.prefix(Self.errorDetailLimit))
     }
 
     private static func describe(_ code: CURLcode) -> String {

@@ -12,6 +12,7 @@ static inline CURLcode CCurl_easy_setopt_write(CURL *_Nonnull h, CURLoption o, c
 static inline CURLcode CCurl_easy_getinfo_long(CURL *_Nonnull h, CURLINFO i, long *_Nonnull out) { return curl_easy_getinfo(h, i, out); }
 static inline CURLcode CCurl_easy_getinfo_off(CURL *_Nonnull h, CURLINFO i, curl_off_t *_Nonnull out) { return curl_easy_getinfo(h, i, out); }
 static inline CURLcode CCurl_easy_getinfo_private(CURL *_Nonnull h, void *_Nullable *_Nonnull out) { return curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)out); }
+static inline CURLcode CCurl_easy_setopt_opensocket(CURL *_Nonnull h, curl_opensocket_callback _Nullable f) { return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, f); }
 static inline CURLMcode CCurl_multi_setopt_long(CURLM *_Nonnull m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 static inline CURLcode CCurl_global_init_default(void) { return curl_global_init(CURL_GLOBAL_DEFAULT); }
 static inline CURLcode CCurl_msg_result(CURLMsg *_Nonnull m) { return m->data.result; }
