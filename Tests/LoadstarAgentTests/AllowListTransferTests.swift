@@ -176,4 +176,32 @@ final class TinyServer: Sendable {
         #expect(calibrations[0].problem.contains("[secret KEY]"))
         #expect(!calibrations[0].problem.contains(Self.key))
     }
+
+    /// The engine's own path: a shard of three requests through `ShardRunner`, refused and allowed.
+    func runShard(port: UInt16, allowList: ResolvedAllowList) async -> [Sample] {
+        let plan = Plan(
+            name: "p", seed: 1, targets: [self.target(port: port)],
+            workloads: [Workload(name: "w", promptTokens: .fixed(8), outputTokens: .fixed(1))],
+            load: Load(stages: [Stage(mode: .concurrency(1, thinkTime: 0), requests: 3)]))
+        let spec = ShardSplitter.split(plan, capacities: [1])[0]
+        var samples: [Sample] = []
+        for await output in ShardRunner.start(
+            spec: spec, secrets: ["KEY": Self.key], startWall: AgentClock.wallMicros(), stats: EngineStats(), workers: 1,
+            allowList: allowList)
+        {
+            if case .samples(let batch) = output { samples += batch }
+        }
+        return samples
+    }
+
+    @Test func shardRequestsAreRefusedOrSentByTheList() async throws {
+        let server = try TinyServer { _ in TinyServer.stream(promptTokens: 9) }
+        let refused = await self.runShard(port: server.port, allowList: try self.allow("192.168.0.0/16", "[::1]:\(server.port)"))
+        #expect(refused.count == 3)
+        #expect(refused.allSatisfy { $0.errorClass == .forbiddenTarget && $0.errorDetail.hasPrefix("127.0.0.1:\(server.port) ") })
+        #expect(server.accepted == 0)
+        let sent = await self.runShard(port: server.port, allowList: try self.allow("127.0.0.1:\(server.port)"))
+        #expect(sent.map(\.errorClass) == [.none, .none, .none])
+        #expect(server.accepted == 3)
+    }
 }
