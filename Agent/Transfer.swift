@@ -286,10 +286,12 @@ final class Transfer {
     private func targetText(_ text: String) -> String {
         let words = self.redactor.redact(text).split(whereSeparator: \Character.isWhitespace)
         var out = ""
+        var characters = 0
         for word in words {
             if !out.isEmpty { out += " " }
             out += word
-            if out.count >= Self.errorDetailLimit { break }
+            characters += word.count + 1
+            if characters > Self.errorDetailLimit { break }
         }
         return String(out.prefix(Self.errorDetailLimit))
     }

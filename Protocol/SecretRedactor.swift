@@ -3,7 +3,7 @@
 /// reaches a log, a sample's `error_detail`, a run event or a report.
 ///
 /// Besides the raw value (which covers `Bearer <value>` and `x-api-key: <value>`) it finds the forms a
-/// target is likely to echo: JSON-escaped (with and without `\/`), percent-encoded, and base64 of
+/// target is likely to echo: JSON-escaped (with and without `\/`), percent-encoded (either case of hex digit), and base64 of
 /// any text containing the value (`Basic base64(user:value)`), matched on the part of the base64
 /// that depends only on the value. Values shorter than ``minimumLength`` are ignored: replacing
 /// every `abc` would garble text without protecting anything. A longer match wins over a shorter
@@ -32,7 +32,10 @@ public struct SecretRedactor: Sendable, Equatable {
         // Sorted by name so that when two secrets share a value, the same name is always shown.
         for (name, value) in secrets.sorted(by: { $0.key < $1.key }) where value.utf8.count >= Self.minimumLength {
             let replacement = Array("[secret \(name)]".utf8)
-            var forms = [value, Self.jsonEscaped(value, slash: false), Self.jsonEscaped(value, slash: true), Self.percentEncoded(value)]
+            var forms = [
+                value, Self.jsonEscaped(value, slash: false), Self.jsonEscaped(value, slash: true),
+                Self.percentEncoded(value, upper: true), Self.percentEncoded(value, upper: false),
+            ]
             // A short base64 core would match unrelated base64 text too often to be worth it.
             forms += Self.base64Cores(of: Array(value.utf8)).filter { $0.utf8.count >= 8 }
             var seen = Set<String>()
@@ -97,8 +100,8 @@ public struct SecretRedactor: Sendable, Equatable {
         return out
     }
 
-    static func percentEncoded(_ value: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
+    static func percentEncoded(_ value: String, upper: Bool) -> String {
+        let hex = Array((upper ? "0123456789ABCDEF" : "0123456789abcdef").utf8)
         var out: [UInt8] = []
         for byte in value.utf8 {
             switch byte {

@@ -40,7 +40,12 @@ final class TinyServer: Sendable {
         let thread = Thread { [connections] in
             while true {
                 let client = accept(fd, nil, nil)
-                guard client >= 0 else { return }  // the listening socket was shut down
+                guard client >= 0 else {
+                    // Shut down by deinit. Closed here, not there: a descriptor closed while this
+                    // thread is between two accepts could be reused by another test's server.
+                    close(fd)
+                    return
+                }
                 connections.value.add(1, ordering: .relaxed)
                 let request = Self.readRequest(client)
                 let reply = Array(response(request).utf8)
@@ -53,7 +58,6 @@ final class TinyServer: Sendable {
 
     deinit {
         shutdown(self.fd, Int32(SHUT_RDWR))
-        close(self.fd)
     }
 
     /// Reads the head and the `Content-Length` body of one request.

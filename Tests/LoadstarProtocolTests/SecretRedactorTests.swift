@@ -28,6 +28,7 @@ import Testing
 
     @Test func percentEncodedForm() {
         #expect(redactor.redact("GET /?p=hunter2%2F%22x%22 HTTP/1.1") == "GET /?p=[secret PASS] HTTP/1.1")
+        #expect(redactor.redact("p=hunter2%2f%22x%22") == "p=[secret PASS]")
     }
 
     @Test func basicAuthBase64() {
