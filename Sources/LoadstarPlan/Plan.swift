@@ -353,7 +353,7 @@ extension Workload {
     }
 }
 
-/// A distribution of token counts; every draw is clamped to at least 1.
+/// A distribution of token counts; every draw is clamped to `1...PlanLimits.maxTokens`.
 public enum Distribution: Codable, Equatable, Sendable {
     case fixed(Int)
     case uniform(min: Int, max: Int)
@@ -412,7 +412,9 @@ public enum Distribution: Codable, Equatable, Sendable {
             let variance = log(1 + (sd * sd) / (mean * mean))
             value = exp(log(mean) - variance / 2 + variance.squareRoot() * rng.nextGaussian())
         }
-        return max(1, Int(value.rounded()))
+        // A normal or lognormal tail can reach any size (or NaN from bad parameters): clamp it.
+        guard !value.isNaN else { return 1 }
+        return Int(Swift.min(Swift.max(value.rounded(), 1), Double(PlanLimits.maxTokens)))
     }
 
     /// The expected value, for `plan explain`.

@@ -17,7 +17,12 @@ public enum PlanExplainer {
         case .concurrency:
             guard let total = stages[stage].requests else { return nil }
             guard let striping else { return total }
-            return (0..<total).filter { striping.owns($0 % max(1, Self.users(stages[stage]))) }.count
+            // Request i goes to user i mod users: whole rounds of users, then the rest (counted
+            // without walking every request, which may be a billion).
+            let users = max(1, Self.users(stages[stage]))
+            let owned = (0..<users).lazy.filter { striping.owns($0) }.count
+            let rest = (0..<(total % users)).lazy.filter { striping.owns($0) }.count
+            return total / users * owned + rest
         }
     }
 

@@ -10,12 +10,29 @@ public struct PlanIssue: Equatable, Sendable, CustomStringConvertible {
     public var path: String
     public var message: String
 
-    public var description: String { "\(self.file):\(self.line):\(self.column): \(self.path): \(self.message)" }
+    /// - Parameters:
+    ///   - line: 1-based; 0 for an issue found in a decoded (JSON) plan, where no line is known.
+    public init(file: String = "", line: Int = 0, column: Int = 0, path: String, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.path = path
+        self.message = message
+    }
+
+    /// `plan.yaml:12:5: targets[0].base_url: …`; without line and column when none is known.
+    public var description: String {
+        let place = self.line > 0 ? "\(self.file):\(self.line):\(self.column): " : self.file.isEmpty ? "" : "\(self.file): "
+        return "\(place)\(self.path.isEmpty ? "" : "\(self.path): ")\(self.message)"
+    }
 }
 
 /// Every problem found in a plan, reported at once.
 public struct PlanError: Error, Sendable, CustomStringConvertible {
     public var issues: [PlanIssue]
+    public init(issues: [PlanIssue]) {
+        self.issues = issues
+    }
     public var description: String {
         let noun = self.issues.count == 1 ? "error" : "errors"
         return (["plan has \(self.issues.count) \(noun):"] + self.issues.map { "  \($0)" }).joined(separator: "\n")
@@ -39,11 +56,60 @@ public enum PlanParser {
         } catch {
             throw PlanError(issues: [PlanIssue(file: file, line: 1, column: 1, path: "", message: "\(error)")])
         }
-        let plan = reader.plan(root)
-        if !reader.issues.isEmpty || plan == nil {
+        guard let plan = reader.plan(root), reader.issues.isEmpty else {
             throw PlanError(issues: reader.issues)
         }
-        return plan!
+        // The checks every plan goes through, wherever it comes from (the coordinator and the
+        // agents run them on decoded JSON); here each issue is located in the YAML. They run
+        // only on a plan the reader accepted, so a problem is never reported twice.
+        let issues = plan.validate().map { issue in
+            var located = issue
+            let mark = Self.node(at: issue.path, in: root)?.mark
+            located.file = file
+            located.line = mark?.line ?? 1
+            located.column = mark?.column ?? 1
+            return located
+        }
+        guard issues.isEmpty else { throw PlanError(issues: issues) }
+        return plan
+    }
+
+    /// The node a field path such as `targets[0].timeouts.connect` names, or the deepest node
+    /// on the way to it that exists (a field left at its default has no node of its own).
+    static func node(at path: String, in root: Node) -> Node? {
+        var node = root
+        var components: [Either] = []
+        for part in path.split(separator: ".", omittingEmptySubsequences: true) {
+            var rest = Substring(part)
+            if let bracket = rest.firstIndex(of: "[") {
+                if bracket > rest.startIndex { components.append(.key(String(rest[..<bracket]))) }
+                rest = rest[bracket...]
+                while rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+                    if let index = Int(rest[rest.index(after: rest.startIndex)..<close]) { components.append(.index(index)) }
+                    rest = rest[rest.index(after: close)...]
+                }
+            } else {
+                components.append(.key(String(rest)))
+            }
+        }
+        for component in components {
+            switch (component, node) {
+            case (.key(let key), .mapping(let mapping)):
+                guard let next = mapping.first(where: { $0.key.string == key })?.value else { return node }
+                node = next
+            case (.index(let index), .sequence(let sequence)):
+                guard index >= 0, index < sequence.count else { return node }
+                node = sequence[index]
+            default:
+                return node
+            }
+        }
+        return node
+    }
+
+    private enum Either {
+        case key(String)
+        case index(Int)
     }
 
     private static func issue(from error: YamlError, file: String) -> PlanIssue {
