@@ -47,14 +47,11 @@ public struct AgentOptions: Sendable {
 }
 
 /// Errors that stop an agent, each with a message a user can act on.
-/// Ends one link to the coordinator (the agent reconnects), unlike ``AgentError``, which ends the agent.
-enum LinkDropped: Error {
-    case badShard(String)
-}
 
 public enum AgentError: Error, CustomStringConvertible {
     case coordinatorUnreachable(address: String, seconds: Double, underlying: String)
     case rejected(Reject)
+    case credentialOverPlaintext(address: String)
 
     public var description: String {
         switch self {
@@ -63,6 +60,9 @@ public enum AgentError: Error, CustomStringConvertible {
                 + "check that `loadstar coordinator` is running and listening there"
         case .rejected(let reject):
             return "the coordinator refused this agent (\(reject.code)): \(reject.reason)"
+        case .credentialOverPlaintext(let address):
+            return "the agent credential would cross the network unencrypted to \(address), which is not a loopback address; "
+                + "pass --tls-ca (the coordinator's CA) and run the coordinator with --tls-cert/--tls-key"
         }
     }
 }
@@ -93,6 +93,8 @@ public actor AgentDaemon: Service {
     struct ShardState {
         var assignment: ShardAssignment
         var spec: ShardSpec
+        /// The coordinator's `--allow-targets`, its names resolved by this agent.
+        var allowList: ResolvedAllowList
         var stats = EngineStats()
         var started = false
         var pending: [Sample] = []
@@ -137,6 +139,10 @@ public actor AgentDaemon: Service {
             self.record = FileHandle(forWritingAtPath: path)
         }
         let address = "\(self.options.host):\(self.options.port)"
+        // The credential crosses the network only encrypted (decided by resolved address).
+        if self.options.tls == nil, !self.options.hello.auth.isEmpty, !hostIsLoopback(self.options.host) {
+            throw AgentError.credentialOverPlaintext(address: address)
+        }
         var everConnected = false
         var disconnectedSince = AgentClock.monotonicMicros()
         var delay = 0.2
@@ -177,8 +183,14 @@ public actor AgentDaemon: Service {
                     return try NIOAsyncChannel<Message, Message>(wrappingChannelSynchronously: channel)
                 }
             }
+        // The shards this agent holds, each proved by its secret: they stay this agent's after a
+        // reconnect, and nobody else's batches for them are accepted.
+        var hello = self.options.hello
+        hello.claims = self.shards.keys.sorted().compactMap { key in
+            self.shards[key].map { ShardClaim(runID: key.runID, shardIndex: key.shardIndex, secret: $0.assignment.shardSecret) }
+        }
         try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(.hello(self.options.hello))
+            try await outbound.write(.hello(hello))
             var messages = inbound.makeAsyncIterator()
             switch try await messages.next(isolation: #isolation) {
             case .welcome:
@@ -253,17 +265,27 @@ public actor AgentDaemon: Service {
             let key = ShardKey(runID: assignment.runID, shardIndex: assignment.shardIndex)
             if self.shards[key] != nil { return }  // a repeat after reconnecting: keep the shard we are running
             let spec: ShardSpec
+            let allowTargets: TargetAllowList
             do {
-                spec = try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec))
+                spec = try ShardSpec.decodeValidated(json: assignment.spec)
+                allowTargets = try TargetAllowList(entries: assignment.allowTargets)
             } catch {
-                await self.send(.reject(Reject(code: .badPlan, reason: "cannot decode shard: \(error)")))
-                // The link is dropped, not the agent: it reconnects and waits for a shard it can read.
-                throw LinkDropped.badShard("\(error)")
+                // Refused with the reason; the link and the agent stay up for the next shard.
+                self.logger.error("refusing a shard that fails validation", metadata: [
+                    "run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)", "reason": "\(error)",
+                ])
+                await self.send(.shardReady(ShardReady(
+                    runID: assignment.runID, shardIndex: assignment.shardIndex, calibrations: [], refusal: "\(error)")))
+                return
             }
+            // Names in the allow-list are resolved here, by this agent: the addresses it connects
+            // to are what is checked.
+            let allowList = await AgentAllowList.resolve(allowTargets)
+            if self.shards[key] != nil { return }
             let spool = BatchSpool(
                 directory: "\(self.options.spoolDirectory)/run-\(assignment.runID)-shard-\(assignment.shardIndex)",
                 memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes)
-            self.shards[key] = ShardState(assignment: assignment, spec: spec, unacked: spool)
+            self.shards[key] = ShardState(assignment: assignment, spec: spec, allowList: allowList, unacked: spool)
             if let takeover = spec.takeover {
                 // The rest of a lost agent's shard, beside this agent's own: it starts at once
                 // (from the run's start, skipping what was due before the takeover) with the
@@ -276,7 +298,7 @@ public actor AgentDaemon: Service {
                 self.shards[key]?.started = true
                 let outputs = ShardRunner.start(
                     spec: spec, secrets: assignment.secrets, startWall: takeover.runStart, stats: self.shards[key]!.stats,
-                    calibrations: calibrations)
+                    calibrations: calibrations, allowList: allowList)
                 Task { await self.pump(outputs, key: key) }
                 return
             }
@@ -286,7 +308,7 @@ public actor AgentDaemon: Service {
             let secrets = assignment.secrets
             Task {
                 let calibrations = await withCheckedContinuation { continuation in
-                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(plan: plan, secrets: secrets)) }.start()
+                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(plan: plan, secrets: secrets, allowList: allowList)) }.start()
                 }
                 await self.calibrated(assignment, calibrations)
             }
@@ -296,7 +318,7 @@ public actor AgentDaemon: Service {
                 self.shards[key]?.started = true
                 let outputs = ShardRunner.start(
                     spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats,
-                    calibrations: shard.calibrations ?? [])
+                    calibrations: shard.calibrations ?? [], allowList: shard.allowList)
                 Task { await self.pump(outputs, key: key) }
             }
         case .batchAck(let ack):

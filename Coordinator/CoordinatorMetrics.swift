@@ -14,6 +14,8 @@ public final class CoordinatorMetrics: Sendable {
     let samplesStored: Counter
     let batchesStored: Counter
     let batchesSpooled: Counter
+    /// Frames refused because their link does not hold their shard.
+    let framesRefused: Counter
 
     /// A metric's descriptor from its full name (`loadstar_…`) and help text.
     static func name(_ full: String, _ help: String) -> MetricNameDescriptor {
@@ -25,6 +27,8 @@ public final class CoordinatorMetrics: Sendable {
         self.runActive = self.registry.makeGauge(descriptor: Self.name("loadstar_run_active", "1 while a run is in progress."))
         self.samplesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_samples_stored_total", "Samples committed to PostgreSQL."))
         self.batchesStored = self.registry.makeCounter(descriptor: Self.name("loadstar_batches_stored_total", "Sample batches committed to PostgreSQL."))
+        self.framesRefused = self.registry.makeCounter(
+            descriptor: Self.name("loadstar_frames_refused_total", "Frames about a shard refused because their link does not hold it."))
         self.batchesSpooled = self.registry.makeCounter(
             descriptor: Self.name("loadstar_batches_spooled_total", "Sample batches kept on the coordinator's disk while PostgreSQL was unavailable."))
     }
@@ -56,13 +60,16 @@ public final class MetricsServer: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
-    public static func start(host: String, port: Int, metrics: CoordinatorMetrics, group: any EventLoopGroup) async throws -> MetricsServer {
+    /// - Parameter token: when set, a scrape must carry `authorization: Bearer TOKEN` (401 otherwise).
+    public static func start(
+        host: String, port: Int, metrics: CoordinatorMetrics, token: String? = nil, group: any EventLoopGroup
+    ) async throws -> MetricsServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(metrics: metrics))
+                    channel.pipeline.addHandler(MetricsHandler(metrics: metrics, token: token))
                 }
             }
             .bind(host: host, port: port).get()
@@ -76,17 +83,26 @@ final class MetricsHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let metrics: CoordinatorMetrics
+    let token: String?
 
-    init(metrics: CoordinatorMetrics) { self.metrics = metrics }
+    init(metrics: CoordinatorMetrics, token: String?) {
+        self.metrics = metrics
+        self.token = token
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = self.unwrapInboundIn(data) else { return }
         let found = head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?"))
-        let body = found ? self.metrics.registry.emitToString() : "not found; metrics are at /metrics\n"
+        let authorized = self.token.map { token in
+            head.headers["authorization"].contains { constantTimeEquals($0, "Bearer \(token)") }
+        } ?? true
+        let status: HTTPResponseStatus = !authorized ? .unauthorized : found ? .ok : .notFound
+        let body = status == .ok ? self.metrics.registry.emitToString()
+            : status == .unauthorized ? "unauthorized: send authorization: Bearer <--metrics-token>\n" : "not found; metrics are at /metrics\n"
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+        headers.add(name: "Content-Type", value: status == .ok ? "text/plain; version=0.0.4" : "text/plain")
         headers.add(name: "Content-Length", value: String(body.utf8.count))
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: found ? .ok : .notFound, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
     }

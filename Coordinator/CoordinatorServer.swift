@@ -9,8 +9,15 @@ import NIOPosix
 public struct CoordinatorOptions: Sendable {
     public var host: String
     public var port: Int
-    /// Shared secret agents must present; `nil` accepts any agent (loopback and trusted networks only).
-    public var authToken: String?
+    /// The credentials of agents and operators. A role without one is served on loopback only.
+    public var access: AccessPolicy
+    /// `--allow-targets`: where plans may send (host names, addresses, CIDR ranges, with ports);
+    /// empty: anywhere. Agents enforce it on the addresses they connect to.
+    public var allowTargets: [String]
+    /// Ceilings on any run (`--max-rate`, `--max-requests`, `--max-duration`, `--max-spend`).
+    public var ceilings: RunCeilings
+    /// Bearer token `GET /metrics` must carry; required to serve metrics on a non-loopback address.
+    public var metricsToken: String?
     /// An agent silent (disconnected) this long during a run is declared lost.
     public var agentLostAfter: Double
     /// How long a submitted run waits for enough agents.
@@ -35,7 +42,8 @@ public struct CoordinatorOptions: Sendable {
     public var spoolDiskBytes: Int
 
     public init(
-        host: String = "0.0.0.0", port: Int = 7400, authToken: String? = nil, agentLostAfter: Double = 10,
+        host: String = "127.0.0.1", port: Int = 7400, access: AccessPolicy = AccessPolicy(agentToken: nil, operatorToken: nil),
+        allowTargets: [String] = [], ceilings: RunCeilings = RunCeilings(), metricsToken: String? = nil, agentLostAfter: Double = 10,
         agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
         metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil, coordinatorID: String? = nil,
         spoolDirectory: String? = nil, spoolDiskBytes: Int = 4 << 30
@@ -47,7 +55,10 @@ public struct CoordinatorOptions: Sendable {
         self.metricsAddress = metricsAddress
         self.host = host
         self.port = port
-        self.authToken = authToken
+        self.access = access
+        self.allowTargets = allowTargets
+        self.ceilings = ceilings
+        self.metricsToken = metricsToken
         self.agentLostAfter = agentLostAfter
         self.agentWait = agentWait
         self.maximumConnections = maximumConnections
@@ -87,8 +98,37 @@ public final class CoordinatorServer: Sendable {
         self.port = channel.channel.localAddress?.port ?? options.port
     }
 
-    /// Migrates the database and binds the listening socket.
+    /// Why a coordinator cannot start as configured, in words that name the flag to change.
+    public enum SetupError: Error, CustomStringConvertible {
+        case refused(String)
+        public var description: String {
+            switch self {
+            case .refused(let reason): reason
+            }
+        }
+    }
+
+    /// Migrates the database and binds the listening socket. Refuses a non-loopback address
+    /// unless both roles have credentials, and metrics on a non-loopback address without a token.
     public static func bind(options: CoordinatorOptions, database: Database, logger: Logger) async throws -> CoordinatorServer {
+        if let refusal = options.access.listenRefusal(host: options.host, isLoopback: hostIsLoopback(options.host)) {
+            throw SetupError.refused(refusal)
+        }
+        if !options.access.isComplete {
+            logger.notice("no agent or operator credential configured: listening on loopback only", metadata: ["host": "\(options.host)"])
+        }
+        if let metrics = options.metricsAddress, options.metricsToken == nil, !hostIsLoopback(metrics.host) {
+            throw SetupError.refused(
+                "refusing to serve metrics on \(metrics.host), which is not a loopback address, without --metrics-token; "
+                    + "Prometheus then sends it as `authorization: Bearer …` (bearer_token_file)")
+        }
+        let allowList: TargetAllowList
+        do {
+            allowList = try TargetAllowList(entries: options.allowTargets)
+        } catch {
+            throw SetupError.refused("--allow-targets: \(error)")
+        }
+        _ = allowList
         let applied = try await database.migrate()
         if !applied.isEmpty { logger.info("applied schema migrations", metadata: ["versions": "\(applied)"]) }
         let tlsContext = try options.tls.map { tls throws(LinkTLS.Failure) in try tls.serverContext() }
@@ -110,7 +150,8 @@ public final class CoordinatorServer: Sendable {
         var metricsServer: MetricsServer?
         if let address = options.metricsAddress {
             metricsServer = try await MetricsServer.start(
-                host: address.host, port: address.port, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
+                host: address.host, port: address.port, metrics: metrics, token: options.metricsToken,
+                group: MultiThreadedEventLoopGroup.singleton)
         }
         return CoordinatorServer(channel: channel, state: state, options: options, logger: logger, metricsServer: metricsServer)
     }
@@ -150,6 +191,13 @@ public final class CoordinatorServer: Sendable {
                 case .hello(let hello):
                     try await self.state.serveAgent(hello, address: address, messages: &messages, outbound: outbound)
                 case .submitRun(let submit):
+                    guard self.options.access.admitsOperator(submit.auth) else {
+                        self.logger.warning("run submission refused: missing or wrong operator credential", metadata: ["peer": "\(address)"])
+                        try await outbound.write(.reject(Reject(
+                            code: .unauthorized,
+                            reason: "missing or wrong operator credential; pass --operator-token (or set LOADSTAR_OPERATOR_TOKEN) to loadstar run")))
+                        return
+                    }
                     try await self.state.serveClient(submit, messages: messages, outbound: outbound)
                 default:
                     try await outbound.write(.reject(Reject(code: .protocolViolation, reason: "expected hello or submitRun first")))

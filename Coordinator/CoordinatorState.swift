@@ -47,6 +47,8 @@ actor CoordinatorState {
         var unreachable = false
         var complete = false
         var lost = false
+        /// Why the agent refused the shard (it failed the agent's checks); the run then fails.
+        var refused: String?
         /// The agent that took the rest of this (lost) shard over.
         var heir: String?
     }
@@ -65,6 +67,8 @@ actor CoordinatorState {
         var id: UInt64
         var shards: [UInt32: ShardProgress]
         var aborting = false
+        /// Why the coordinator stopped the run, when it was not the operator's request.
+        var abortReason: String?
         var stored: UInt64 = 0
         /// Set when a restarted coordinator took the run over: agents not back by
         /// `agentLostAfter` seconds after this are lost.
@@ -73,6 +77,8 @@ actor CoordinatorState {
     }
 
     private var agents: [String: AgentEntry] = [:]
+    /// Which link holds which shard; frames about a shard from any other link are refused.
+    private var ownership = ShardOwnership()
     private var nextSession = 0
     private var connections = 0
     private var run: ActiveRun?
@@ -118,19 +124,40 @@ actor CoordinatorState {
                 reason: "agent speaks protocol \(hello.protocolVersion), coordinator speaks \(loadstarProtocolVersion); run the same Loadstar version on both")))
             return
         }
-        if let token = self.options.authToken, !constantTimeEquals(token, hello.auth) {
-            try await outbound.write(.reject(Reject(code: .unauthorized, reason: "missing or wrong agent token (--token / LOADSTAR_TOKEN)")))
+        guard self.options.access.admitsAgent(hello.auth) else {
+            self.logger.warning("agent refused: missing or wrong agent credential", metadata: ["agent.name": "\(hello.name)", "peer": "\(address)"])
+            try await outbound.write(.reject(Reject(
+                code: .unauthorized, reason: "missing or wrong agent credential (--agent-token / LOADSTAR_AGENT_TOKEN)")))
             return
         }
         if hello.agentID.isEmpty || hello.name.isEmpty {
             try await outbound.write(.reject(Reject(code: .protocolViolation, reason: "hello needs an agent id and a name")))
             return
         }
+        // Claims this coordinator has no memory of (runs from before a restart): the database knows.
+        var proved: Set<ShardOwnership.Key> = []
+        for claim in hello.claims {
+            let key = ShardOwnership.Key(runID: claim.runID, shardIndex: claim.shardIndex)
+            if await self.ownership.owner(of: key) == nil,
+                (try? await self.database.shardSecretMatches(
+                    runID: claim.runID, shardIndex: claim.shardIndex, agentID: hello.agentID, secret: claim.secret)) == true
+            {
+                proved.insert(key)
+            }
+        }
+        let session: Int
+        switch await self.admitAgent(hello, writer: outbound, address: address, provedInDatabase: proved) {
+        case .refused(let reason):
+            self.logger.warning("agent refused", metadata: ["agent.name": "\(hello.name)", "peer": "\(address)", "reason": "\(reason)"])
+            try await outbound.write(.reject(Reject(code: .duplicateAgent, reason: reason)))
+            return
+        case .admitted(let number):
+            session = number
+        }
+        defer { Task { await self.agentDisconnected(hello.agentID, session: session) } }
         try await self.database.upsertAgent(hello, address: address)
         try await outbound.write(.welcome(Welcome(coordinatorID: self.coordinatorID, heartbeatIntervalMilliseconds: 1000)))
-        let session = await self.agentConnected(hello, writer: outbound, address: address)
         self.logger.info("agent connected", metadata: ["agent.name": "\(hello.name)", "agent.region": "\(hello.region)", "peer": "\(address)"])
-        defer { Task { await self.agentDisconnected(hello.agentID, session: session) } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // Clock probes: a burst at connect (the minimum-RTT filter keeps the best), then periodically.
@@ -146,6 +173,12 @@ actor CoordinatorState {
             }
             while let message = try await messages.next() {
                 await self.heard(hello.agentID)
+                // A frame about a shard is used only from the link that holds the shard.
+                if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)) {
+                    try await self.refuseForeignFrame(message, shard: shard, agent: hello, address: address, outbound: outbound)
+                    group.cancelAll()
+                    return
+                }
                 switch message {
                 case .clockReply(let reply):
                     await self.clockReply(hello.agentID, reply, receivedAt: coordinatorNow())
@@ -158,7 +191,7 @@ actor CoordinatorState {
                     try await self.ingest(batch, from: hello.agentID)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
                 case .shardReady(let ready):
-                    try await self.database.recordCalibrations(ready)
+                    if ready.refusal.isEmpty { try await self.database.recordCalibrations(ready) }
                     await self.shardReady(ready)
                 case .shardDone(let done):
                     try await self.database.recordShardDone(done)
@@ -174,10 +207,82 @@ actor CoordinatorState {
         }
     }
 
+    /// Why `plan` may not run under `--allow-targets`, naming the first target that is not
+    /// allowed; `nil` when every target is. Names are resolved here (agents check again on the
+    /// addresses they connect to).
+    nonisolated func targetRefusal(_ plan: Plan) -> String? {
+        guard !self.options.allowTargets.isEmpty else { return nil }
+        guard let list = try? TargetAllowList(entries: self.options.allowTargets) else {
+            return "the coordinator's --allow-targets cannot be read"
+        }
+        let resolved = list.resolved(using: HostResolver.system)
+        for target in plan.targets {
+            guard let url = URLComponents(string: target.baseURL), let host = url.host, !host.isEmpty else {
+                return "target \(target.name): cannot read a host in base_url \(target.baseURL)"
+            }
+            let port = UInt16(clamping: url.port ?? (url.scheme == "https" ? 443 : 80))
+            if let refusal = resolved.refusal(host: host, port: port, addresses: HostResolver.system(host)) {
+                return "target \(target.name): \(refusal)"
+            }
+        }
+        return nil
+    }
+
     /// The IP part of `IP:PORT`.
     static func host(of address: String) -> String {
         guard let colon = address.lastIndex(of: ":") else { return address }
         return String(address[..<colon])
+    }
+
+    enum Admission: Equatable {
+        case admitted(session: Int)
+        case refused(String)
+    }
+
+    /// Lets an agent in, or refuses it: a second `hello` for an id whose link is alive (heard
+    /// within the silence limit) is refused, unless it proves with a shard secret that it holds a
+    /// shard of that agent (the first link is then the stale one). Claims with the right secret
+    /// bind their shards to the new session; others are refused and logged.
+    private func admitAgent(_ hello: Hello, writer: MessageWriter, address: String, provedInDatabase: Set<ShardOwnership.Key>) -> Admission {
+        let keys = hello.claims.map { ShardOwnership.Key(runID: $0.runID, shardIndex: $0.shardIndex) }
+        let proves = zip(hello.claims, keys).contains { claim, key in
+            provedInDatabase.contains(key)
+                || self.ownership.owner(of: key).map { $0.agentID == hello.agentID && !$0.secret.isEmpty && constantTimeEquals($0.secret, claim.secret) } ?? false
+        }
+        if let live = self.agents[hello.agentID], live.writer != nil, coordinatorNow() - live.lastHeard < Self.silenceMicros, !proves {
+            return .refused("agent id \(hello.agentID) is already connected from \(live.address); start each agent with its own --id")
+        }
+        let session = self.agentConnected(hello, writer: writer, address: address)
+        for (claim, key) in zip(hello.claims, keys) {
+            if provedInDatabase.contains(key) {
+                self.ownership.assigned(key, agentID: hello.agentID, secret: claim.secret, session: session)
+                continue
+            }
+            if self.ownership.claim(key, agentID: hello.agentID, secret: claim.secret, session: session) != .bound {
+                self.logger.warning("shard claim refused", metadata: [
+                    "agent.name": "\(hello.name)", "peer": "\(address)", "run.id": "\(claim.runID)", "shard.index": "\(claim.shardIndex)",
+                ])
+            }
+        }
+        return .admitted(session: session)
+    }
+
+    private func holds(_ shard: ShardOwnership.Key, agentID: String, session: Int) -> Bool {
+        self.ownership.permits(shard, agentID: agentID, session: session)
+    }
+
+    /// A frame about a shard the link does not hold: nothing of it is stored; the link is closed.
+    private nonisolated func refuseForeignFrame(
+        _ message: Message, shard: ShardOwnership.Key, agent: Hello, address: String, outbound: MessageWriter
+    ) async throws {
+        self.logger.warning("refused a frame for a shard this link does not hold; closing the link", metadata: [
+            "agent.name": "\(agent.name)", "agent.id": "\(agent.agentID)", "peer": "\(address)", "type": "\(message.type)",
+            "run.id": "\(shard.runID)", "shard.index": "\(shard.shardIndex)",
+        ])
+        self.metrics.framesRefused.increment()
+        try await outbound.write(.reject(Reject(
+            code: .notYourShard,
+            reason: "shard \(shard.shardIndex) of run \(shard.runID) is not held by this link; reconnect with its secret")))
     }
 
     private func agentConnected(_ hello: Hello, writer: MessageWriter, address: String) -> Int {
@@ -341,13 +446,25 @@ actor CoordinatorState {
             if submit.resolvedPlan.isEmpty {
                 plan = try PlanParser.parse(yaml: submit.planYAML, file: submit.planName)
             } else {
-                plan = try JSONDecoder().decode(Plan.self, from: Data(submit.resolvedPlan))
+                plan = try Plan.decodeValidated(json: submit.resolvedPlan, name: submit.planName)
             }
         } catch let error as PlanError {
             try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
             return
         } catch {
             try await outbound.write(.reject(Reject(code: .badPlan, reason: "the resolved plan cannot be read: \(error)")))
+            return
+        }
+        // Ceilings and allowed targets: refused before any agent is told anything.
+        let overCeilings = self.options.ceilings.violations(of: plan)
+        if !overCeilings.isEmpty {
+            self.logger.warning("run refused: above the coordinator's ceilings", metadata: ["plan": "\(submit.planName)"])
+            try await outbound.write(.reject(Reject(code: .forbidden, reason: overCeilings.joined(separator: "; "))))
+            return
+        }
+        if let refusal = self.targetRefusal(plan) {
+            self.logger.warning("run refused: a target is not allowed", metadata: ["plan": "\(submit.planName)", "reason": "\(refusal)"])
+            try await outbound.write(.reject(Reject(code: .forbidden, reason: refusal)))
             return
         }
         // One run at a time: later submissions wait their turn.
@@ -385,7 +502,7 @@ actor CoordinatorState {
         selected = placed.map { selected[$0.agent] }
         // Secrets travel to agents only encrypted: without TLS, only to agents on this machine.
         if self.options.tls == nil, !submit.secrets.isEmpty {
-            let exposed = selected.filter { !isLoopback(Self.host(of: $0.address)) }
+            let exposed = selected.filter { !hostIsLoopback(Self.host(of: $0.address)) }
             if !exposed.isEmpty {
                 try await outbound.write(.reject(Reject(
                     code: .badPlan,
@@ -396,7 +513,8 @@ actor CoordinatorState {
         }
         let specs = placed.map(\.spec)
         let records = zip(specs, selected).map { spec, agent in
-            Database.ShardRecord(spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt)
+            Database.ShardRecord(
+                spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt, secret: newShardSecret())
         }
         let id = try await self.database.createRun(
             plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID)
@@ -408,11 +526,14 @@ actor CoordinatorState {
 
         // Shards go out first; once every agent has set its shard up (probed the targets), all
         // start at one common instant, each told it on its own clock.
-        for (spec, agent) in zip(specs, selected) {
+        for (record, agent) in zip(records, selected) {
+            let spec = record.spec
             let json = (try? JSONEncoder().encode(spec)) ?? Data()
             let assignment = ShardAssignment(
                 runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
-                spec: Array(json), secrets: submit.secrets)
+                spec: Array(json), secrets: submit.secrets, shardSecret: record.secret, allowTargets: self.options.allowTargets)
+            await self.shardAssigned(
+                ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: agent.hello.agentID, secret: record.secret)
             try? await agent.writer?.write(.assignShard(assignment))
         }
         let setupDeadline = coordinatorNow() + Int64(Self.setupSeconds(plan) * 1_000_000)
@@ -437,11 +558,17 @@ actor CoordinatorState {
         // iterator moves into the reading task and is never touched here again.
         let clientMessages = OwnershipTransfer(messages)
         let status: (String, String?) = try await withThrowingTaskGroup(of: Void.self) { group in
+            let maxDuration = self.options.ceilings.maxDuration
             group.addTask {
                 var ticks = 0
+                let started = ContinuousClock.now
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(250))
                     ticks += 1
+                    if let maxDuration, ContinuousClock.now - started > .seconds(maxDuration + 2) {
+                        await self.abortRun(
+                            reason: "stopped by the coordinator at its --max-duration of \(RunCeilings.number(maxDuration)) s", byCoordinator: true)
+                    }
                     if ticks % 4 == 0, let line = await self.progressLine() {
                         try? await outbound.write(.runProgress(RunProgress(runID: id, line: line)))
                     }
@@ -572,14 +699,30 @@ actor CoordinatorState {
         return min(120, 5 + probes)
     }
 
-    private func shardReady(_ ready: ShardReady) {
-        guard self.run?.id == ready.runID else { return }
+    private func shardReady(_ ready: ShardReady) async {
+        guard self.run?.id == ready.runID, let shard = self.run?.shards[ready.shardIndex] else { return }
+        if !ready.refusal.isEmpty {
+            self.run?.shards[ready.shardIndex]?.refused = ready.refusal
+            self.logger.error("an agent refused its shard", metadata: [
+                "agent.name": "\(shard.agentName)", "run.id": "\(ready.runID)", "reason": "\(ready.refusal)",
+            ])
+            try? await self.database.setShardStatus(runID: ready.runID, shardIndex: ready.shardIndex, status: "aborted")
+            try? await self.database.recordEvent(
+                runID: ready.runID, kind: "shard_refused", shardIndex: ready.shardIndex,
+                detail: "agent \(shard.agentName) refused its shard: \(ready.refusal)")
+            return
+        }
         self.run?.shards[ready.shardIndex]?.ready = true
     }
 
     private func allShardsReady() -> Bool {
         guard let run = self.run else { return true }
-        return run.shards.values.allSatisfy { $0.ready || $0.lost }
+        return run.shards.values.allSatisfy { $0.ready || $0.lost || $0.refused != nil }
+    }
+
+    /// Records that shard `key` goes to the current link of agent `agentID` with `secret`.
+    private func shardAssigned(_ key: ShardOwnership.Key, agentID: String, secret: String) {
+        self.ownership.assigned(key, agentID: agentID, secret: secret, session: self.agents[agentID]?.session)
     }
 
     /// Silence longer than this (heartbeats come every second) makes an agent unreachable.
@@ -594,7 +737,7 @@ actor CoordinatorState {
         // undo what another message did meanwhile).
         guard let run = self.run else { return true }
         let now = coordinatorNow()
-        for (index, shard) in run.shards where !shard.complete && !shard.lost {
+        for (index, shard) in run.shards where !shard.complete && !shard.lost && shard.refused == nil {
             let entry = self.agents[shard.agentID]
             let unreachable = entry.map { $0.writer == nil || now - $0.lastHeard > Self.silenceMicros } ?? true
             if unreachable != shard.unreachable {
@@ -621,7 +764,7 @@ actor CoordinatorState {
                         + (heir.map { "the rest of its shard goes to agent \($0)" } ?? "its shard's remaining requests are not run"))
             }
         }
-        return self.run?.shards.values.allSatisfy { $0.complete || $0.lost } ?? true
+        return self.run?.shards.values.allSatisfy { $0.complete || $0.lost || $0.refused != nil } ?? true
     }
 
     private func keepForHandOver(_ handOver: HandOver) { self.run?.handOver = handOver }
@@ -654,17 +797,20 @@ actor CoordinatorState {
         self.run?.shards[index] = progress
         self.run?.shards[lost]?.heir = heir.hello.name
         self.run?.handOver?.specs[index] = spec
+        let secret = newShardSecret()
+        self.shardAssigned(ShardOwnership.Key(runID: run.id, shardIndex: index), agentID: heir.hello.agentID, secret: secret)
         do {
             try await self.database.addShard(
                 runID: run.id,
-                Database.ShardRecord(spec: spec, agentID: heir.hello.agentID, clockOffset: heir.clock.offset, clockRTT: heir.clock.rtt))
+                Database.ShardRecord(
+                    spec: spec, agentID: heir.hello.agentID, clockOffset: heir.clock.offset, clockRTT: heir.clock.rtt, secret: secret))
         } catch {
             self.logger.error("cannot record a takeover shard", metadata: ["error": "\(error)"])
         }
         let json = (try? JSONEncoder().encode(spec)) ?? Data()
         try? await writer.write(.assignShard(ShardAssignment(
             runID: run.id, shardIndex: index, shardCount: UInt32(run.shards.count + 1), seed: spec.seed, spec: Array(json),
-            secrets: context.secrets)))
+            secrets: context.secrets, shardSecret: secret, allowTargets: self.options.allowTargets)))
         let lostName = run.shards[lost]?.agentName ?? "?"
         let detail = "the rest of agent \(lostName)'s shard \(lost) (requests due from "
             + String(format: "%.1f", Double(resumeAfter) / 1_000_000) + " s after the start) goes to agent \(heir.hello.name) as shard \(index)"
@@ -675,7 +821,9 @@ actor CoordinatorState {
 
     private func finalStatus() -> (String, String?) {
         guard let run = self.run else { return ("failed", "run state lost") }
-        if run.aborting { return ("aborted", "stopped on request; every sample fired before the stop is stored") }
+        let refused = run.shards.values.compactMap { shard in shard.refused.map { "agent \(shard.agentName) refused its shard: \($0)" } }
+        if !refused.isEmpty { return ("failed", refused.sorted().joined(separator: "; ")) }
+        if run.aborting { return ("aborted", run.abortReason ?? "stopped on request; every sample fired before the stop is stored") }
         let lost = run.shards.values.filter { $0.lost && $0.heir == nil }.map(\.agentName)
         // Lost agents whose shards were handed over: the run completes, and says so.
         let handedOver = run.shards.values.filter { $0.lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
@@ -694,9 +842,10 @@ actor CoordinatorState {
         return ("completed", nil)
     }
 
-    private func abortRun(reason: String) async {
+    private func abortRun(reason: String, byCoordinator: Bool = false) async {
         guard var run = self.run, !run.aborting else { return }
         run.aborting = true
+        if byCoordinator { run.abortReason = reason }
         self.run = run
         self.logger.info("aborting run", metadata: ["run.id": "\(run.id)", "reason": "\(reason)"])
         for shard in run.shards.values {
@@ -722,14 +871,16 @@ actor CoordinatorState {
     }
 }
 
-/// Compares secrets without leaking their length of common prefix through timing.
-func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(x.count == y.count ? 0 : 1)
-    for i in 0..<max(x.count, y.count) {
-        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+extension Message {
+    /// The shard a frame from an agent is about, for the frames that store or change one.
+    var shardReference: ShardOwnership.Key? {
+        switch self {
+        case .sampleBatch(let m): ShardOwnership.Key(runID: m.runID, shardIndex: m.shardIndex)
+        case .shardReady(let m): ShardOwnership.Key(runID: m.runID, shardIndex: m.shardIndex)
+        case .shardDone(let m): ShardOwnership.Key(runID: m.runID, shardIndex: m.shardIndex)
+        default: nil
+        }
     }
-    return diff == 0
 }
 
 /// Moves a non-Sendable value into exactly one other task. The sender must not use the value

@@ -107,6 +107,8 @@ public actor Database {
         public var agentID: String
         public var clockOffset: Int64
         public var clockRTT: Int64
+        /// The assignment's shard secret; only its SHA-256 is stored.
+        public var secret: String = ""
     }
 
     /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
@@ -200,11 +202,23 @@ public actor Database {
     private static func insert(_ shard: ShardRecord, runID: UInt64, status: String, into db: PGConnection) throws(DatabaseError) {
         let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
         _ = try db.query("""
-            INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+            INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us, secret_sha256)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, CASE WHEN $9 = '' THEN NULL ELSE sha256(convert_to($9, 'UTF8')) END)
             """,
             [String(runID), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec, status,
-             String(shard.clockOffset), String(shard.clockRTT)])
+             String(shard.clockOffset), String(shard.clockRTT), shard.secret])
+    }
+
+    /// Whether shard `shardIndex` of run `runID` was assigned to agent `agentID` with `secret`
+    /// (for a claim this coordinator has no memory of: a run from before a restart).
+    public func shardSecretMatches(runID: UInt64, shardIndex: UInt32, agentID: String, secret: String) throws(DatabaseError) -> Bool {
+        try self.with { db throws(DatabaseError) in
+            let rows = try db.query("""
+                SELECT secret_sha256 IS NOT NULL AND secret_sha256 = sha256(convert_to($4, 'UTF8'))
+                FROM shards WHERE run_id = $1 AND shard_index = $2 AND agent_id = $3
+                """, [String(runID), String(shardIndex), agentID, secret])
+            return rows.first?[0] == "t"
+        }
     }
 
     /// Number of distinct batches stored for a shard.

@@ -11,6 +11,7 @@ public enum RunClientError: Error, CustomStringConvertible {
     case connectionLost(address: String)
     case missingSecret(String)
     case secretsOverPlaintext(address: String)
+    case credentialOverPlaintext(address: String)
 
     public var description: String {
         switch self {
@@ -24,13 +25,11 @@ public enum RunClientError: Error, CustomStringConvertible {
             return "the plan uses ${\(name)} but \(name) is not set in the environment"
         case .secretsOverPlaintext(let address):
             return "the plan's secrets would cross the network unencrypted to \(address); run the coordinator with --tls-cert/--tls-key and pass --tls-ca here"
+        case .credentialOverPlaintext(let address):
+            return "the operator credential would cross the network unencrypted to \(address), which is not a loopback address; "
+                + "run the coordinator with --tls-cert/--tls-key and pass --tls-ca here"
         }
     }
-}
-
-/// Whether `host` names this machine (127.0.0.0/8, ::1, localhost): plaintext stays on it.
-public func isLoopback(_ host: String) -> Bool {
-    host == "localhost" || host == "::1" || host.hasPrefix("127.") || host.hasPrefix("::ffff:127.")
 }
 
 /// Submits a plan to a coordinator and follows it to the end.
@@ -59,9 +58,11 @@ public enum RunClient {
         onAccepted: @escaping @Sendable (RunAccepted) -> Void, onProgress: @escaping @Sendable (String) -> Void
     ) async throws -> RunFinished {
         let address = "\(host):\(port)"
-        // Secrets cross the network only encrypted: in plaintext, only to a coordinator on this machine.
-        if tls == nil, !submission.secrets.isEmpty, !isLoopback(host) {
-            throw RunClientError.secretsOverPlaintext(address: address)
+        // Credentials and secrets cross the network only encrypted: in plaintext, only to a
+        // coordinator on this machine (decided by the addresses the name resolves to).
+        if tls == nil, !submission.secrets.isEmpty || !submission.auth.isEmpty, !hostIsLoopback(host) {
+            throw submission.auth.isEmpty
+                ? RunClientError.secretsOverPlaintext(address: address) : RunClientError.credentialOverPlaintext(address: address)
         }
         let tlsContext = try tls.map { tls throws(LinkTLS.Failure) in try tls.clientContext() }
         let channel: NIOAsyncChannel<Message, Message>

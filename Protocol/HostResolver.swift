@@ -58,3 +58,9 @@ extension IPAddress {
         self = address
     }
 }
+
+/// Whether `host` is this machine, by the addresses the system resolver gives for it (an
+/// address literal is taken as it is). Blocks while it resolves.
+public func hostIsLoopback(_ host: String) -> Bool {
+    hostIsLoopback(host, resolve: HostResolver.system)
+}

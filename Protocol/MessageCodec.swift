@@ -15,6 +15,11 @@ public enum MessageCodec {
             buffer.writeWireString(m.softwareVersion)
             buffer.writeInteger(m.protocolVersion)
             buffer.writeWireString(m.auth)
+            buffer.writeInteger(UInt32(m.claims.count))
+            for claim in m.claims {
+                buffer.writeMultipleIntegers(claim.runID, claim.shardIndex)
+                buffer.writeWireString(claim.secret)
+            }
         case .welcome(let m):
             buffer.writeWireString(m.coordinatorID)
             buffer.writeInteger(m.heartbeatIntervalMilliseconds)
@@ -32,6 +37,9 @@ public enum MessageCodec {
             buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.shardCount, m.seed)
             buffer.writeWireBytes(m.spec)
             buffer.writeWireDictionary(m.secrets)
+            buffer.writeWireString(m.shardSecret)
+            buffer.writeInteger(UInt32(m.allowTargets.count))
+            for entry in m.allowTargets { buffer.writeWireString(entry) }
         case .startAt(let m):
             buffer.writeMultipleIntegers(m.runID, m.startTime)
         case .sampleBatch(let m):
@@ -49,6 +57,7 @@ public enum MessageCodec {
                 buffer.writeMultipleIntegers(c.targetIndex, c.tokensPerWord.bitPattern, c.overheadTokens.bitPattern)
                 buffer.writeWireString(c.problem)
             }
+            buffer.writeWireString(m.refusal)
         case .abort(let m):
             buffer.writeInteger(m.runID)
             buffer.writeWireString(m.reason)
@@ -60,6 +69,7 @@ public enum MessageCodec {
             buffer.writeInteger(m.minimumAgents)
             buffer.writeWireDictionary(m.secrets)
             buffer.writeWireBytes(m.resolvedPlan)
+            buffer.writeWireString(m.auth)
         case .runAccepted(let m):
             buffer.writeMultipleIntegers(m.runID, m.agents)
         case .runProgress(let m):
@@ -80,12 +90,21 @@ public enum MessageCodec {
         let message: Message
         switch type {
         case .hello:
-            message = .hello(
-                Hello(
-                    agentID: try r.string("agent id"), name: try r.string("name"), region: try r.string("region"),
-                    labels: try r.dictionary("labels"), capacity: try r.integer(),
-                    softwareVersion: try r.string("software version"), protocolVersion: try r.integer(),
-                    auth: try r.string("auth")))
+            var hello = Hello(
+                agentID: try r.string("agent id"), name: try r.string("name"), region: try r.string("region"),
+                labels: try r.dictionary("labels"), capacity: try r.integer(),
+                softwareVersion: try r.string("software version"), protocolVersion: try r.integer(),
+                auth: try r.string("auth"))
+            // An agent of another protocol version stops here: the coordinator answers it with
+            // badVersion instead of failing to read what follows.
+            if hello.protocolVersion == loadstarProtocolVersion {
+                for _ in 0..<(try r.count("claims", minimumSize: 16)) {
+                    hello.claims.append(ShardClaim(runID: try r.integer(), shardIndex: try r.integer(), secret: try r.string("claim secret")))
+                }
+            } else {
+                r.skipRest()
+            }
+            message = .hello(hello)
         case .welcome:
             message = .welcome(
                 Welcome(coordinatorID: try r.string("coordinator id"), heartbeatIntervalMilliseconds: try r.integer()))
@@ -108,10 +127,14 @@ public enum MessageCodec {
                     probeID: try r.integer(), coordinatorSendTime: try r.integer(),
                     agentReceiveTime: try r.integer(), agentSendTime: try r.integer()))
         case .assignShard:
-            message = .assignShard(
-                ShardAssignment(
-                    runID: try r.integer(), shardIndex: try r.integer(), shardCount: try r.integer(),
-                    seed: try r.integer(), spec: try r.bytes(), secrets: try r.dictionary("secrets")))
+            var assignment = ShardAssignment(
+                runID: try r.integer(), shardIndex: try r.integer(), shardCount: try r.integer(),
+                seed: try r.integer(), spec: try r.bytes(), secrets: try r.dictionary("secrets"),
+                shardSecret: try r.string("shard secret"))
+            for _ in 0..<(try r.count("allowed targets", minimumSize: 4)) {
+                assignment.allowTargets.append(try r.string("allowed target"))
+            }
+            message = .assignShard(assignment)
         case .startAt:
             message = .startAt(StartAt(runID: try r.integer(), startTime: try r.integer()))
         case .sampleBatch:
@@ -141,7 +164,8 @@ public enum MessageCodec {
                     targetIndex: try r.integer(), tokensPerWord: Double(bitPattern: try r.integer()),
                     overheadTokens: Double(bitPattern: try r.integer()), problem: try r.string("calibration problem")))
             }
-            message = .shardReady(ShardReady(runID: runID, shardIndex: shardIndex, calibrations: calibrations))
+            message = .shardReady(ShardReady(
+                runID: runID, shardIndex: shardIndex, calibrations: calibrations, refusal: try r.string("refusal")))
         case .abort:
             message = .abort(Abort(runID: try r.integer(), reason: try r.string("reason")))
         case .goodbye:
@@ -150,7 +174,8 @@ public enum MessageCodec {
             message = .submitRun(
                 SubmitRun(
                     planYAML: try r.string("plan"), planName: try r.string("plan name"),
-                    minimumAgents: try r.integer(), secrets: try r.dictionary("secrets"), resolvedPlan: try r.bytes()))
+                    minimumAgents: try r.integer(), secrets: try r.dictionary("secrets"), resolvedPlan: try r.bytes(),
+                    auth: try r.string("auth")))
         case .runAccepted:
             message = .runAccepted(RunAccepted(runID: try r.integer(), agents: try r.integer()))
         case .runProgress:

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// The version of the wire protocol this build speaks. Bumped on any incompatible change.
-public let loadstarProtocolVersion: UInt8 = 2
+public let loadstarProtocolVersion: UInt8 = 3
 
 /// Every message of the agent link and of the run-submission link.
 ///
@@ -86,13 +86,18 @@ public struct Hello: Equatable, Sendable {
     public var capacity: UInt32
     public var softwareVersion: String
     public var protocolVersion: UInt8
-    /// Shared-secret token; empty when the coordinator runs without one. Never logged.
+    /// The agent credential (`--agent-token`); empty when the coordinator runs without one. Never logged.
     public var auth: String
+    /// Shards this agent holds from an earlier link (it reconnects), each proved by the secret
+    /// that came with its assignment; the coordinator accepts their batches from this link only
+    /// if the secret matches.
+    public var claims: [ShardClaim]
 
     public init(
         agentID: String, name: String, region: String, labels: [String: String] = [:], capacity: UInt32 = 1,
-        softwareVersion: String, protocolVersion: UInt8 = loadstarProtocolVersion, auth: String = ""
+        softwareVersion: String, protocolVersion: UInt8 = loadstarProtocolVersion, auth: String = "", claims: [ShardClaim] = []
     ) {
+        self.claims = claims
         self.agentID = agentID
         self.name = name
         self.region = region
@@ -101,6 +106,18 @@ public struct Hello: Equatable, Sendable {
         self.softwareVersion = softwareVersion
         self.protocolVersion = protocolVersion
         self.auth = auth
+    }
+}
+
+/// A shard an agent says it holds, with the secret its assignment carried.
+public struct ShardClaim: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    public var secret: String
+    public init(runID: UInt64, shardIndex: UInt32, secret: String) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+        self.secret = secret
     }
 }
 
@@ -124,6 +141,10 @@ public struct Reject: Equatable, Sendable {
         case busy = 6
         case internalError = 7
         case protocolViolation = 8
+        /// A frame about a shard this link does not hold.
+        case notYourShard = 9
+        /// The plan asks for more than the coordinator's ceilings, or a target it does not allow.
+        case forbidden = 10
     }
     public var code: Code
     public var reason: String
@@ -194,10 +215,18 @@ public struct ShardAssignment: Equatable, Sendable {
     /// Values for the plan's `${NAME}` placeholders. Kept apart from `spec` because the spec is
     /// stored in the database and secrets never are.
     public var secrets: [String: String]
+    /// Known only to the link the shard was sent on: a reconnecting agent proves with it that the
+    /// shard is its own (``Hello/claims``).
+    public var shardSecret: String
+    /// The coordinator's `--allow-targets`: the agent connects only to addresses it permits
+    /// (empty: anywhere).
+    public var allowTargets: [String]
     public init(
         runID: UInt64, shardIndex: UInt32, shardCount: UInt32, seed: UInt64, spec: [UInt8],
-        secrets: [String: String] = [:]
+        secrets: [String: String] = [:], shardSecret: String = "", allowTargets: [String] = []
     ) {
+        self.shardSecret = shardSecret
+        self.allowTargets = allowTargets
         self.runID = runID
         self.shardIndex = shardIndex
         self.shardCount = shardCount
@@ -251,7 +280,10 @@ public struct ShardReady: Equatable, Sendable {
     public var shardIndex: UInt32
     /// One per target that asked for calibration.
     public var calibrations: [PromptCalibration]
-    public init(runID: UInt64, shardIndex: UInt32, calibrations: [PromptCalibration]) {
+    /// Why the agent refuses the shard (it failed validation); empty when it will run it.
+    public var refusal: String
+    public init(runID: UInt64, shardIndex: UInt32, calibrations: [PromptCalibration], refusal: String = "") {
+        self.refusal = refusal
         self.runID = runID
         self.shardIndex = shardIndex
         self.calibrations = calibrations
@@ -344,9 +376,13 @@ public struct SubmitRun: Equatable, Sendable {
     /// The plan as the client parsed it (JSON), with files it names (traces) already read;
     /// empty to let the coordinator parse `planYAML` itself.
     public var resolvedPlan: [UInt8]
+    /// The operator credential (`--operator-token`); empty when the coordinator runs without one.
+    public var auth: String
     public init(
-        planYAML: String, planName: String, minimumAgents: UInt32, secrets: [String: String] = [:], resolvedPlan: [UInt8] = []
+        planYAML: String, planName: String, minimumAgents: UInt32, secrets: [String: String] = [:], resolvedPlan: [UInt8] = [],
+        auth: String = ""
     ) {
+        self.auth = auth
         self.planYAML = planYAML
         self.planName = planName
         self.minimumAgents = minimumAgents

@@ -59,6 +59,11 @@ struct WireReader {
         return result
     }
 
+    /// Skips what is left (the fields of a protocol version this side does not read).
+    mutating func skipRest() {
+        self.buffer.moveReaderIndex(forwardBy: self.buffer.readableBytes)
+    }
+
     func finish() throws(WireError) {
         guard self.buffer.readableBytes == 0 else {
             throw .trailingBytes(message: self.message, count: self.buffer.readableBytes)

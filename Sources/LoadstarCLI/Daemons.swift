@@ -12,8 +12,22 @@ extension Loadstar {
         static let configuration = CommandConfiguration(
             commandName: "coordinator", abstract: "Run the coordinator: accepts agents and runs, writes samples to PostgreSQL.")
 
-        @Option(help: "Address to listen on for agents and run submissions.") var listen = "0.0.0.0:7400"
-        @Option(help: "Shared secret agents must present (default: $LOADSTAR_TOKEN; none accepts any agent).") var token: String?
+        @Option(help: "Address to listen on for agents and run submissions (default: 0.0.0.0:7400 with both credentials, else 127.0.0.1:7400; a non-loopback address needs both).")
+        var listen: String?
+        @Option(name: [.customLong("agent-token"), .customLong("token")],
+                help: "Credential agents must present to join (default: $LOADSTAR_AGENT_TOKEN; prefer the variable: arguments show in ps).")
+        var agentToken: String?
+        @Option(help: "Credential `loadstar run` must present to submit, watch and abort runs (default: $LOADSTAR_OPERATOR_TOKEN).")
+        var operatorToken: String?
+        @Option(parsing: .singleValue,
+                help: "Where plans may send: host names, IP addresses or CIDR ranges, each with an optional :PORT (repeatable or comma-separated; default: anywhere). Agents enforce it on the addresses they connect to.")
+        var allowTargets: [String] = []
+        @Option(help: "Refuse plans whose planned rate (requests/s, any stage) is above this.") var maxRate: Double?
+        @Option(help: "Refuse plans that schedule more requests than this.") var maxRequests: Int?
+        @Option(help: "Refuse plans that last longer than this many seconds, and stop any run that does.") var maxDuration: Double?
+        @Option(help: "Refuse plans whose targets' prices add up to more US dollars than this.") var maxSpend: Double?
+        @Option(help: "Bearer token a Prometheus scrape must carry (default: $LOADSTAR_METRICS_TOKEN); needed to serve --metrics off loopback.")
+        var metricsToken: String?
         @Option(help: "Seconds an agent may stay disconnected during a run before it is declared lost.") var agentLostAfter = 10.0
         @Option(help: "Seconds a submitted run waits for enough agents.") var agentWait = 30.0
         @Option(help: "Database connections storing samples in parallel (about 150,000 samples/s each).") var dbWriters = 2
@@ -31,14 +45,21 @@ extension Loadstar {
         func run() async throws {
             self.common.bootstrap(default: .info)
             let logger = Logger(label: "loadstar.coordinator")
-            let address = try Address(self.listen, option: "--listen")
+            let environment = ProcessInfo.processInfo.environment
+            let access = AccessPolicy(
+                agentToken: self.agentToken ?? environment["LOADSTAR_AGENT_TOKEN"] ?? environment["LOADSTAR_TOKEN"],
+                operatorToken: self.operatorToken ?? environment["LOADSTAR_OPERATOR_TOKEN"])
+            let address = try Address(self.listen ?? (access.isComplete ? "0.0.0.0:7400" : "127.0.0.1:7400"), option: "--listen")
+            let allowTargets = self.allowTargets.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+                .filter { !$0.isEmpty }
             let metricsAddress = try self.metrics.map { try Address($0, option: "--metrics") }
             let server: CoordinatorServer
             do {
                 let url = try self.database.resolve()
                 let options = CoordinatorOptions(
-                    host: address.host, port: address.port,
-                    authToken: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"],
+                    host: address.host, port: address.port, access: access, allowTargets: allowTargets,
+                    ceilings: RunCeilings(maxRate: self.maxRate, maxRequests: self.maxRequests, maxDuration: self.maxDuration, maxSpend: self.maxSpend),
+                    metricsToken: self.metricsToken ?? environment["LOADSTAR_METRICS_TOKEN"],
                     agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, maximumConnections: max(1, self.maxConnections),
                     databaseWriters: max(1, self.dbWriters),
                     metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link, coordinatorID: self.id,
@@ -48,6 +69,9 @@ extension Loadstar {
                 throw fail("\(error)")
             }
             announce("loadstar coordinator listening on \(address.host):\(server.port)")
+            if !access.isComplete {
+                announce("loadstar coordinator: no \(access.agentToken == nil ? "agent" : "operator") credential set, so it listens on loopback only (set --agent-token and --operator-token to serve a network)")
+            }
             if let metricsAddress, let metricsServer = server.metricsServer {
                 announce("loadstar coordinator metrics on http://\(metricsAddress.host):\(metricsServer.port)/metrics")
             }
@@ -65,7 +89,9 @@ extension Loadstar {
         @Option(parsing: .singleValue, help: "Extra label KEY=VALUE (repeatable).") var label: [String] = []
         @Option(help: "Relative capacity when plans are split.") var capacity: UInt32 = 1
         @Option(help: "Stable agent id (default: a new UUID per process).") var id: String?
-        @Option(help: "Shared secret (default: $LOADSTAR_TOKEN).") var token: String?
+        @Option(name: [.customLong("agent-token"), .customLong("token")],
+                help: "The coordinator's agent credential (default: $LOADSTAR_AGENT_TOKEN; prefer the variable: arguments show in ps). Sent only over TLS or to a loopback coordinator.")
+        var agentToken: String?
         @Option(help: "Also write every sample as JSON lines to this file.") var record: String?
         @Option(help: "Seconds to keep trying a coordinator that was never reached.") var connectTimeout = 30.0
         @Flag(help: "Exit after one shard is finished and acknowledged.") var once = false
@@ -87,7 +113,8 @@ extension Loadstar {
             let hello = Hello(
                 agentID: self.id ?? UUID().uuidString, name: self.name ?? ProcessInfo.processInfo.hostName,
                 region: self.region, labels: labels, capacity: max(1, self.capacity), softwareVersion: Loadstar.version,
-                auth: self.token ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"] ?? "")
+                auth: self.agentToken ?? ProcessInfo.processInfo.environment["LOADSTAR_AGENT_TOKEN"]
+                    ?? ProcessInfo.processInfo.environment["LOADSTAR_TOKEN"] ?? "")
             let options = AgentOptions(
                 host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
                 exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link, spoolDirectory: self.spoolDir,

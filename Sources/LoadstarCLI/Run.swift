@@ -15,6 +15,8 @@ extension Loadstar {
         @Option(help: "Submit to this coordinator, HOST:PORT.") var coordinator: String?
         @Option(help: "Run a coordinator and this many agent processes on this machine.") var localAgents: Int?
         @Option(help: "Wait for at least this many agents (with --coordinator).") var minAgents: UInt32 = 1
+        @Option(help: "The coordinator's operator credential (default: $LOADSTAR_OPERATOR_TOKEN; prefer the variable: arguments show in ps). Sent only over TLS or to a loopback coordinator.")
+        var operatorToken: String?
         @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
@@ -50,15 +52,20 @@ extension Loadstar {
             var serverTask: Task<Void, any Error>?
             let address: Address
             var minimum = self.minAgents
+            var operatorToken = self.operatorToken ?? ProcessInfo.processInfo.environment["LOADSTAR_OPERATOR_TOKEN"] ?? ""
             if let count = self.localAgents {
                 do {
                     let url = try self.database.resolve()
+                    // Even on loopback, only this process and the agents it starts may use the
+                    // coordinator: fresh credentials for each role, never on a command line.
+                    let access = AccessPolicy(agentToken: newLocalCredential(), operatorToken: newLocalCredential())
+                    operatorToken = access.operatorToken ?? ""
                     let local = try await CoordinatorServer.bind(
-                        options: CoordinatorOptions(host: "127.0.0.1", port: 0), database: Database(conninfo: url), logger: logger)
+                        options: CoordinatorOptions(host: "127.0.0.1", port: 0, access: access), database: Database(conninfo: url), logger: logger)
                     server = local
                     serverTask = Task { try await local.run() }
                     address = try Address("127.0.0.1:\(local.port)", option: "--coordinator")
-                    agents = try (0..<count).map { try Self.spawnAgent(index: $0, port: local.port) }
+                    agents = try (0..<count).map { try Self.spawnAgent(index: $0, port: local.port, token: access.agentToken ?? "") }
                     minimum = UInt32(count)
                 } catch {
                     throw fail("\(error)")
@@ -75,7 +82,7 @@ extension Loadstar {
             // The plan goes parsed, with its trace files read here: the coordinator may not have them.
             let submission = SubmitRun(
                 planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets,
-                resolvedPlan: Array((try? JSONEncoder().encode(parsed)) ?? Data()))
+                resolvedPlan: Array((try? JSONEncoder().encode(parsed)) ?? Data()), auth: operatorToken)
             let finished: RunFinished
             do {
                 finished = try await RunClient.submit(
@@ -101,7 +108,7 @@ extension Loadstar {
             FileHandle.standardError.write(Data("[loadstar] \(line)\n".utf8))
         }
 
-        static func spawnAgent(index: Int, port: Int) throws -> Process {
+        static func spawnAgent(index: Int, port: Int, token: String) throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             process.arguments = [
@@ -109,6 +116,9 @@ extension Loadstar {
                 "--once", "--log-level", "warning",
             ]
             process.standardInput = FileHandle.nullDevice
+            var environment = ProcessInfo.processInfo.environment
+            environment["LOADSTAR_AGENT_TOKEN"] = token
+            process.environment = environment
             try process.run()
             return process
         }
@@ -250,4 +260,10 @@ enum SignalStream {
         }
         return stream
     }
+}
+
+/// A random credential for a coordinator this process starts for itself (`--local-agents`).
+func newLocalCredential() -> String {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<4).map { _ in String(generator.next() as UInt64, radix: 36) }.joined(separator: "-")
 }

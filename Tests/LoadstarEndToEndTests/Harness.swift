@@ -128,15 +128,22 @@ struct Cluster {
     let simulatorPort: Int
     let coordinatorPort: Int
     let databaseURL: String
+    /// The credentials of the cluster's coordinator, passed to its agents and clients in the
+    /// environment (never on a command line).
+    static let agentToken = "cluster-agent-\(UUID().uuidString)"
+    static let operatorToken = "cluster-operator-\(UUID().uuidString)"
+    static var credentials: [String: String] {
+        ["LOADSTAR_AGENT_TOKEN": Self.agentToken, "LOADSTAR_OPERATOR_TOKEN": Self.operatorToken]
+    }
 
     /// - Parameter metrics: also serve Prometheus metrics (on a port of its own, see ``metricsURL``).
-    static func start(agentLostAfter: Double = 10, metrics: Bool = false) async throws -> Cluster {
+    static func start(agentLostAfter: Double = 10, metrics: Bool = false, extra: [String] = []) async throws -> Cluster {
         let url = try TestDatabase.url.get()
         let simulator = try Child(["sim", "--port", "0", "--token-interval-ms", "5", "--prefill-us-per-token", "10"])
         let coordinator = try Child([
             "coordinator", "--listen", "127.0.0.1:0", "--database", url, "--agent-lost-after", "\(agentLostAfter)",
             "--agent-wait", "20", "--log-level", "warning",
-        ] + (metrics ? ["--metrics", "127.0.0.1:0"] : []))
+        ] + (metrics ? ["--metrics", "127.0.0.1:0"] : []) + extra, environment: Self.credentials)
         return Cluster(
             simulator: simulator, coordinator: coordinator,
             simulatorPort: try await simulator.port(announcedBy: "loadstar sim listening"),
@@ -153,11 +160,13 @@ struct Cluster {
         var arguments = ["agent", "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--name", name, "--once", "--log-level", "warning"]
         if let record { arguments += ["--record", record] }
         arguments += extra
-        return try Child(arguments)
+        return try Child(arguments, environment: Self.credentials)
     }
 
     func run(_ planPath: String, minAgents: Int, environment: [String: String] = [:]) throws -> Child {
-        try Child(["run", planPath, "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--min-agents", "\(minAgents)"], environment: environment)
+        try Child(
+            ["run", planPath, "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--min-agents", "\(minAgents)"],
+            environment: Self.credentials.merging(environment) { $1 })
     }
 
     func writePlan(_ yaml: String) throws -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarProtocol
 import Testing
 
 /// Agent links over mutual TLS: a run with a secret goes through; agents without a certificate
@@ -7,7 +8,7 @@ import Testing
 @Suite struct LinkTLSTests {
     /// A CA, a coordinator certificate for 127.0.0.1 and an agent certificate it signed, and a
     /// rogue CA with an agent certificate of its own.
-    static func makePKI() throws -> String {
+    static func makePKI(coordinatorSAN: String = "IP:127.0.0.1") throws -> String {
         let dir = NSTemporaryDirectory() + "loadstar-pki-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ arguments: [String]) throws {
@@ -20,7 +21,7 @@ import Testing
             try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=loadstar-\(ca)",
                          "-keyout", "\(dir)/\(ca).key", "-out", "\(dir)/\(ca).pem"])
         }
-        for (name, ca, san) in [("coordinator", "ca", "IP:127.0.0.1"), ("agent", "ca", "DNS:agent"), ("intruder", "rogue", "DNS:agent")] {
+        for (name, ca, san) in [("coordinator", "ca", coordinatorSAN), ("agent", "ca", "DNS:agent"), ("intruder", "rogue", "DNS:agent")] {
             try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=\(name)", "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"])
             try "subjectAltName=\(san)\n".write(toFile: "\(dir)/\(name).ext", atomically: true, encoding: .utf8)
             try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/\(ca).pem", "-CAkey", "\(dir)/\(ca).key",
@@ -104,7 +105,9 @@ import Testing
         let run = try Child(["run", planPath, "--coordinator", "192.0.2.1:7400"], environment: ["LOADSTAR_TLS_TEST_KEY": "x"])
         #expect(try await run.wait(seconds: 30) != 0)
         #expect(run.stderr.contains("secrets would cross the network unencrypted to 192.0.2.1:7400"), "\(run.stderr)")
-        #expect(isLoopback("127.0.0.1") && isLoopback("127.3.4.5") && isLoopback("::1") && isLoopback("localhost"))
-        #expect(!isLoopback("10.0.0.1") && !isLoopback("192.0.2.1") && !isLoopback("128.0.0.1"))
+        #expect(hostIsLoopback("127.0.0.1") && hostIsLoopback("127.3.4.5") && hostIsLoopback("::1") && hostIsLoopback("localhost"))
+        #expect(!hostIsLoopback("10.0.0.1") && !hostIsLoopback("192.0.2.1") && !hostIsLoopback("128.0.0.1"))
+        // Decided by resolved address, not by the name's spelling.
+        #expect(!hostIsLoopback("127.evil.example") && !hostIsLoopback("127.evil.example", resolve: { _ in [IPAddress(v4: 203, 0, 113, 9)] }))
     }
 }

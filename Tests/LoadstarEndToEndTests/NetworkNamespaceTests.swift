@@ -39,9 +39,12 @@ import Testing
         defer { _ = try? Subprocess("/usr/sbin/ip", ["netns", "del", namespace]).wait() }
 
         let url = try TestDatabase.url.get()
+        // Off loopback, the coordinator needs both credentials, and they travel only over TLS.
+        let pki = try LinkTLSTests.makePKI(coordinatorSAN: "IP:\(hostIP)")
         let coordinator = try Child([
             "coordinator", "--listen", "\(hostIP):0", "--database", url, "--agent-lost-after", "90", "--log-level", "warning",
-        ])
+            "--tls-cert", "\(pki)/coordinator.pem", "--tls-key", "\(pki)/coordinator.key",
+        ], environment: Cluster.credentials)
         defer { coordinator.stop() }
         let port = try await coordinator.port(announcedBy: "loadstar coordinator listening")
         // The region's own target, and its agent, inside the namespace.
@@ -49,8 +52,9 @@ import Testing
         defer { simulator.stop() }
         let simulatorPort = try await simulator.port(announcedBy: "loadstar sim listening")
         let agent = try Child(
-            ["agent", "--coordinator", "\(hostIP):\(port)", "--name", "east-\(suffix)", "--region", "east", "--once", "--log-level", "warning"],
-            inNamespace: namespace)
+            ["agent", "--coordinator", "\(hostIP):\(port)", "--name", "east-\(suffix)", "--region", "east", "--once", "--log-level", "warning",
+             "--tls-ca", "\(pki)/ca.pem"],
+            environment: Cluster.credentials, inNamespace: namespace)
         defer { agent.stop() }
         let plan = NSTemporaryDirectory() + "loadstar-netns-\(UUID().uuidString).yaml"
         try """
@@ -59,7 +63,7 @@ import Testing
             workloads: [{name: w, prompt_tokens: 8, output_tokens: 4}]
             load: {stages: [{rate: 20, duration: 40s}]}
             """.write(toFile: plan, atomically: true, encoding: .utf8)
-        let run = try Child(["run", plan, "--coordinator", "\(hostIP):\(port)"])
+        let run = try Child(["run", plan, "--coordinator", "\(hostIP):\(port)", "--tls-ca", "\(pki)/ca.pem"], environment: Cluster.credentials)
         let id = try await CoordinatorRestartTests.runID(from: run)
         try await Task.sleep(for: .seconds(5))
         try Self.setLink(hostInterface, up: false)
@@ -99,12 +103,17 @@ import Testing
         defer { _ = try? Subprocess("/usr/sbin/ip", ["netns", "del", namespace]).wait() }
 
         let url = try TestDatabase.url.get()
-        let coordinator = try Child(["coordinator", "--listen", "\(hostIP):0", "--database", url, "--log-level", "warning"])
+        let pki = try LinkTLSTests.makePKI(coordinatorSAN: "IP:\(hostIP)")
+        let coordinator = try Child(
+            ["coordinator", "--listen", "\(hostIP):0", "--database", url, "--log-level", "warning",
+             "--tls-cert", "\(pki)/coordinator.pem", "--tls-key", "\(pki)/coordinator.key"],
+            environment: Cluster.credentials)
         defer { coordinator.stop() }
         let port = try await coordinator.port(announcedBy: "loadstar coordinator listening")
         let agent = try Child(
-            ["agent", "--coordinator", "\(hostIP):\(port)", "--name", "dns-\(suffix)", "--once", "--log-level", "warning"],
-            inNamespace: namespace)
+            ["agent", "--coordinator", "\(hostIP):\(port)", "--name", "dns-\(suffix)", "--once", "--log-level", "warning",
+             "--tls-ca", "\(pki)/ca.pem"],
+            environment: Cluster.credentials, inNamespace: namespace)
         defer { agent.stop() }
         let plan = NSTemporaryDirectory() + "loadstar-dns-\(UUID().uuidString).yaml"
         try """

@@ -6,7 +6,8 @@ import Testing
 /// One example of every message, with non-default values in every field.
 let everyMessage: [Message] = [
     .hello(Hello(agentID: "A-1", name: "a1", region: "eu-west", labels: ["zone": "b", "gpu": "none"], capacity: 3,
-                 softwareVersion: "0.1.0", auth: "s3cret")),
+                 softwareVersion: "0.1.0", auth: "s3cret",
+                 claims: [ShardClaim(runID: 7, shardIndex: 1, secret: "c0ffee"), ShardClaim(runID: 8, shardIndex: 0, secret: "")])),
     .welcome(Welcome(coordinatorID: "C", heartbeatIntervalMilliseconds: 1000)),
     .reject(Reject(code: .unauthorized, reason: "wrong token")),
     .heartbeat(Heartbeat(agentTime: 1_700_000_000_000_000, runID: 7, fired: 10, completed: 9, errors: 1, inFlight: 2,
@@ -14,7 +15,7 @@ let everyMessage: [Message] = [
     .clockProbe(ClockProbe(probeID: 3, coordinatorSendTime: -5)),
     .clockReply(ClockReply(probeID: 3, coordinatorSendTime: 10, agentReceiveTime: 20, agentSendTime: 21)),
     .assignShard(ShardAssignment(runID: 7, shardIndex: 1, shardCount: 2, seed: .max, spec: Array("{\"a\":1}".utf8),
-                                 secrets: ["KEY": "v"])),
+                                 secrets: ["KEY": "v"], shardSecret: "c0ffee", allowTargets: ["127.0.0.0/8", "api.example.com:443"])),
     .startAt(StartAt(runID: 7, startTime: 1_700_000_001_000_000)),
     .sampleBatch(SampleBatch(runID: 7, shardIndex: 1, batchSeq: 42, samples: [
         Sample(requestIndex: 5, cellIndex: 1, stageIndex: 2, userIndex: 3, intendedAt: 100, sentAt: 101, ttfb: 3, ttft: 4,
@@ -27,12 +28,13 @@ let everyMessage: [Message] = [
     .shardReady(ShardReady(runID: 7, shardIndex: 1, calibrations: [
         PromptCalibration(targetIndex: 0, tokensPerWord: 1.3, overheadTokens: 9),
         .identity(targetIndex: 1, problem: "HTTP 401"),
-    ])),
+    ], refusal: "load.stages[0].rate: must be above 0")),
     .shardDone(ShardDone(runID: 7, shardIndex: 1, fired: 100, succeeded: 98, failed: 2, late: 1, dropped: 0, batches: 3,
                          aborted: true)),
     .abort(Abort(runID: 7, reason: "user")),
     .goodbye(Goodbye(reason: "shutting down")),
-    .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"], resolvedPlan: [123, 125])),
+    .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"], resolvedPlan: [123, 125],
+                         auth: "operator")),
     .runAccepted(RunAccepted(runID: 7, agents: 2)),
     .runProgress(RunProgress(runID: 7, line: "50 %")),
     .runFinished(RunFinished(runID: 7, status: "completed", report: "table", problems: ["target t failed"])),
