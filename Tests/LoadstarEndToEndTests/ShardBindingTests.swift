@@ -58,7 +58,7 @@ import Glibc
 
     static func forgedBatch(runID: UInt64, shard: UInt32, seq: UInt64) -> Message {
         .sampleBatch(SampleBatch(runID: runID, shardIndex: shard, batchSeq: seq, samples: (0..<20).map { i in
-            Sample(requestIndex: 10_000_000 + seq * 100 + UInt64(i), ttft: 1, e2e: 2, httpStatus: 200, serverRequestID: "forged")
+            Sample(requestIndex: 10_000_000 + (seq % 10_000) * 100 + UInt64(i), ttft: 1, e2e: 2, httpStatus: 200, serverRequestID: "forged")
         }))
     }
 
