@@ -22,6 +22,8 @@ extension Loadstar {
         @Option(help: "Fixed timing: gap between output tokens, milliseconds.") var tokenIntervalMs = 10.0
         @Option(help: "Fixed timing: prefill time per prompt token, microseconds.") var prefillUsPerToken = 20.0
         @Option(help: "Output tokens when a request sets no max_tokens.") var defaultMaxTokens = 128
+        @Option(help: "Require this key (authorization: Bearer KEY or x-api-key: KEY); a request without it gets a 401 whose body echoes the request's headers, as a careless gateway's does.")
+        var apiKey: String?
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
@@ -43,7 +45,7 @@ extension Loadstar {
                         listeners.append((port, parts[0]))
                     }
                 }
-                server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog)
+                server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog, apiKey: self.apiKey)
             } catch let error as ValidationError {
                 throw error
             } catch {

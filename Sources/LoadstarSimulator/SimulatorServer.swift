@@ -22,7 +22,8 @@ public final class SimulatorServer: Sendable {
     /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
     /// and `/<profile>/v1/…` reaches any profile from any port.
     public static func start(
-        host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?
+        host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
+        apiKey: String? = nil
     ) async throws -> SimulatorServer {
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
@@ -32,7 +33,7 @@ public final class SimulatorServer: Sendable {
         let loop = group.next()
         let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
         let state = try await loop.submit {
-            NIOLoopBound(SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog), eventLoop: loop)
+            NIOLoopBound(SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey), eventLoop: loop)
         }.get()
         if truthLog != nil {
             loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
@@ -71,10 +72,14 @@ public final class SimulatorServer: Sendable {
 final class SimulatorState {
     let engines: [String: InferenceEngine]
     let truthLog: TruthLog?
+    /// The key every generation request must carry (`authorization: Bearer KEY` or `x-api-key`);
+    /// `nil`: none is asked for.
+    let apiKey: String?
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
-    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?) {
+    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil) {
+        self.apiKey = apiKey
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
@@ -187,7 +192,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
     }
 
     private static func error(_ message: String, type: String) -> String {
-        #"{"error":{"message":"\#(message)","type":"\#(type)"}}"#
+        let escaped = message.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return #"{"error":{"message":"\#(escaped)","type":"\#(type)"}}"#
     }
 
     private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil) {
@@ -212,6 +218,14 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             let texts = format.promptTexts(body)
         else {
             self.respond(context, head, status: .badRequest, json: Self.error("body is not a valid request for this endpoint", type: "invalid_request_error"))
+            return
+        }
+        if let key = self.state.apiKey,
+            !head.headers["authorization"].contains("Bearer \(key)"), !head.headers["x-api-key"].contains(key)
+        {
+            // Like a careless gateway: the refusal echoes the request's headers, credentials included.
+            let echoed = head.headers.map { "\($0.name): \($0.value)" }.joined(separator: "; ")
+            self.respond(context, head, status: .unauthorized, json: Self.error("invalid API key; request headers were: \(echoed)", type: "authentication_error"))
             return
         }
         let faults = engine.profile.faults
