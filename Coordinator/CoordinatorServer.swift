@@ -4,6 +4,7 @@ import LoadstarPlan
 import LoadstarProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Settings of a coordinator.
 public struct CoordinatorOptions: Sendable {
@@ -188,7 +189,18 @@ public final class CoordinatorServer: Sendable {
                 var messages = inbound.makeAsyncIterator()
                 guard let first = try await messages.next() else { return }
                 switch first {
-                case .hello(let hello):
+                case .hello(var hello):
+                    // Under mutual TLS an agent's id is bound to its certificate's subject: two
+                    // certificates can never claim the same id.
+                    if self.options.tls?.caFile != nil {
+                        let certificate = try? await connection.channel.pipeline.handler(type: NIOSSLHandler.self)
+                            .map { $0.peerCertificate }.get()
+                        guard let subject = certificate?.subjectCommonName else {
+                            try await outbound.write(.reject(Reject(code: .unauthorized, reason: "the agent's certificate names no subject (CN)")))
+                            return
+                        }
+                        if hello.agentID != subject { hello.agentID = "\(subject)/\(hello.agentID)" }
+                    }
                     try await self.state.serveAgent(hello, address: address, messages: &messages, outbound: outbound)
                 case .submitRun(let submit):
                     guard self.options.access.admitsOperator(submit.auth) else {

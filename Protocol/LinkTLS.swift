@@ -99,3 +99,14 @@ extension ChannelPipeline.SynchronousOperations {
         try self.addHandler(NIOSSLServerHandler(context: context))
     }
 }
+
+extension NIOSSLCertificate {
+    /// The common name of the certificate's subject, or `nil` when it has none. (NIOSSL keeps its
+    /// accessor internal; its `description` carries the field.)
+    public var subjectCommonName: String? {
+        guard let field = self.description.split(separator: ";").first(where: { $0.hasPrefix("common_name=") }) else { return nil }
+        var name = field.dropFirst("common_name=".count)
+        if name.hasSuffix(">") { name = name.dropLast() }
+        return name.isEmpty ? nil : String(name)
+    }
+}

@@ -88,7 +88,7 @@ import Testing
         let port = freePort()
         let arguments = [
             "coordinator", "--listen", "127.0.0.1:\(port)", "--database", url, "--id", "spool-\(UUID().uuidString)",
-            "--agent-lost-after", "90", "--spool-dir", setup.spool, "--log-level", "warning",
+            "--agent-lost-after", "90", "--spool-dir", setup.spool, "--log-level", "info",
         ]
         var coordinator = try Child(arguments)
         defer { coordinator.stop() }
@@ -110,11 +110,11 @@ import Testing
         _ = try await coordinator.port(announcedBy: "loadstar coordinator listening")
         #expect(try await agent.wait(seconds: 90) == 0, "\(agent.stderr)")
         let database = Database(conninfo: url)
-        #expect(try await CoordinatorRestartTests.status(ofRun: id, in: database) == "completed")
+        #expect(try await CoordinatorRestartTests.status(ofRun: id, in: database) == "completed", "\(coordinator.stderr)")
         let rows = try await database.query(
             "SELECT count(*), count(DISTINCT request_index), (SELECT fired FROM shards WHERE run_id = $1) FROM samples WHERE run_id = $1",
             [String(id)]).rows[0]
-        #expect(rows[0] == "280" && rows[1] == "280" && rows[2] == "280", "\(rows)")
+        #expect(rows[0] == "280" && rows[1] == "280" && rows[2] == "280", "\(rows)\n\(agent.stderr)")
         #expect(try setup.spooledFiles().isEmpty)
     }
 }

@@ -107,7 +107,7 @@ final class CuttableLink: Sendable {
         let record = NSTemporaryDirectory() + "loadstar-cut-\(UUID().uuidString).jsonl"
         let agent = try Child([
             "agent", "--coordinator", "127.0.0.1:\(link.port)", "--name", "cut", "--once", "--log-level", "warning", "--record", record,
-        ])
+        ], environment: Cluster.credentials)
         defer { agent.stop() }
         let plan = simulatorPlan("link-cut", stage: "{rate: 20, duration: 40s}")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
@@ -153,7 +153,7 @@ final class CuttableLink: Sendable {
         let agent = try Child([
             "agent", "--coordinator", "127.0.0.1:\(link.port)", "--name", "spool", "--once", "--log-level", "warning",
             "--spool-dir", spool, "--spool-memory-mb", "0",
-        ])
+        ], environment: Cluster.credentials)
         defer { agent.stop() }
         let plan = simulatorPlan("spool", stage: "{rate: 20, duration: 15s}")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)

@@ -83,8 +83,10 @@ import Testing
         let database = Database(conninfo: url)
         let rows = try await database.query("SELECT count(*), count(*) FILTER (WHERE error_class = 'none') FROM samples WHERE run_id = $1", [String(id)]).rows[0]
         #expect(rows[0] == "20" && rows[1] == "20", "\(rows)")
-        let agents = try await database.query("SELECT a.name FROM shards s JOIN agents a ON a.id = s.agent_id WHERE s.run_id = $1", [String(id)]).rows
+        let agents = try await database.query("SELECT a.name, a.id FROM shards s JOIN agents a ON a.id = s.agent_id WHERE s.run_id = $1", [String(id)]).rows
         #expect(agents.map { $0[0] } == ["trusted"])
+        // Under mutual TLS the agent's id is bound to its certificate's subject (CN=agent).
+        #expect(agents.first?[1]?.hasPrefix("agent/") == true, "\(agents)")
         #expect(!coordinator.stderr.contains("sk-tls-secret-1234") && !run.stderr.contains("sk-tls-secret-1234"))
 
         // A client without a certificate cannot even submit.

@@ -122,7 +122,7 @@ import Testing
             workloads: [{name: w, prompt_tokens: 8, output_tokens: 4}]
             load: {stages: [{rate: 10, requests: 20}]}
             """.write(toFile: plan, atomically: true, encoding: .utf8)
-        let run = try Child(["run", plan, "--coordinator", "\(hostIP):\(port)"])
+        let run = try Child(["run", plan, "--coordinator", "\(hostIP):\(port)", "--tls-ca", "\(pki)/ca.pem"], environment: Cluster.credentials)
         let id = try await CoordinatorRestartTests.runID(from: run)
         _ = try await run.wait(seconds: 60)
         let rows = try await Database(conninfo: url).query(

@@ -12,7 +12,7 @@ import Testing
         let agent = try Child([
             "agent", "--coordinator", "127.0.0.1:\(cluster.coordinatorPort)", "--name", name, "--region", "eu-west",
             "--label", "zone=b", "--capacity", "3", "--log-level", "warning",
-        ])
+        ], environment: Cluster.credentials)
         defer { agent.stop() }
         // Registered at once; the clock estimate lands with the first heartbeats after the probes.
         var line: Substring?
