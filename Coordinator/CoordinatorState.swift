@@ -51,6 +51,11 @@ actor CoordinatorState {
         var refused: String?
         /// The agent that took the rest of this (lost) shard over.
         var heir: String?
+        /// The takeover shard's index.
+        var heirShard: UInt32?
+        /// When a lost shard's agent was last heard from (coordinator clock, µs): requests due
+        /// before it were the lost agent's, the ones from it on its heir's (or nobody's).
+        var lossAt: Int64?
     }
 
     /// What handing a lost shard over needs; kept for the run a client submitted (not for one
@@ -640,7 +645,7 @@ actor CoordinatorState {
             try? await self.database.recordEvent(
                 runID: interrupted.id, kind: "run_started", detail: "resumed by coordinator \(self.coordinatorID) after a restart")
             while !(await self.runFinished()) { try? await Task.sleep(for: .milliseconds(250)) }
-            let status = self.finalStatus()
+            let status = await self.finalStatus()
             try? await self.closeRun(interrupted.id, status: status)
             try? await self.database.recordEvent(
                 runID: interrupted.id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
@@ -755,6 +760,7 @@ actor CoordinatorState {
                 || since.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false
             if gone {
                 self.run?.shards[index]?.lost = true
+                self.run?.shards[index]?.lossAt = min(now, entry?.lastHeard ?? run.resumedAt ?? now)
                 self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
                 try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
                 let heir = await self.handOver(index)
@@ -788,7 +794,10 @@ actor CoordinatorState {
             return nil
         }
         let index = (run.shards.keys.max() ?? 0) + 1
-        let resumeAfter = coordinatorNow() + 1_000_000 - context.start
+        // Every request due from the loss on is the heir's, run late if need be (its lateness shows
+        // as send lag), so that none is skipped.
+        let lossAt = run.shards[lost]?.lossAt ?? coordinatorNow()
+        let resumeAfter = max(0, lossAt - context.start)
         spec.shardIndex = Int(index)
         spec.takeover = ShardSpec.Takeover(lostShard: Int(lost), resumeAfter: resumeAfter, runStart: context.start + heir.clock.offset)
         // The run knows the new shard before anything awaits, so it cannot look finished meanwhile.
@@ -796,6 +805,7 @@ actor CoordinatorState {
         progress.ready = true
         self.run?.shards[index] = progress
         self.run?.shards[lost]?.heir = heir.hello.name
+        self.run?.shards[lost]?.heirShard = index
         self.run?.handOver?.specs[index] = spec
         let secret = newShardSecret()
         self.shardAssigned(ShardOwnership.Key(runID: run.id, shardIndex: index), agentID: heir.hello.agentID, secret: secret)
@@ -819,27 +829,91 @@ actor CoordinatorState {
         return heir.hello.name
     }
 
-    private func finalStatus() -> (String, String?) {
+    /// The run's final status and its reason. Every request the plan scheduled ends as one row
+    /// first: lost shards' missing requests are written as `lost` or `not_sent`. Then:
+    /// - `failed`: an agent refused its shard;
+    /// - `aborted`: stopped on request (or by the coordinator's `--max-duration`);
+    /// - `partial`: any request `dropped`, `lost` or `not_sent`, or an agent shut down mid-run;
+    /// - `completed` otherwise (a lost agent whose heir ran the rest of its shard included).
+    private func finalStatus() async -> (String, String?) {
         guard let run = self.run else { return ("failed", "run state lost") }
         let refused = run.shards.values.compactMap { shard in shard.refused.map { "agent \(shard.agentName) refused its shard: \($0)" } }
         if !refused.isEmpty { return ("failed", refused.sorted().joined(separator: "; ")) }
-        if run.aborting { return ("aborted", run.abortReason ?? "stopped on request; every sample fired before the stop is stored") }
-        let lost = run.shards.values.filter { $0.lost && $0.heir == nil }.map(\.agentName)
-        // Lost agents whose shards were handed over: the run completes, and says so.
-        let handedOver = run.shards.values.filter { $0.lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
-        if lost.isEmpty, !handedOver.isEmpty, !run.shards.values.contains(where: { $0.done?.aborted == true }) {
-            return ("completed", handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
-                .joined(separator: "; ") + "; requests due between the loss and the takeover (about "
-                + "\(Int(self.options.agentLostAfter) + 1) s) were not run")
+        await self.accountForLostShards()
+        let counts: [String: Int]
+        do {
+            counts = try await self.database.unfinishedRequests(runID: run.id)
+        } catch {
+            self.logger.error("cannot count the run's unfinished requests", metadata: ["error": "\(error)"])
+            counts = [:]
         }
-        if !lost.isEmpty {
-            return ("partial", "agent(s) \(lost.sorted().joined(separator: ", ")) lost mid-run; their samples up to then are stored")
+        let notDue = 0
+        if run.aborting {
+            var reason = run.abortReason ?? "stopped on request"
+            let cancelled = counts["cancelled", default: 0]
+            reason += "; \(cancelled) request(s) in flight or due were cancelled (stored as cancelled)"
+            if notDue > 0 { reason += ", \(notDue) not yet due were never scheduled" }
+            return ("aborted", reason + "; every sample fired before the stop is stored")
+        }
+        var problems: [String] = []
+        if let dropped = counts["dropped"], dropped > 0 {
+            problems.append("\(dropped) request(s) dropped: an agent's max_in_flight was reached when they were due (add agents or raise load.max_in_flight)")
+        }
+        let lostAgents = run.shards.values.filter(\.lost).map(\.agentName).sorted()
+        if let lost = counts["lost"], lost > 0 {
+            problems.append("\(lost) request(s) lost: agent(s) \(lostAgents.joined(separator: ", ")) died before their samples arrived")
+        }
+        if let notSent = counts["not_sent"], notSent > 0 {
+            problems.append("\(notSent) request(s) not sent: agent(s) \(lostAgents.joined(separator: ", ")) were lost and nobody ran the rest of their shards")
         }
         let stopped = run.shards.values.filter { $0.done?.aborted == true }.map(\.agentName)
         if !stopped.isEmpty {
-            return ("partial", "agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
+            problems.append("agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
+        }
+        if !problems.isEmpty { return ("partial", problems.joined(separator: "; ")) }
+        let handedOver = run.shards.values.filter { $0.lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
+        if !handedOver.isEmpty {
+            return ("completed", handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
+                .joined(separator: "; "))
         }
         return ("completed", nil)
+    }
+
+    /// Writes a row for every request a lost shard owed that no row accounts for (`lost` before
+    /// the loss, `not_sent` from it on). Stored as one batch of the lost shard with a reserved
+    /// number, so that doing it again (a restarted coordinator) stores nothing twice.
+    private func accountForLostShards() async {
+        guard let run = self.run else { return }
+        for (index, shard) in run.shards where shard.lost {
+            do {
+                guard let spec = try await self.database.shardSpec(runID: run.id, shardIndex: index) else { continue }
+                let shards = [index] + (shard.heirShard.map { [$0] } ?? [])
+                let present = try await self.database.firstTurnRequests(runID: run.id, shardIndices: shards)
+                let starts = try await self.database.stageStarts(runID: run.id)
+                let lossAt = shard.lossAt ?? coordinatorNow()
+                let owed = RunAccounting.owed(spec: spec, present: present, stageStarts: starts, lossAt: lossAt)
+                guard !owed.isEmpty else { continue }
+                let samples = owed.map { request in
+                    let due = starts[RunAccounting.StageKey(cell: request.key.cell, stage: request.key.stage)].map { $0 + request.offset } ?? lossAt
+                    return Sample(
+                        requestIndex: UInt64(request.key.index), cellIndex: UInt32(request.key.cell), stageIndex: UInt16(request.key.stage),
+                        userIndex: UInt32(clamping: request.user), intendedAt: due, sentAt: due,
+                        promptTokensRequested: Int32(clamping: request.promptTokens), errorClass: request.errorClass,
+                        errorDetail: request.errorClass == .lost
+                            ? "agent \(shard.agentName) was lost before this request's sample arrived"
+                            : "agent \(shard.agentName) was lost and no agent ran this request")
+                }
+                let batch = SampleBatch(runID: run.id, shardIndex: index, batchSeq: RunAccounting.accountingBatch, samples: samples)
+                if try await self.writer(for: batch).store(batch, clockOffset: 0) {
+                    let lost = samples.filter { $0.errorClass == .lost }.count
+                    try? await self.database.recordEvent(
+                        runID: run.id, kind: "requests_accounted", shardIndex: index,
+                        detail: "accounted for agent \(shard.agentName)'s shard: \(lost) request(s) lost, \(samples.count - lost) not sent")
+                }
+            } catch {
+                self.logger.error("cannot account for a lost shard's requests", metadata: ["shard.index": "\(index)", "error": "\(error)"])
+            }
+        }
     }
 
     private func abortRun(reason: String, byCoordinator: Bool = false) async {

@@ -230,6 +230,64 @@ public actor Database {
         }
     }
 
+    /// How many of a run's rows ended each way a request can fail to complete its course.
+    public func unfinishedRequests(runID: UInt64) throws(DatabaseError) -> [String: Int] {
+        try self.with { db throws(DatabaseError) in
+            var counts: [String: Int] = [:]
+            for row in try db.query("""
+                SELECT error_class, count(*) FROM samples
+                WHERE run_id = $1 AND error_class IN ('dropped', 'lost', 'not_sent', 'cancelled') GROUP BY 1
+                """, [String(runID)]) {
+                if let name = row[0], let count = row[1].flatMap({ Int($0) }) { counts[name] = count }
+            }
+            return counts
+        }
+    }
+
+    /// The spec a shard was assigned.
+    func shardSpec(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> ShardSpec? {
+        try self.with { db throws(DatabaseError) in
+            let rows = try db.query("SELECT spec::text FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)])
+            guard let json = rows.first?[0] else { return nil }
+            return try? JSONDecoder().decode(ShardSpec.self, from: Data(json.utf8))
+        }
+    }
+
+    /// The first-turn requests of the given shards that have a row.
+    func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]) throws(DatabaseError) -> Set<RunAccounting.RequestKey> {
+        try self.with { db throws(DatabaseError) in
+            var keys = Set<RunAccounting.RequestKey>()
+            let list = "{" + shardIndices.map(String.init).joined(separator: ",") + "}"
+            for row in try db.query(
+                "SELECT cell_index, stage_index, request_index FROM samples WHERE run_id = $1 AND shard_index = ANY($2::int[]) AND turn_index = 0",
+                [String(runID), list])
+            {
+                guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let index = row[2].flatMap({ Int($0) })
+                else { continue }
+                keys.insert(RunAccounting.RequestKey(cell: cell, stage: stage, index: index))
+            }
+            return keys
+        }
+    }
+
+    /// When each stage of each cell started (its first intended request, fleet-wide), µs since
+    /// the epoch on the coordinator's clock.
+    func stageStarts(runID: UInt64) throws(DatabaseError) -> [RunAccounting.StageKey: Int64] {
+        try self.with { db throws(DatabaseError) in
+            var starts: [RunAccounting.StageKey: Int64] = [:]
+            for row in try db.query("""
+                SELECT cell_index, stage_index, (extract(epoch FROM min(intended_at)) * 1000000)::bigint
+                FROM samples WHERE run_id = $1 AND batch_seq < $2 GROUP BY 1, 2
+                """, [String(runID), String(RunAccounting.accountingBatch)])
+            {
+                guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let at = row[2].flatMap({ Int64($0) })
+                else { continue }
+                starts[RunAccounting.StageKey(cell: cell, stage: stage)] = at
+            }
+            return starts
+        }
+    }
+
     public func recordShardDone(_ done: ShardDone) throws(DatabaseError) {
         _ = try self.with { db throws(DatabaseError) in
             try db.query("""

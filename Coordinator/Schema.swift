@@ -514,11 +514,13 @@ enum Schema {
             -- coordinator or to one restarted with its identity) proves with it that a shard is its
             -- own before its batches are accepted. The secret itself is never stored.
             ALTER TABLE shards ADD COLUMN secret_sha256 bytea;
-            -- shard_refused: an agent refused its shard (it failed the agent's plan validation).
+            -- shard_refused: an agent refused its shard (it failed the agent's plan validation);
+            -- requests_accounted: a lost shard's requests that no row accounted for were written as
+            -- lost or not_sent.
             ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
             ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
-                'slo_verdict', 'run_finished', 'shard_refused'));
+                'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
             """),
     ]
 }

@@ -18,6 +18,12 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
     case other = 14
     /// The agent refused to connect: the address is not in the coordinator's `--allow-targets`.
     case forbiddenTarget = 15
+    /// Due while the agent's in-flight cap was reached: never sent.
+    case dropped = 16
+    /// Its agent was lost before the request's sample arrived.
+    case lost = 17
+    /// Its agent was lost and no agent ran it.
+    case notSent = 18
 
     /// The name stored in the database and shown in reports.
     public var name: String {
@@ -38,6 +44,9 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
         case .cancelled: "cancelled"
         case .other: "other"
         case .forbiddenTarget: "forbidden_target"
+        case .dropped: "dropped"
+        case .lost: "lost"
+        case .notSent: "not_sent"
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarPlan
 import Testing
 
 /// Real processes over real TCP: a simulator, a coordinator on a real PostgreSQL, and agent
@@ -127,6 +128,19 @@ import Testing
             "SELECT a.name, s.status FROM shards s JOIN agents a ON a.id = s.agent_id WHERE run_id = $1 ORDER BY 1", [String(id)]).rows
         #expect(statuses.map { $0[1] } == ["done", "lost"])
         #expect(try await database.query("SELECT status FROM runs WHERE id = $1", [String(id)]).rows[0][0] == "partial")
+        // Every request the plan scheduled is one row: what the victim owed and never delivered is
+        // there as lost (due before it died) or not_sent (due after), with its intended time.
+        let parsed = try PlanParser.parse(yaml: plan.replacingOccurrences(of: "SIMPORT", with: "1"))
+        let expected = parsed.cells.reduce(0) { $0 + (PlanExplainer.expectedRequests(parsed, cell: $1.index, stage: 0, striping: nil) ?? 0) }
+        let counts = try await database.query("""
+            SELECT count(*), count(DISTINCT (cell_index, request_index)), count(*) FILTER (WHERE error_class = 'not_sent'),
+                   count(*) FILTER (WHERE error_class IN ('lost', 'not_sent') AND ttft_us IS NULL AND e2e_us IS NULL)
+                     = count(*) FILTER (WHERE error_class IN ('lost', 'not_sent'))
+            FROM samples WHERE run_id = $1
+            """, [String(id)]).rows[0]
+        #expect(counts[0] == String(expected) && counts[1] == String(expected), "rows \(counts), expected \(expected)")
+        #expect((Int(counts[2] ?? "") ?? 0) > 0 && counts[3] == "t", "\(counts)")
+        #expect(run.stderr.contains("not sent"), "the reason says how many and why: \(run.stderr)")
         // The coordinator noticed within 3 s, then declared the agent lost; the events say so.
         let events = try await database.query(
             "SELECT kind, extract(epoch FROM at) FROM run_events WHERE run_id = $1 AND kind IN ('agent_unreachable', 'agent_lost') ORDER BY at",
