@@ -6,7 +6,17 @@ struct SampleCopyEncoder {
     /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
     static let postgresEpochOffset: Int64 = 946_684_800_000_000
     static let int4OID: UInt32 = 23
-    static let columnCount: Int16 = 29
+    /// The columns each tuple carries, in order: COPY names them, so that a column added to
+    /// `samples` later (with a default) never shifts what a tuple means.
+    static let columns = [
+        "run_id", "shard_index", "batch_seq", "request_index", "cell_index", "stage_index", "user_index", "intended_at", "sent_at",
+        "send_lag_us", "ttfb_us", "ttft_us", "e2e_us", "dns_us", "connect_us", "tls_us", "prompt_tokens_requested", "prompt_tokens",
+        "output_tokens", "output_tokens_estimated", "cached_tokens", "http_status", "error_class", "error_detail", "connection_reused",
+        "excluded", "itl_us", "server_request_id", "turn_index",
+    ]
+    static let columnCount = Int16(columns.count)
+    /// The COPY statement for these tuples.
+    static let copyStatement = "COPY samples (\(columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)"
 
     private(set) var buffer: ByteBuffer
 

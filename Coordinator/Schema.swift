@@ -522,5 +522,164 @@ enum Schema {
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
                 'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
             """),
+        Migration(version: 13, name: "every request counted, client-bound cells, per-request mean gaps", sql: """
+            -- What each agent reports of its own pace, per cell: when the client, not the target,
+            -- set the pace, the cell's latencies carry that warning.
+            CREATE TABLE cell_client_stats (
+                run_id          bigint NOT NULL,
+                shard_index     int NOT NULL,
+                cell_index      int NOT NULL,
+                send_lag_p99_us bigint NOT NULL,
+                late            bigint NOT NULL,
+                dropped         bigint NOT NULL,
+                busy_fraction   double precision NOT NULL,
+                PRIMARY KEY (run_id, shard_index, cell_index),
+                FOREIGN KEY (run_id, shard_index) REFERENCES shards ON DELETE CASCADE
+            );
+            -- The plan's thresholds (load.client_bound): send lag p99 in ms, worker busy share.
+            ALTER TABLE runs
+                ADD COLUMN client_bound_send_lag_ms double precision NOT NULL DEFAULT 10,
+                ADD COLUMN client_bound_busy        double precision NOT NULL DEFAULT 0.9;
+            -- The output tokens each request asked for (max_tokens), against output_tokens delivered.
+            ALTER TABLE samples ADD COLUMN output_tokens_requested int;
+
+            -- Per run × cell: whether an agent set the pace (send lag p99 over the threshold, a
+            -- dropped request, or a worker busy over the threshold), and which agents, why.
+            CREATE VIEW client_bound_cells AS
+            SELECT s.run_id, s.cell_index,
+                   bool_or(x.slow OR x.dropping OR x.busy) AS client_bound,
+                   string_agg(CASE WHEN x.slow OR x.dropping OR x.busy
+                                   THEN 'agent ' || a.name || ' fell behind: ' || concat_ws(', ',
+                                        CASE WHEN x.slow THEN 'send lag p99 ' || round(s.send_lag_p99_us / 1000.0, 1) || ' ms' END,
+                                        CASE WHEN x.dropping THEN s.dropped || ' dropped' END,
+                                        CASE WHEN x.busy THEN 'worker busy ' || round(s.busy_fraction::numeric * 100) || '%' END)
+                                        || '; add agents or workers' END, '; ' ORDER BY a.name) AS client_bound_reason
+            FROM cell_client_stats s
+            JOIN runs r ON r.id = s.run_id
+            JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+            JOIN agents a ON a.id = sh.agent_id
+            CROSS JOIN LATERAL (
+                SELECT s.send_lag_p99_us > r.client_bound_send_lag_ms * 1000 AS slow, s.dropped > 0 AS dropping,
+                       s.busy_fraction > r.client_bound_busy AS busy
+            ) x
+            GROUP BY s.run_id, s.cell_index;
+
+            -- latency_summary gains, at its end: the requests that never completed their course
+            -- (dropped, lost, not_sent, cancelled: counted in requests and errors), the client-bound
+            -- flag and its reason, percentiles of each request's mean inter-token gap (beside the
+            -- pooled itl_*), the share of successful requests whose output count was estimated, and
+            -- the output tokens asked for against delivered (means). Percentiles: linear
+            -- interpolation between closest ranks (percentile_cont).
+            CREATE OR REPLACE VIEW latency_summary AS
+            WITH requests AS (
+                SELECT run_id, cell_index,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       count(*) FILTER (WHERE meets_slo) AS good,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us)
+                           FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us)
+                           FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us)
+                           FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_e2e,
+                       sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none') AS prompt_tokens,
+                       sum(cached_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cached_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cacheable_tokens,
+                       extract(epoch FROM max(sent_at + e2e_us * interval '1 microsecond') - min(sent_at)) AS window_s
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, cell_index
+            ), unfinished AS (
+                SELECT run_id, cell_index,
+                       count(*) FILTER (WHERE error_class = 'dropped') AS dropped,
+                       count(*) FILTER (WHERE error_class = 'lost') AS lost,
+                       count(*) FILTER (WHERE error_class = 'not_sent') AS not_sent,
+                       count(*) FILTER (WHERE error_class = 'cancelled') AS cancelled,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY mean_gap_us)
+                           FILTER (WHERE error_class = 'none') AS itl_mean,
+                       count(*) FILTER (WHERE error_class = 'none' AND output_tokens_estimated)::double precision
+                           / nullif(count(*) FILTER (WHERE error_class = 'none'), 0) AS output_estimated_share,
+                       avg(output_tokens_requested) FILTER (WHERE error_class = 'none') AS output_tokens_requested_mean,
+                       avg(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens_mean
+                FROM samples
+                CROSS JOIN LATERAL (SELECT avg(g)::double precision AS mean_gap_us FROM unnest(itl_us) AS g) m
+                WHERE NOT excluded
+                GROUP BY run_id, cell_index
+            ), gaps AS (
+                SELECT run_id, cell_index,
+                       count(*) AS gaps,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY gap) AS itl
+                FROM request_samples, unnest(itl_us) AS gap
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, cell_index
+            )
+            SELECT r.run_id, t.name AS target, c.scenario, c.name AS cell, c.cell_index,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   r.requests, r.errors,
+                   round(r.errors::numeric / r.requests, 4) AS error_rate,
+                   r.ttft[1] / 1000 AS ttft_p50_ms, r.ttft[2] / 1000 AS ttft_p90_ms,
+                   r.ttft[3] / 1000 AS ttft_p95_ms, r.ttft[4] / 1000 AS ttft_p99_ms, r.ttft[5] / 1000 AS ttft_p999_ms,
+                   g.itl[1] / 1000 AS itl_p50_ms, g.itl[2] / 1000 AS itl_p90_ms,
+                   g.itl[3] / 1000 AS itl_p95_ms, g.itl[4] / 1000 AS itl_p99_ms, g.itl[5] / 1000 AS itl_p999_ms,
+                   r.tpot[1] / 1000 AS tpot_p50_ms, r.tpot[2] / 1000 AS tpot_p90_ms,
+                   r.tpot[3] / 1000 AS tpot_p95_ms, r.tpot[4] / 1000 AS tpot_p99_ms, r.tpot[5] / 1000 AS tpot_p999_ms,
+                   r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
+                   r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms, r.e2e[5] / 1000 AS e2e_p999_ms,
+                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[4] / 1000 AS sched_ttft_p99_ms,
+                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[4] / 1000 AS sched_e2e_p99_ms,
+                   r.output_tokens,
+                   r.window_s,
+                   (r.requests - r.errors) / nullif(r.window_s, 0) AS throughput_rps,
+                   r.output_tokens / nullif(r.window_s, 0) AS output_tok_s,
+                   r.good / nullif(r.window_s, 0) AS goodput_rps,
+                   round(r.good::numeric / r.requests, 4) AS slo_attainment,
+                   r.cached_tokens::double precision / nullif(r.cacheable_tokens, 0) AS cache_hit_rate,
+                   CASE WHEN t.price_input_per_m IS NOT NULL
+                        THEN (r.prompt_tokens * t.price_input_per_m + r.output_tokens * t.price_output_per_m) / nullif(r.output_tokens, 0)
+                        WHEN t.gpu_hour_usd IS NOT NULL
+                        THEN t.gpu_hour_usd * t.gpus * r.window_s / 3600 / nullif(r.output_tokens, 0) * 1e6
+                   END AS usd_per_m_output_tokens,
+                   t.quality,
+                   r.sched_ttft[2] / 1000 AS sched_ttft_p90_ms, r.sched_ttft[3] / 1000 AS sched_ttft_p95_ms,
+                   r.sched_ttft[5] / 1000 AS sched_ttft_p999_ms,
+                   r.sched_e2e[2] / 1000 AS sched_e2e_p90_ms, r.sched_e2e[3] / 1000 AS sched_e2e_p95_ms,
+                   r.sched_e2e[5] / 1000 AS sched_e2e_p999_ms,
+                   u.dropped, u.lost, u.not_sent, u.cancelled,
+                   coalesce(b.client_bound, false) OR u.dropped > 0 AS client_bound,
+                   concat_ws('; ', b.client_bound_reason,
+                             CASE WHEN u.dropped > 0 AND NOT coalesce(b.client_bound, false)
+                                  THEN u.dropped || ' request(s) dropped at the in-flight cap' END) AS client_bound_reason,
+                   u.itl_mean[1] / 1000 AS itl_mean_p50_ms, u.itl_mean[2] / 1000 AS itl_mean_p90_ms,
+                   u.itl_mean[3] / 1000 AS itl_mean_p95_ms, u.itl_mean[4] / 1000 AS itl_mean_p99_ms,
+                   u.itl_mean[5] / 1000 AS itl_mean_p999_ms,
+                   u.output_estimated_share, u.output_tokens_requested_mean, u.output_tokens_mean
+            FROM requests r
+            LEFT JOIN gaps g USING (run_id, cell_index)
+            LEFT JOIN unfinished u USING (run_id, cell_index)
+            LEFT JOIN client_bound_cells b USING (run_id, cell_index)
+            JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index
+            JOIN targets t ON t.run_id = r.run_id AND t.target_index = c.target_index;
+            ALTER TABLE latency_summary_done
+                ADD COLUMN dropped bigint, ADD COLUMN lost bigint, ADD COLUMN not_sent bigint, ADD COLUMN cancelled bigint,
+                ADD COLUMN client_bound boolean, ADD COLUMN client_bound_reason text,
+                ADD COLUMN itl_mean_p50_ms double precision, ADD COLUMN itl_mean_p90_ms double precision,
+                ADD COLUMN itl_mean_p95_ms double precision, ADD COLUMN itl_mean_p99_ms double precision,
+                ADD COLUMN itl_mean_p999_ms double precision,
+                ADD COLUMN output_estimated_share double precision, ADD COLUMN output_tokens_requested_mean numeric,
+                ADD COLUMN output_tokens_mean numeric;
+            DO $$
+            BEGIN
+                GRANT SELECT ON cell_client_stats, client_bound_cells TO loadstar_reader;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
     ]
 }
