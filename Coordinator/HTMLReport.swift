@@ -20,7 +20,11 @@ public enum HTMLReport {
         var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(run[0] ?? ""))</h1>\n"
         body += "<p>Status <b>\(SVGChart.escape(run[1] ?? ""))</b>\((run[2] ?? "").isEmpty ? "" : " (\(SVGChart.escape(run[2]!)))"), "
         body += "\(run[3] ?? "0") agent(s), started \(SVGChart.escape(run[4] ?? "-")). Every figure is computed in PostgreSQL from the raw "
-        body += "samples of the whole fleet; latencies in milliseconds.</p>\n"
+        body += "samples of the whole fleet; latencies in milliseconds; percentiles: \(SVGChart.escape(Report.estimator)).</p>\n"
+        let warnings = try await Report.warnings(database: database, runID: runID, source: source)
+        if !warnings.isEmpty {
+            body += "<h2>Warnings</h2>\n<ul>" + warnings.map { "<li>\(SVGChart.escape($0))</li>" }.joined() + "</ul>\n"
+        }
         body += try await Self.table(
             database: database, title: "Cells",
             sql: """
@@ -29,7 +33,11 @@ public enum HTMLReport {
                        round(tpot_p50_ms::numeric, 2) AS "tpot p50", round(e2e_p99_ms::numeric, 2) AS "e2e p99",
                        round(sched_e2e_p99_ms::numeric, 2) AS "sched e2e p99", round((1000 / nullif(tpot_p50_ms, 0))::numeric, 1) AS "tok/s",
                        round(throughput_rps::numeric, 2) AS "req/s", round(goodput_rps::numeric, 2) AS "good/s",
-                       round(cache_hit_rate::numeric, 3) AS "cache hit", round(usd_per_m_output_tokens::numeric, 3) AS "$/M out", quality
+                       round(cache_hit_rate::numeric, 3) AS "cache hit", round(usd_per_m_output_tokens::numeric, 3) AS "$/M out", quality,
+                       round(itl_mean_p50_ms::numeric, 2) AS "itl-mean p50", round(itl_mean_p99_ms::numeric, 2) AS "itl-mean p99",
+                       round((output_estimated_share * 100)::numeric, 1) AS "est out %",
+                       round(output_tokens_requested_mean, 1) AS "out asked", round(output_tokens_mean, 1) AS "out got",
+                       dropped, lost, not_sent AS "not sent", cancelled, client_bound AS "client-bound"
                 FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
         let crossings = Inversions.Axis.allCases.flatMap { axis in

@@ -13,13 +13,51 @@ public enum Report {
         ("throughput_rps", "req/s"), ("goodput_rps", "good/s"),
     ]
 
-    public static func table(database: Database, runID: UInt64) async throws -> String {
+    /// More columns for `--wide`: per-request mean gaps, estimated outputs, output asked against delivered.
+    static let wideColumns = [
+        ("itl_mean_p50_ms", "itl-mean p50"), ("itl_mean_p99_ms", "itl-mean p99"), ("tpot_p99_ms", "tpot p99"),
+        ("sched_ttft_p99_ms", "sched ttft p99"), ("output_estimated_share", "est out%"),
+        ("output_tokens_requested_mean", "out asked"), ("output_tokens_mean", "out got"),
+        ("dropped", "dropped"), ("lost", "lost"), ("not_sent", "not sent"), ("cancelled", "cancelled"),
+    ]
+
+    /// How every percentile is computed, as each report names it.
+    public static let estimator =
+        "linear interpolation between closest ranks (PostgreSQL percentile_cont) over the exact raw values"
+
+    /// Cells where the client set the pace (an agent fell behind, dropped requests or was busy),
+    /// and requests that never completed their course: one warning each.
+    public static func warnings(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> [String] {
+        let resolved: ResultSource
+        if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
+        let rows = try await database.query("""
+            SELECT cell, client_bound, client_bound_reason, dropped, lost, not_sent, cancelled
+            FROM \(resolved.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
+            """, [String(runID)]).rows
+        var warnings: [String] = []
+        for row in rows {
+            let cell = row[0] ?? "?"
+            if row[1] == "t" || row[1] == "true" {
+                warnings.append("cell \(cell): the client, not the target, set the pace — \(row[2] ?? "an agent fell behind"); its latencies include the client's delay")
+            }
+            let counts = zip(["dropped", "lost", "not sent", "cancelled"], row[3...6]).compactMap { name, value -> String? in
+                guard let n = value.flatMap({ Int($0) }), n > 0 else { return nil }
+                return "\(n) \(name)"
+            }
+            if !counts.isEmpty { warnings.append("cell \(cell): requests that never completed their course (counted as errors): " + counts.joined(separator: ", ")) }
+        }
+        return warnings
+    }
+
+    /// - Parameter wide: every column (per-request mean gaps, estimated outputs, unfinished requests).
+    public static func table(database: Database, runID: UInt64, wide: Bool = false) async throws -> String {
+        let columns = Self.columns + (wide ? Self.wideColumns : [])
         let run = try await database.query(
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
             [String(runID)]).rows
         guard let header = run.first else { return "run \(runID) does not exist\n" }
         let source = try await ResultSource.of(database, runID: runID)
-        let select = Self.columns.map(\.0).joined(separator: ", ")
+        let select = columns.map(\.0).joined(separator: ", ")
         let rows = try await database.query(
             "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
         var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
@@ -40,13 +78,16 @@ public enum Report {
         out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
         out += "sched = from the intended send time (free of coordinated omission); "
         out += "tok/s = output tokens per second per request after the first (1 / median TPOT); "
-        out += "good/s = requests per second meeting every per-request SLO\n\n"
-        let titles = Self.columns.map(\.1)
+        out += "good/s = requests per second meeting every per-request SLO"
+        if wide { out += "; itl-mean = each request's mean gap; est out% = outputs counted from events (no usage)" }
+        out += "\npercentiles: \(Self.estimator)\n\n"
+        let titles = columns.map(\.1)
         let cells: [[String]] = rows.map { row in
             row.enumerated().map { index, value in
                 guard let value else { return "-" }
-                switch Self.columns[index].0 {
-                case "error_rate": return String(format: "%.2f", (Double(value) ?? 0) * 100)
+                switch columns[index].0 {
+                case "error_rate", "output_estimated_share": return String(format: "%.2f", (Double(value) ?? 0) * 100)
+                case "output_tokens_requested_mean", "output_tokens_mean": return String(format: "%.1f", Double(value) ?? 0)
                 case let name where name.hasSuffix("_ms"): return String(format: "%.2f", Double(value) ?? 0)
                 case let name where name.hasPrefix("1000 /") || name.hasSuffix("_rps"): return String(format: "%.1f", Double(value) ?? 0)
                 default: return value
@@ -64,6 +105,8 @@ public enum Report {
         out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
         for row in cells { out += line(row) + "\n" }
         if cells.isEmpty { out += "(no samples)\n" }
+        let warnings = try await Self.warnings(database: database, runID: runID, source: source)
+        if !warnings.isEmpty { out += "\nwarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
         let errors = try await database.query("""
             SELECT cell, error_class, sum(requests), min(example) FROM \(source.relation("error_breakdown"))
             WHERE run_id = $1 AND error_class <> 'none' GROUP BY cell_index, cell, error_class ORDER BY cell_index, 3 DESC

@@ -12,6 +12,7 @@ extension Report {
         let source = try await ResultSource.of(database, runID: runID)
         let sql = """
             SELECT json_build_object(
+                'percentile_estimator', $2::text,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
                                                            created_at, started_at, finished_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
@@ -34,7 +35,7 @@ extension Report {
                 'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM \(source.relation("timeseries")) x WHERE run_id = $1)
             )::text
             """
-        guard let text = try await database.query(sql, [String(runID)]).rows.first?[0] else {
+        guard let text = try await database.query(sql, [String(runID), Self.estimator]).rows.first?[0] else {
             throw ReportError.noSuchRun(runID)
         }
         return text + "\n"
@@ -44,7 +45,8 @@ extension Report {
     public static func csv(database: Database, runID: UInt64) async throws -> String {
         let source = try await ResultSource.of(database, runID: runID)
         let result = try await database.query(
-            "SELECT * FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
+            "SELECT *, $2::text AS percentile_estimator FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index",
+            [String(runID), Self.estimator])
         var out = result.columns.map(Self.csvField).joined(separator: ",") + "\r\n"
         for row in result.rows {
             out += row.map { $0.map(Self.csvField) ?? "" }.joined(separator: ",") + "\r\n"

@@ -137,6 +137,8 @@ extension Loadstar {
         @Option(help: "table, json, csv or html.") var format: Format = .table
         @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.") var output: String?
         @Flag(help: "Compute the run's results from its samples again (the coordinator does it when a run ends).") var refresh = false
+        @Flag(help: "Every column in the table (per-request mean gaps, estimated outputs, output asked against delivered, unfinished requests).")
+        var wide = false
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
@@ -146,7 +148,7 @@ extension Loadstar {
                 if self.refresh { try await db.materializeResults(runID: self.runID) }
                 let text: String
                 switch self.format {
-                case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID)
+                case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID, wide: self.wide)
                 case .json: text = try await LoadstarCoordinator.Report.json(database: db, runID: self.runID)
                 case .csv: text = try await LoadstarCoordinator.Report.csv(database: db, runID: self.runID)
                 case .html: text = try await HTMLReport.render(database: db, runID: self.runID)
