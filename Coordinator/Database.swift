@@ -121,11 +121,14 @@ public actor Database {
                 let slo = plan.slos
                 let rows = try db.query("""
                     INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at,
-                                      slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate, coordinator_id)
-                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now(), $6, $7, $8, $9, $10, $11) RETURNING id
+                                      slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate, coordinator_id,
+                                      client_bound_send_lag_ms, client_bound_busy)
+                    VALUES ($1, $2, $3, $4::jsonb, $5, 'running', now(), $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id
                     """, [plan.name, planName, planYAML, planJSON, String(Int64(bitPattern: plan.seed)),
                           slo.ttftP99Ms.map { "\($0)" }, slo.tpotP99Ms.map { "\($0)" }, slo.itlP99Ms.map { "\($0)" },
-                          slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }, coordinatorID])
+                          slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }, coordinatorID,
+                          "\(plan.load.clientBound?.sendLagP99Ms ?? Load.ClientBound.defaultSendLagP99Ms)",
+                          "\(plan.load.clientBound?.busy ?? Load.ClientBound.defaultBusy)"])
                 guard let id = rows.first?[0].flatMap({ UInt64($0) }) else {
                     throw DatabaseError(kind: .query, message: "INSERT INTO runs returned no id")
                 }

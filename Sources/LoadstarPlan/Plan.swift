@@ -454,11 +454,28 @@ public struct Load: Codable, Equatable, Sendable {
     public var workers: Int?
     /// What happens to the rest of a lost agent's shard (`nil`: ``AgentLossPolicy/partial``).
     public var onAgentLoss: AgentLossPolicy?
+    /// When a cell counts as client-bound (`nil`: the defaults of ``ClientBound``).
+    public var clientBound: ClientBound?
+
+    /// The thresholds past which the client, not the target, set a cell's pace. A cell is
+    /// client-bound when an agent's send lag p99 exceeds ``sendLagP99Ms``, when any request was
+    /// dropped at the in-flight cap, or when a worker thread was busy more than ``busy`` of the time.
+    public struct ClientBound: Codable, Equatable, Sendable {
+        public var sendLagP99Ms: Double
+        public var busy: Double
+        public static let defaultSendLagP99Ms = 10.0
+        public static let defaultBusy = 0.9
+        public init(sendLagP99Ms: Double = Self.defaultSendLagP99Ms, busy: Double = Self.defaultBusy) {
+            self.sendLagP99Ms = sendLagP99Ms
+            self.busy = busy
+        }
+    }
 
     public init(
         stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024, workers: Int? = nil,
-        onAgentLoss: AgentLossPolicy? = nil
+        onAgentLoss: AgentLossPolicy? = nil, clientBound: ClientBound? = nil
     ) {
+        self.clientBound = clientBound
         self.onAgentLoss = onAgentLoss
         self.stages = stages
         self.warmup = warmup

@@ -545,7 +545,8 @@ extension NodeReader {
     mutating func load(_ node: Node, _ path: String) -> Load? {
         guard
             let f = self.fields(
-                node, path, required: ["stages"], optional: ["warmup", "cooldown", "max_in_flight", "workers", "on_agent_loss"])
+                node, path, required: ["stages"],
+                optional: ["warmup", "cooldown", "max_in_flight", "workers", "on_agent_loss", "client_bound"])
         else { return nil }
         let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap {
             self.stage($1, "\(path).stages[\($0)]")
@@ -562,9 +563,17 @@ extension NodeReader {
                     policyNode, "\(path).on_agent_loss", "expected one of \(AgentLossPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
+        var clientBound: Load.ClientBound?
+        if let node = f["client_bound"], let g = self.fields(node, "\(path).client_bound", required: [], optional: ["send_lag_p99_ms", "busy"]) {
+            clientBound = Load.ClientBound(
+                sendLagP99Ms: self.double(g["send_lag_p99_ms"], "\(path).client_bound.send_lag_p99_ms", minimum: 0, exclusive: true)
+                    ?? Load.ClientBound.defaultSendLagP99Ms,
+                busy: self.double(g["busy"], "\(path).client_bound.busy", minimum: 0, exclusive: true) ?? Load.ClientBound.defaultBusy)
+        }
         guard let stages else { return nil }
         return Load(
-            stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers, onAgentLoss: onAgentLoss)
+            stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers, onAgentLoss: onAgentLoss,
+            clientBound: clientBound)
     }
 
     mutating func stage(_ node: Node, _ path: String) -> Stage? {

@@ -490,6 +490,10 @@ struct PlanChecker {
         self.seconds(load.cooldown, "\(path).cooldown")
         self.integer(load.maxInFlight, "\(path).max_in_flight", min: 1, max: PlanLimits.maxInFlight)
         if let workers = load.workers { self.integer(workers, "\(path).workers", min: 1, max: PlanLimits.maxWorkers) }
+        if let bound = load.clientBound {
+            _ = self.number(bound.sendLagP99Ms, "\(path).client_bound.send_lag_p99_ms", min: 0, exclusive: true, max: 3_600_000)
+            _ = self.number(bound.busy, "\(path).client_bound.busy", min: 0, exclusive: true, max: 1)
+        }
     }
 
     mutating func stage(_ stage: Stage, _ path: String) {
