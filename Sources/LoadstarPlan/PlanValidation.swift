@@ -71,7 +71,7 @@ extension Plan {
         do {
             plan = try JSONDecoder().decode(Plan.self, from: Data(json))
         } catch {
-            throw PlanError(issues: [decodingIssue(error, file: name, prefix: "")])
+            throw PlanError(issues: [decodingIssue(error, file: name, prefix: "", json: Data(json))])
         }
         let issues = plan.validate()
         guard issues.isEmpty else { throw PlanError(issues: issues.map { $0.inFile(name) }) }
@@ -97,7 +97,7 @@ extension ShardSpec {
         do {
             spec = try JSONDecoder().decode(ShardSpec.self, from: Data(json))
         } catch {
-            throw PlanError(issues: [decodingIssue(error, file: name, prefix: "")])
+            throw PlanError(issues: [decodingIssue(error, file: name, prefix: "", json: Data(json))])
         }
         let issues = spec.validate()
         guard issues.isEmpty else { throw PlanError(issues: issues.map { $0.inFile(name) }) }
@@ -115,7 +115,7 @@ extension PlanIssue {
 
 /// A JSON decoding failure as an issue: the field path (in the plan's snake_case spelling) and
 /// what was wrong.
-func decodingIssue(_ error: any Error, file: String, prefix: String) -> PlanIssue {
+func decodingIssue(_ error: any Error, file: String, prefix: String, json: Data? = nil) -> PlanIssue {
     func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
         var out = prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix
         for key in codingPath + (last.map { [$0] } ?? []) {
@@ -138,6 +138,13 @@ func decodingIssue(_ error: any Error, file: String, prefix: String) -> PlanIssu
     case .valueNotFound(let type, let context):
         return PlanIssue(file: file, path: path(context.codingPath), message: "expected \(typeName(type)), found null")
     case .dataCorrupted(let context):
+        // Foundation reports a number that does not fit its field (out of range, negative for a
+        // count, a fraction for a whole number) as corrupt data with no path: say what it is.
+        if context.codingPath.isEmpty, let json, (try? JSONSerialization.jsonObject(with: json)) != nil {
+            return PlanIssue(
+                file: file, path: prefix,
+                message: "a number does not fit its field (out of range, negative where a count is expected, or a fraction where a whole number is expected)")
+        }
         let underlying = context.underlyingError.map { ": \($0)" } ?? ""
         return PlanIssue(file: file, path: path(context.codingPath), message: "cannot read the JSON: \(context.debugDescription)\(underlying)")
     @unknown default:
@@ -151,7 +158,8 @@ private func typeName(_ type: Any.Type) -> String {
     case is Double.Type: "a number"
     case is String.Type: "a string"
     case is Bool.Type: "true or false"
-    default: "\(type)"
+    case is [String: Any].Type, is [String: String].Type: "an object"
+    default: String(describing: type).hasPrefix("Array") ? "a list" : String(describing: type).hasPrefix("Dictionary") ? "an object" : "\(type)"
     }
 }
 

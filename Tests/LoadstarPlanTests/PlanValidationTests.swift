@@ -278,6 +278,22 @@ func validationBasePlan() -> Plan {
         #expect(spec.validate().map(\.path) == ["takeover.lost_shard", "takeover.resume_after", "takeover.run_start"])
     }
 
+    @Test func aNumberThatDoesNotFitItsFieldIsNamedAsSuch() throws {
+        // Foundation calls this corrupt JSON with no path; the refusal says what it really is.
+        var object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(validationBasePlan())) as? [String: Any])
+        for value: Any in [-1, 0.5, 1e300] {
+            object["seed"] = value
+            let json = try JSONSerialization.data(withJSONObject: object)
+            do {
+                _ = try Plan.decodeValidated(json: json, name: "submitted plan")
+                Issue.record("seed \(value) was accepted")
+            } catch {
+                #expect(error.reason().contains("a number does not fit its field"), "\(error.reason())")
+                #expect(!error.reason().contains("not valid JSON"))
+            }
+        }
+    }
+
     @Test func decodingGoesThroughValidationAndNeverTraps() throws {
         let good = try JSONEncoder().encode(validationBasePlan())
         #expect(try Plan.decodeValidated(json: good) == validationBasePlan())
