@@ -185,7 +185,7 @@ public actor Database {
                     SELECT 1 FROM batch
                     """, [String(batch.runID), String(batch.shardIndex), String(batch.batchSeq), String(batch.samples.count)])
                 guard !inserted.isEmpty else { return false }  // a resend: the transaction writes nothing
-                let rows = try db.copyIn("COPY samples FROM STDIN (FORMAT binary)", data: data)
+                let rows = try db.copyIn(SampleCopyEncoder.copyStatement, data: data)
                 guard rows == batch.samples.count else {
                     throw DatabaseError(kind: .copy, message: "COPY stored \(rows) rows of \(batch.samples.count)")
                 }
