@@ -254,6 +254,12 @@ public struct PromptCache: Sendable {
         public var created: Int
         /// Anthropic's `input_tokens`: the prompt less both.
         public var input: Int
+
+        public init(read: Int, created: Int, input: Int) {
+            self.read = read
+            self.created = created
+            self.input = input
+        }
     }
 
     private var cache: PrefixCache

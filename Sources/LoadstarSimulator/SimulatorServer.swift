@@ -269,7 +269,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var reasoning = head.headers.first(name: "x-loadstar-reasoning-tokens").flatMap { Int($0) } ?? engine.profile.reasoningTokens
         reasoning = format == .completions ? 0 : min(max(0, reasoning), 1_000_000)
         let model = body["model"] as? String ?? profile
-        var request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks)
+        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks)
         let start = {
             switch fault {
             case .http429?:
@@ -292,6 +292,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
                 return
             }
             let cache = self.state.servePrompt(profile: engine.profile.name, blocks: blocks, promptTokens: promptTokens)
+            var request = request
             request.servedFromCache = cache?.read
             let writer = StreamWriter(
                 format: format, id: id, model: model, promptTokens: promptTokens,

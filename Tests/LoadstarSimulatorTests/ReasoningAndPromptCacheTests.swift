@@ -28,7 +28,8 @@ import Testing
         #expect(outputs.count == 9)
         #expect(outputs.prefix(6).allSatisfy { $0.contains("\"reasoning_content\":\"think") })
         #expect(outputs.suffix(3).allSatisfy { $0.contains("\"content\":\"tok") })
-        let usage = try #require(Self.json(try #require(data.first { $0.contains("\"usage\"") }))["usage"] as? [String: Any])
+        let usageLine = try #require(data.first { $0.contains("\"usage\"") })
+        let usage = try #require(Self.json(usageLine)["usage"] as? [String: Any])
         #expect(usage["completion_tokens"] as? Int == 9, "reasoning counts as completion tokens, as OpenAI's do")
         #expect((usage["completion_tokens_details"] as? [String: Any])?["reasoning_tokens"] as? Int == 6)
         // A header overrides the profile's knob, per request.
@@ -89,7 +90,8 @@ import Testing
         let chat = try await post(base + "/v1/chat/completions", """
             {"stream":true,"stream_options":{"include_usage":true},"max_tokens":1,"messages":[{"role":"user","content":"\(words) more"}]}
             """)
-        let usage = try #require(Self.json(try #require(dataLines(chat.body).first { $0.contains("\"usage\"") }))["usage"] as? [String: Any])
+        let usageLine = try #require(dataLines(chat.body).first { $0.contains("\"usage\"") })
+        let usage = try #require(Self.json(usageLine)["usage"] as? [String: Any])
         #expect(usage["prompt_tokens"] as? Int == 11)
         #expect((usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int == 8)
         // A prompt whose first word differs shares no block.
