@@ -49,9 +49,9 @@ import Testing
         try await Task.sleep(for: .milliseconds(500))  // the truth log is flushed every 200 ms
         let id = try #require(runID(fromReport: run.stdout))
         let rows = try await Database(conninfo: cluster.databaseURL).query("""
-            SELECT t.name, server_request_id, ttft_us, ttfo_us, reasoning_tokens, reasoning_tokens_estimated, output_tokens, error_class
+            SELECT t.name, s.server_request_id, s.ttft_us, s.ttfo_us, s.reasoning_tokens, s.reasoning_tokens_estimated, s.output_tokens, s.error_class
             FROM samples s JOIN cells c USING (run_id, cell_index) JOIN targets t USING (run_id, target_index)
-            WHERE run_id = $1 ORDER BY t.name, request_index
+            WHERE run_id = $1 ORDER BY t.name, s.request_index
             """, [String(id)]).rows
         #expect(rows.count == 12)
         let truth = try Self.truth(truthLog)
@@ -117,9 +117,9 @@ import Testing
         }
 
         let rows = try await database.query("""
-            SELECT t.name, count(*), min(prompt_tokens), max(prompt_tokens), max(cached_tokens), count(*) FILTER (WHERE cached_tokens >= 448)
+            SELECT t.name, count(*), min(s.prompt_tokens), max(s.prompt_tokens), max(s.cached_tokens), count(*) FILTER (WHERE s.cached_tokens >= 448)
             FROM samples s JOIN cells c USING (run_id, cell_index) JOIN targets t USING (run_id, target_index)
-            WHERE run_id = $1 AND error_class = 'none' GROUP BY t.name ORDER BY t.name
+            WHERE run_id = $1 AND s.error_class = 'none' GROUP BY t.name ORDER BY t.name
             """, [String(id)]).rows
         #expect(rows.map { $0[0] } == ["anthropic", "openai"])
         for row in rows {
