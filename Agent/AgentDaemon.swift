@@ -308,7 +308,8 @@ public actor AgentDaemon: Service {
             let secrets = assignment.secrets
             Task {
                 let calibrations = await withCheckedContinuation { continuation in
-                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(plan: plan, secrets: secrets, allowList: allowList)) }.start()
+                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(
+                        plan: plan, secrets: secrets, allowList: allowList, runID: assignment.runID, shardIndex: assignment.shardIndex)) }.start()
                 }
                 await self.calibrated(assignment, calibrations)
             }
@@ -444,7 +445,7 @@ public actor AgentDaemon: Service {
         var text = ""
         for s in batch.samples {
             text += "{\"run\":\(batch.runID),\"shard\":\(batch.shardIndex),\"request\":\(s.requestIndex),\"cell\":\(s.cellIndex),"
-                + "\"stage\":\(s.stageIndex),\"turn\":\(s.turnIndex),\"ttft_us\":\(s.ttft),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
+                + "\"stage\":\(s.stageIndex),\"turn\":\(s.turnIndex),\"ttft_us\":\(s.ttft),\"ttfo_us\":\(s.ttfo),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
                 + "\"excluded\":\(s.flags.contains(.excluded)),\"gaps\":\(s.gaps.count),\"sent_at_us\":\(s.sentAt),"
                 + "\"server_request_id\":\(RequestBody.quote(s.serverRequestID)),\"gap_us\":[\(s.gaps.map(String.init).joined(separator: ","))]}\n"
         }

@@ -83,7 +83,7 @@ final class BatchSpool {
 
     /// Bytes of a batch on the wire (fixed part and gaps), without encoding it.
     static func encodedSize(_ batch: SampleBatch) -> Int {
-        batch.samples.reduce(26) { $0 + 100 + $1.gaps.count * 4 + $1.errorDetail.utf8.count + $1.serverRequestID.utf8.count }
+        batch.samples.reduce(26) { $0 + 120 + $1.gaps.count * 4 + $1.errorDetail.utf8.count + $1.serverRequestID.utf8.count }
     }
 
     struct SpoolError: Error, CustomStringConvertible {

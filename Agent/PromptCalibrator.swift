@@ -7,6 +7,11 @@ import LoadstarProtocol
 /// of different lengths and reading `usage`: the difference gives tokens per word, the rest the
 /// tokens every request carries (its chat template). Probes are not samples: they are neither
 /// stored nor counted.
+///
+/// No cache may answer a probe: a prompt cache that served it would make the server report fewer
+/// prompt tokens (Anthropic's `input_tokens` leaves the cached part out) and the slope would be
+/// wrong. So every probe's text is drawn from a seed that mixes the run, the shard, the target and
+/// the probe: its first words differ from any other probe's, of this run or another, on any agent.
 public enum PromptCalibrator {
     /// Probe lengths in words: far enough apart that one token of rounding is 0.2 % of the slope.
     static let shortWords = 64
@@ -18,8 +23,9 @@ public enum PromptCalibrator {
     ///   (``ShardRunner/start(spec:secrets:startWall:stats:workers:calibrations:allowList:)``); a refused
     ///   probe leaves its target uncalibrated with a `forbidden_target` problem. Secret values in a
     ///   problem are redacted.
+    ///   - runID, shardIndex: mixed into the probes' text, so that it is unique to the run, the shard and the target.
     public static func calibrate(
-        plan: Plan, secrets: [String: String], allowList: ResolvedAllowList = .anything
+        plan: Plan, secrets: [String: String], allowList: ResolvedAllowList = .anything, runID: UInt64 = 0, shardIndex: UInt32 = 0
     ) -> [PromptCalibration] {
         curlGlobalInit
         let redactor = SecretRedactor(secrets: secrets)
@@ -27,7 +33,8 @@ public enum PromptCalibrator {
         for (index, target) in plan.targets.enumerated() where target.calibrate && target.kind != .genericSSE {
             out.append(
                 self.calibrate(
-                    target: target, index: UInt32(index), seed: plan.seed, secrets: secrets, allowList: allowList, redactor: redactor))
+                    target: target, index: UInt32(index), seed: self.probeSeed(planSeed: plan.seed, runID: runID, shardIndex: shardIndex, targetIndex: index),
+                    secrets: secrets, allowList: allowList, redactor: redactor))
         }
         return out
     }
@@ -49,12 +56,30 @@ public enum PromptCalibrator {
             // The detail is redacted where the transfer builds it; this catches anything added since.
             return .identity(targetIndex: index, problem: redactor.redact(problem.description))
         }
+        return self.fit(targetIndex: index, short: short, long: long)
+    }
+
+    /// The seed of one target's probes: the plan's seed, the run, the shard and the target mixed.
+    static func probeSeed(planSeed: UInt64, runID: UInt64, shardIndex: UInt32, targetIndex: Int) -> UInt64 {
+        var rng = SplitMix64(seed: planSeed, 0x5052_4F42, runID, UInt64(shardIndex), UInt64(targetIndex))  // "PROB"
+        return rng.next()
+    }
+
+    /// The calibration two probe counts give, or a failed one (one word per token, with the
+    /// problem) when they cannot be a tokenizer's: a slope outside 0.05…20 tokens per word, or a
+    /// short probe far below the slope's share of it (a negative template of more than half the
+    /// probe) — what a prompt cache, or a usage that leaves cached tokens out, produces.
+    static func fit(targetIndex: UInt32, short: Int, long: Int) -> PromptCalibration {
         let perWord = Double(long - short) / Double(Self.longWords - Self.shortWords)
-        guard perWord > 0.05 && perWord < 20 else {
+        let overhead = Double(short) - perWord * Double(Self.shortWords)
+        guard perWord > 0.05 && perWord < 20 && overhead > -0.5 * perWord * Double(Self.shortWords) else {
             return .identity(
-                targetIndex: index, problem: "probes of \(Self.shortWords) and \(Self.longWords) words reported \(short) and \(long) prompt tokens")
+                targetIndex: targetIndex,
+                problem: "prompt calibration failed: probes of \(Self.shortWords) and \(Self.longWords) words reported \(short) and "
+                    + "\(long) prompt tokens, which no tokenizer gives (did a prompt cache answer them, or does the server's usage "
+                    + "leave cached tokens out?); prompts are sized at one token per word")
         }
-        return PromptCalibration(targetIndex: index, tokensPerWord: perWord, overheadTokens: Double(short) - perWord * Double(Self.shortWords))
+        return PromptCalibration(targetIndex: targetIndex, tokensPerWord: perWord, overheadTokens: overhead)
     }
 
     /// Prompt tokens the target reports for a prompt of `words` words, or why it could not say.

@@ -3,8 +3,12 @@ import LoadstarPlan
 
 /// What one server-sent event meant for the measurement.
 public struct StreamEvent: Equatable, Sendable {
-    /// The event carried output text (content, reasoning or tool-call arguments).
+    /// The event carried output text (content, reasoning or tool-call arguments): it counts for
+    /// TTFT and the inter-token gaps.
     public var carriesOutput = false
+    /// The output it carried was answer content or a tool call, not only reasoning: it counts for
+    /// TTFO. An event with answer text is not also counted as reasoning.
+    public var carriesAnswer = false
     /// The end-of-stream marker (`[DONE]` or Anthropic's `message_stop`).
     public var isDone = false
     /// An error event, or an event whose data could not be parsed.
@@ -12,6 +16,11 @@ public struct StreamEvent: Equatable, Sendable {
     public var promptTokens: Int?
     public var completionTokens: Int?
     public var cachedTokens: Int?
+    /// `usage.completion_tokens_details.reasoning_tokens`.
+    public var reasoningTokens: Int?
+
+    /// Output that was reasoning (or thinking) text only.
+    public var carriesReasoningOnly: Bool { self.carriesOutput && !self.carriesAnswer }
 }
 
 /// Incremental server-sent-events parser: lines may be split anywhere across reads; LF, CRLF
@@ -107,6 +116,7 @@ public struct SSEParser {
         var event = StreamEvent()
         if kind == .genericSSE {
             event.carriesOutput = !data.isEmpty && !data.elementsEqual("[DONE]".utf8)
+            event.carriesAnswer = event.carriesOutput
             event.isDone = data.elementsEqual("[DONE]".utf8)
             return event
         }
@@ -115,6 +125,13 @@ public struct SSEParser {
             return event
         }
         if let fast = FastEventScan.interpret(data, kind: kind) { return fast }
+        return Self.interpretFully(data: data, eventName: eventName, kind: kind)
+    }
+
+    /// The full JSON reading of one event (of an API kind other than generic SSE), which the fast
+    /// scan falls back to.
+    static func interpretFully(data: [UInt8], eventName: String, kind: Target.Kind) -> StreamEvent {
+        var event = StreamEvent()
         guard let object = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any] else {
             event.error = "malformed event data: \(String(decoding: data.prefix(80), as: UTF8.self))"
             return event
@@ -129,14 +146,17 @@ public struct SSEParser {
             switch type {
             case "content_block_delta":
                 let delta = object["delta"] as? [String: Any]
-                let text = (delta?["text"] as? String) ?? (delta?["thinking"] as? String) ?? (delta?["partial_json"] as? String)
-                event.carriesOutput = !(text ?? "").isEmpty
+                let answer = (delta?["text"] as? String) ?? (delta?["partial_json"] as? String) ?? ""
+                let thinking = (delta?["thinking"] as? String) ?? ""
+                event.carriesAnswer = !answer.isEmpty
+                event.carriesOutput = event.carriesAnswer || !thinking.isEmpty
             case "message_start":
-                let usage = (object["message"] as? [String: Any])?["usage"] as? [String: Any]
-                event.promptTokens = usage?["input_tokens"] as? Int
-                event.cachedTokens = usage?["cache_read_input_tokens"] as? Int
+                Self.readAnthropicUsage((object["message"] as? [String: Any])?["usage"] as? [String: Any], into: &event)
             case "message_delta":
-                event.completionTokens = (object["usage"] as? [String: Any])?["output_tokens"] as? Int
+                // Newer servers repeat the input counts here, final; output_tokens is always here.
+                let usage = object["usage"] as? [String: Any]
+                Self.readAnthropicUsage(usage, into: &event)
+                event.completionTokens = usage?["output_tokens"] as? Int
             case "message_stop":
                 event.isDone = true
             case "error":
@@ -148,20 +168,34 @@ public struct SSEParser {
             if let choices = object["choices"] as? [[String: Any]], let choice = choices.first {
                 if kind == .openAICompletions {
                     event.carriesOutput = !((choice["text"] as? String) ?? "").isEmpty
+                    event.carriesAnswer = event.carriesOutput
                 } else if let delta = choice["delta"] as? [String: Any] {
                     let content = (delta["content"] as? String) ?? ""
                     let reasoning = (delta["reasoning_content"] as? String) ?? (delta["reasoning"] as? String) ?? ""
                     let tools = (delta["tool_calls"] as? [Any])?.isEmpty == false
-                    event.carriesOutput = !content.isEmpty || !reasoning.isEmpty || tools
+                    event.carriesAnswer = !content.isEmpty || tools
+                    event.carriesOutput = event.carriesAnswer || !reasoning.isEmpty
                 }
             }
             if let usage = object["usage"] as? [String: Any] {
                 event.promptTokens = usage["prompt_tokens"] as? Int
                 event.completionTokens = usage["completion_tokens"] as? Int
                 event.cachedTokens = (usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int
+                event.reasoningTokens = (usage["completion_tokens_details"] as? [String: Any])?["reasoning_tokens"] as? Int
             }
         }
         return event
+    }
+
+    /// Anthropic's `input_tokens` excludes what a prompt cache served: the prompt is
+    /// `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`, and the cached part
+    /// `cache_read_input_tokens`.
+    static func readAnthropicUsage(_ usage: [String: Any]?, into event: inout StreamEvent) {
+        guard let usage, let input = usage["input_tokens"] as? Int else { return }
+        let read = usage["cache_read_input_tokens"] as? Int
+        let created = usage["cache_creation_input_tokens"] as? Int
+        event.promptTokens = input + (read ?? 0) + (created ?? 0)
+        event.cachedTokens = read
     }
 
     /// Generous: the transfer redacts secrets in it before cutting it to the detail's length, so a
@@ -189,18 +223,19 @@ enum FastEventScan {
                 return nil  // usage present: read it exactly
             }
             if kind == .openAICompletions {
-                event.carriesOutput = nonEmptyString(data, key: #""text""#)
+                event.carriesAnswer = nonEmptyString(data, key: #""text""#)
             } else {
-                event.carriesOutput = nonEmptyString(data, key: #""content""#)
-                    || nonEmptyString(data, key: #""reasoning_content""#)
-                    || nonEmptyString(data, key: #""reasoning""#)
-                    || nonEmptyArray(data, key: #""tool_calls""#)
+                event.carriesAnswer = nonEmptyString(data, key: #""content""#) || nonEmptyArray(data, key: #""tool_calls""#)
             }
+            // Answer events (the common case) are not scanned again for reasoning.
+            event.carriesOutput = event.carriesAnswer
+                || (kind == .openAIChat
+                    && (nonEmptyString(data, key: #""reasoning_content""#) || nonEmptyString(data, key: #""reasoning""#)))
             return event
         case .anthropicMessages:
             guard contains(data, #""content_block_delta""#) else { return nil }
-            event.carriesOutput = nonEmptyString(data, key: #""text""#) || nonEmptyString(data, key: #""thinking""#)
-                || nonEmptyString(data, key: #""partial_json""#)
+            event.carriesAnswer = nonEmptyString(data, key: #""text""#) || nonEmptyString(data, key: #""partial_json""#)
+            event.carriesOutput = event.carriesAnswer || nonEmptyString(data, key: #""thinking""#)
             return event
         }
     }

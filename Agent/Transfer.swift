@@ -18,6 +18,10 @@ final class Transfer {
     let sentAtMonotonic: Int64
     var firstByteAt: Int64 = -1
     var firstTokenAt: Int64 = -1
+    /// First answer (not reasoning) event: TTFO.
+    var firstAnswerAt: Int64 = -1
+    /// Events that carried reasoning text only: the reasoning-token estimate without usage.
+    var reasoningEvents = 0
     var lastEventAt: Int64 = -1
     var lastOutputAt: Int64 = -1
     var outputEvents = 0
@@ -26,6 +30,7 @@ final class Transfer {
     var usagePrompt: Int?
     var usageCompletion: Int?
     var usageCached: Int?
+    var usageReasoning: Int?
     /// Set when we stop the transfer ourselves (timeouts, abort).
     var forcedError: ErrorClass?
     /// For a turn of an open-loop session: what the next turn follows from.
@@ -168,12 +173,18 @@ final class Transfer {
             }
             self.lastOutputAt = now
             self.outputEvents += 1
+            if event.carriesAnswer {
+                if self.firstAnswerAt < 0 { self.firstAnswerAt = now }
+            } else {
+                self.reasoningEvents += 1
+            }
         }
         if event.isDone { self.sawDone = true }
         if let error = event.error, self.streamError == nil { self.streamError = error }
         if let p = event.promptTokens { self.usagePrompt = p }
         if let c = event.completionTokens { self.usageCompletion = c }
         if let c = event.cachedTokens { self.usageCached = c }
+        if let r = event.reasoningTokens { self.usageReasoning = r }
     }
 
     /// Runs the transfer to its end on this thread, outside any multi handle (calibration probes).
@@ -191,6 +202,7 @@ final class Transfer {
         s.e2e = now - self.sentAtMonotonic
         s.ttfb = self.firstByteAt >= 0 ? self.firstByteAt - self.sentAtMonotonic : -1
         s.ttft = self.firstTokenAt >= 0 ? self.firstTokenAt - self.sentAtMonotonic : -1
+        s.ttfo = self.firstAnswerAt >= 0 ? self.firstAnswerAt - self.sentAtMonotonic : -1
         var t: curl_off_t = 0
         var previous: curl_off_t = 0
         if CCurl_easy_getinfo_off(self.easy, CURLINFO_NAMELOOKUP_TIME_T, &t) == CURLE_OK { s.dns = Int32(clamping: t) }
@@ -213,6 +225,12 @@ final class Transfer {
         } else {
             s.outputTokens = Int32(clamping: self.outputEvents)
             s.flags.insert(.outputTokensEstimated)
+        }
+        if let reasoning = self.usageReasoning {
+            s.reasoningTokens = Int32(clamping: reasoning)
+        } else if self.reasoningEvents > 0 {
+            s.reasoningTokens = Int32(clamping: self.reasoningEvents)
+            s.flags.insert(.reasoningTokensEstimated)
         }
         (s.errorClass, s.errorDetail) = self.classify(result: result, status: status)
         return s

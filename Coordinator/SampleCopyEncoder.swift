@@ -1,21 +1,22 @@
 import LoadstarProtocol
 import NIOCore
 
-/// Encodes samples as PostgreSQL binary COPY tuples for the `samples` table, in column order.
+/// Encodes samples as PostgreSQL binary COPY tuples for the `samples` table, in the order of
+/// ``columns`` (which the COPY statement names, so the table's own column order does not matter).
 struct SampleCopyEncoder {
     /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
     static let postgresEpochOffset: Int64 = 946_684_800_000_000
     static let int4OID: UInt32 = 23
-    /// The columns each tuple carries, in order: COPY names them, so that a column added to
-    /// `samples` later (with a default) never shifts what a tuple means.
+    /// The columns each tuple fills, in the order ``append(_:runID:shardIndex:batchSeq:clockOffset:)`` writes them.
     static let columns = [
-        "run_id", "shard_index", "batch_seq", "request_index", "cell_index", "stage_index", "user_index", "intended_at", "sent_at",
-        "send_lag_us", "ttfb_us", "ttft_us", "e2e_us", "dns_us", "connect_us", "tls_us", "prompt_tokens_requested", "prompt_tokens",
-        "output_tokens", "output_tokens_estimated", "cached_tokens", "http_status", "error_class", "error_detail", "connection_reused",
-        "excluded", "itl_us", "server_request_id", "turn_index",
+        "run_id", "shard_index", "batch_seq", "request_index", "cell_index", "stage_index", "user_index",
+        "intended_at", "sent_at", "send_lag_us", "ttfb_us", "ttft_us", "e2e_us", "dns_us", "connect_us", "tls_us",
+        "prompt_tokens_requested", "prompt_tokens", "output_tokens", "output_tokens_estimated", "cached_tokens",
+        "http_status", "error_class", "error_detail", "connection_reused", "excluded", "itl_us", "server_request_id",
+        "turn_index", "ttfo_us", "reasoning_tokens", "reasoning_tokens_estimated", "output_tokens_requested",
     ]
     static let columnCount = Int16(columns.count)
-    /// The COPY statement for these tuples.
+    /// The statement the encoded rows go with.
     static let copyStatement = "COPY samples (\(columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)"
 
     private(set) var buffer: ByteBuffer
@@ -61,7 +62,11 @@ struct SampleCopyEncoder {
         self.bool(s.flags.contains(.excluded))
         self.int4Array(s.gaps)
         if s.serverRequestID.isEmpty { self.null() } else { self.text(s.serverRequestID) }
-        self.int4(Int32(s.turnIndex))  // added by migration 2, so last
+        self.int4(Int32(s.turnIndex))
+        self.optionalInt8(s.ttfo)
+        self.optionalInt4(s.reasoningTokens)
+        self.bool(s.flags.contains(.reasoningTokensEstimated))
+        self.optionalInt4(s.outputTokensRequested)
     }
 
     /// Ends the COPY stream and returns the bytes to send.

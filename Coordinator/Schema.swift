@@ -681,5 +681,17 @@ enum Schema {
             END
             $$;
             """),
+        // Versions 10 and 11 come from another branch; the migrator applies whatever is missing,
+        // by version, so the gap is harmless.
+        Migration(version: 12, name: "reasoning: time to first answer token, reasoning tokens", sql: """
+            -- ttfo_us: sent_at to the first event carrying answer content or a tool call (reasoning
+            -- and thinking text excluded; equals ttft_us when the model does not reason).
+            -- reasoning_tokens: from usage.completion_tokens_details.reasoning_tokens, else counted
+            -- from reasoning/thinking events (reasoning_tokens_estimated). NULL: none seen or said.
+            ALTER TABLE samples
+                ADD COLUMN ttfo_us bigint,
+                ADD COLUMN reasoning_tokens int,
+                ADD COLUMN reasoning_tokens_estimated boolean NOT NULL DEFAULT false;
+            """),
     ]
 }

@@ -195,8 +195,9 @@ public enum MessageCodec {
 
 /// The binary layout of one ``Sample`` inside a ``SampleBatch``.
 enum SampleCodec {
-    /// Fixed part: 8+4+2+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths).
-    static let minimumEncodedSize = 20 + 40 + 12 + 16 + 4 + 4 + 4 + 4
+    /// Fixed part: 8+4+2+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths)
+    /// + 8 + 4 + 4 (ttfo, reasoning tokens, output tokens requested: appended within protocol version 3).
+    static let minimumEncodedSize = 20 + 40 + 12 + 16 + 4 + 4 + 4 + 4 + 16
 
     static func encode(_ s: Sample, into buffer: inout ByteBuffer) {
         buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.turnIndex, s.userIndex)
@@ -208,6 +209,7 @@ enum SampleCodec {
         for gap in s.gaps { buffer.writeInteger(gap) }
         buffer.writeWireString(s.errorDetail)
         buffer.writeWireString(s.serverRequestID)
+        buffer.writeMultipleIntegers(s.ttfo, s.reasoningTokens, s.outputTokensRequested)
     }
 
     static func decode(from r: inout WireReader) throws(WireError) -> Sample {
@@ -240,6 +242,9 @@ enum SampleCodec {
         for _ in 0..<gapCount { s.gaps.append(try r.integer()) }
         s.errorDetail = try r.string("error detail")
         s.serverRequestID = try r.string("server request id")
+        s.ttfo = try r.integer()
+        s.reasoningTokens = try r.integer()
+        s.outputTokensRequested = try r.integer()
         return s
     }
 }

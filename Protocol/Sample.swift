@@ -33,6 +33,17 @@ public struct Sample: Equatable, Sendable {
     public var errorDetail: String
     /// The server's id for the request (`x-request-id` response header), to match server logs.
     public var serverRequestID: String
+    /// Time to first answer token: `sentAt` to the first event carrying answer content or a tool
+    /// call (reasoning and thinking text excluded), µs; `-1` when none came. Equals `ttft` when the
+    /// model does not reason.
+    public var ttfo: Int64
+    /// Reasoning (thinking) tokens: from `usage.completion_tokens_details.reasoning_tokens`, else
+    /// the count of reasoning events (flagged ``Flags/reasoningTokensEstimated``); `-1` when the
+    /// stream showed no reasoning and no usage said how much.
+    public var reasoningTokens: Int32
+    /// The output tokens the request asked for (`max_tokens`), against ``outputTokens`` delivered;
+    /// `-1` when it asked for none.
+    public var outputTokensRequested: Int32
 
     public struct Flags: OptionSet, Sendable, Hashable {
         public let rawValue: UInt8
@@ -43,6 +54,8 @@ public struct Sample: Equatable, Sendable {
         public static let connectionReused = Flags(rawValue: 1 << 1)
         /// The request fell in a warm-up or cool-down window: stored, but excluded from results.
         public static let excluded = Flags(rawValue: 1 << 2)
+        /// `reasoningTokens` was counted from stream events because no usage gave it.
+        public static let reasoningTokensEstimated = Flags(rawValue: 1 << 3)
     }
 
     public init(
@@ -51,8 +64,10 @@ public struct Sample: Equatable, Sendable {
         dns: Int32 = -1, connect: Int32 = -1, tls: Int32 = -1,
         promptTokensRequested: Int32 = 0, promptTokens: Int32 = -1, outputTokens: Int32 = 0,
         cachedTokens: Int32 = -1, httpStatus: UInt16 = 0, errorClass: ErrorClass = .none,
-        flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = "", serverRequestID: String = ""
+        flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = "", serverRequestID: String = "",
+        ttfo: Int64 = -1, reasoningTokens: Int32 = -1, outputTokensRequested: Int32 = -1
     ) {
+        self.outputTokensRequested = outputTokensRequested
         self.requestIndex = requestIndex
         self.cellIndex = cellIndex
         self.stageIndex = stageIndex
@@ -76,5 +91,7 @@ public struct Sample: Equatable, Sendable {
         self.gaps = gaps
         self.errorDetail = errorDetail
         self.serverRequestID = serverRequestID
+        self.ttfo = ttfo
+        self.reasoningTokens = reasoningTokens
     }
 }

@@ -24,7 +24,15 @@ extension Loadstar {
         @Option(help: "Output tokens when a request sets no max_tokens.") var defaultMaxTokens = 128
         @Option(help: "Require this key (authorization: Bearer KEY or x-api-key: KEY); a request without it gets a 401 whose body echoes the request's headers, as a careless gateway's does.")
         var apiKey: String?
+        @Option(help: "Reasoning tokens sent before every chat or messages answer (reasoning_content deltas, or an Anthropic thinking block), on top of max_tokens; overrides every profile's reasoning_tokens. The header x-loadstar-reasoning-tokens overrides it per request.")
+        var reasoningTokens: Int?
+        @Flag(help: "Serve repeated prompt prefixes from a prompt cache, reported as Anthropic does (input_tokens without the cached part, cache_read_input_tokens, cache_creation_input_tokens) and as OpenAI's prompt_tokens_details.cached_tokens.")
+        var promptCache = false
         @OptionGroup var common: CommonOptions
+
+        func validate() throws {
+            if let n = self.reasoningTokens, n < 0 { throw ValidationError("--reasoning-tokens must be 0 or more") }
+        }
 
         func run() async throws {
             self.common.bootstrap(default: .info)
@@ -35,6 +43,9 @@ extension Loadstar {
             var listeners: [(port: Int, profile: String)] = []
             do {
                 for file in self.profilesFile { profiles += try ProfileFile.load(path: file) }
+                if let reasoning = self.reasoningTokens {
+                    for i in profiles.indices { profiles[i].reasoningTokens = reasoning }
+                }
                 if self.profile.isEmpty {
                     listeners = [(self.port, "default")]
                 } else {
@@ -45,7 +56,8 @@ extension Loadstar {
                         listeners.append((port, parts[0]))
                     }
                 }
-                server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog, apiKey: self.apiKey)
+                server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog, apiKey: self.apiKey,
+                    promptCache: self.promptCache)
             } catch let error as ValidationError {
                 throw error
             } catch {

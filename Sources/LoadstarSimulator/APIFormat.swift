@@ -4,6 +4,15 @@ enum APIFormat: Sendable {
     case completions
     case anthropic
 
+    /// The name the truth log gives it.
+    var name: String {
+        switch self {
+        case .chat: return "chat"
+        case .completions: return "completions"
+        case .anthropic: return "anthropic"
+        }
+    }
+
     /// Texts whose tokens make up the prompt, in order (system first).
     func promptTexts(_ body: [String: Any]) -> [String]? {
         func content(_ value: Any?) -> [String] {
@@ -38,13 +47,27 @@ enum APIFormat: Sendable {
     }
 }
 
-/// Renders the events of one response.
+/// Renders the events of one response. With `reasoningTokens`, the first that many output tokens
+/// are reasoning (`reasoning_content` deltas for chat, a `thinking` block for Anthropic), the rest
+/// the answer; completions carry no reasoning.
 struct StreamWriter {
     let format: APIFormat
     let id: UInt64
     let model: String
     let promptTokens: Int
     let includeUsage: Bool
+    var reasoningTokens = 0
+    /// What the prompt cache served (`--prompt-cache`); `nil`: no prompt cache, the prompt is all input.
+    var promptCache: PromptCache.Usage?
+
+    /// Anthropic's usage fields for the prompt: `input_tokens` excludes what the cache served.
+    private var anthropicInput: String {
+        guard let cache = self.promptCache else { return #""input_tokens":\#(self.promptTokens)"# }
+        return #""input_tokens":\#(cache.input),"cache_read_input_tokens":\#(cache.read),"cache_creation_input_tokens":\#(cache.created)"#
+    }
+
+    /// Index of the Anthropic content block the answer goes in.
+    private var answerBlock: Int { self.reasoningTokens > 0 ? 1 : 0 }
 
     private func sse(_ json: String, event: String? = nil) -> String {
         (event.map { "event: \($0)\n" } ?? "") + "data: \(json)\n\n"
@@ -67,27 +90,51 @@ struct StreamWriter {
             return ""
         case .anthropic:
             return self.sse(
-                #"{"type":"message_start","message":{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[],"stop_reason":null,"usage":{"input_tokens":\#(self.promptTokens),"output_tokens":0}}}"#,
+                #"{"type":"message_start","message":{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[],"stop_reason":null,"usage":{\#(self.anthropicInput),"output_tokens":0}}}"#,
                 event: "message_start")
-                + self.sse(#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#, event: "content_block_start")
+                + self.sse(
+                    self.reasoningTokens > 0
+                        ? #"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#
+                        : #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+                    event: "content_block_start")
         }
     }
 
-    /// The event carrying output token `index` (0-based).
+    /// The event carrying output token `index` (0-based): reasoning below `reasoningTokens`.
     func token(_ index: Int) -> String {
-        let text = "tok\(index + 1) "
+        if index < self.reasoningTokens {
+            let text = "think\(index + 1) "
+            switch self.format {
+            case .chat:
+                return self.sse(self.chatPrefix + #"{"index":0,"delta":{"reasoning_content":"\#(text)"},"finish_reason":null}]}"#)
+            case .completions:
+                break
+            case .anthropic:
+                return self.sse(#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"\#(text)"}}"#, event: "content_block_delta")
+            }
+        }
+        let text = "tok\(index - self.reasoningTokens + 1) "
         switch self.format {
         case .chat:
             return self.sse(self.chatPrefix + #"{"index":0,"delta":{"content":"\#(text)"},"finish_reason":null}]}"#)
         case .completions:
             return self.sse(self.completionPrefix + #"{"index":0,"text":"\#(text)","finish_reason":null}]}"#)
         case .anthropic:
-            return self.sse(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\#(text)"}}"#, event: "content_block_delta")
+            var events = ""
+            if index == self.reasoningTokens && index > 0 {
+                // The thinking block ends (signed, as Anthropic's do) and the answer's text block starts.
+                events = self.sse(#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sim-\#(self.id)"}}"#, event: "content_block_delta")
+                    + self.sse(#"{"type":"content_block_stop","index":0}"#, event: "content_block_stop")
+                    + self.sse(#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#, event: "content_block_start")
+            }
+            return events + self.sse(
+                #"{"type":"content_block_delta","index":\#(self.answerBlock),"delta":{"type":"text_delta","text":"\#(text)"}}"#, event: "content_block_delta")
         }
     }
 
     private func usage(output: Int, cached: Int) -> String {
-        #"{"prompt_tokens":\#(self.promptTokens),"completion_tokens":\#(output),"total_tokens":\#(self.promptTokens + output),"prompt_tokens_details":{"cached_tokens":\#(cached)}}"#
+        let reasoning = self.reasoningTokens > 0 ? #","completion_tokens_details":{"reasoning_tokens":\#(self.reasoningTokens)}"# : ""
+        return #"{"prompt_tokens":\#(self.promptTokens),"completion_tokens":\#(output),"total_tokens":\#(self.promptTokens + output),"prompt_tokens_details":{"cached_tokens":\#(cached)}\#(reasoning)}"#
     }
 
     /// Events after the last token, ending the stream.
@@ -102,7 +149,7 @@ struct StreamWriter {
             }
             return text + "data: [DONE]\n\n"
         case .anthropic:
-            return self.sse(#"{"type":"content_block_stop","index":0}"#, event: "content_block_stop")
+            return self.sse(#"{"type":"content_block_stop","index":\#(self.answerBlock)}"#, event: "content_block_stop")
                 + self.sse(
                     #"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":\#(outputTokens)}}"#,
                     event: "message_delta")
@@ -112,14 +159,17 @@ struct StreamWriter {
 
     /// A whole non-streaming response.
     func complete(outputTokens: Int, cachedTokens: Int) -> String {
-        let content = (0..<outputTokens).map { "tok\($0 + 1)" }.joined(separator: " ")
+        let reasoning = (0..<min(self.reasoningTokens, outputTokens)).map { "think\($0 + 1)" }.joined(separator: " ")
+        let content = (0..<max(0, outputTokens - self.reasoningTokens)).map { "tok\($0 + 1)" }.joined(separator: " ")
         switch self.format {
         case .chat:
-            return #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"message":{"role":"assistant","content":"\#(content)"},"finish_reason":"length"}],"usage":\#(self.usage(output: outputTokens, cached: cachedTokens))}"#
+            let reasoningField = self.reasoningTokens > 0 ? #","reasoning_content":"\#(reasoning)""# : ""
+            return #"{"id":"chatcmpl-\#(self.id)","object":"chat.completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"message":{"role":"assistant","content":"\#(content)"\#(reasoningField)},"finish_reason":"length"}],"usage":\#(self.usage(output: outputTokens, cached: cachedTokens))}"#
         case .completions:
             return #"{"id":"cmpl-\#(self.id)","object":"text_completion","created":0,"model":"\#(self.model)","choices":[{"index":0,"text":"\#(content)","finish_reason":"length"}],"usage":\#(self.usage(output: outputTokens, cached: cachedTokens))}"#
         case .anthropic:
-            return #"{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[{"type":"text","text":"\#(content)"}],"stop_reason":"max_tokens","usage":{"input_tokens":\#(self.promptTokens),"output_tokens":\#(outputTokens),"cache_read_input_tokens":\#(cachedTokens)}}"#
+            let thinking = self.reasoningTokens > 0 ? #"{"type":"thinking","thinking":"\#(reasoning)","signature":"sim-\#(self.id)"},"# : ""
+            return #"{"id":"msg_\#(self.id)","type":"message","role":"assistant","model":"\#(self.model)","content":[\#(thinking){"type":"text","text":"\#(content)"}],"stop_reason":"max_tokens","usage":{\#(self.anthropicInput),"output_tokens":\#(outputTokens)}}"#
         }
     }
 }

@@ -9,12 +9,16 @@ public struct EngineModel: Sendable {
         public var maxTokens: Int
         /// Hashes of the prompt's leading blocks (see ``PrefixHasher``), for the prefix cache.
         public var prefixBlocks: [UInt64]
+        /// Prompt tokens the server's prompt cache already decided to serve (`--prompt-cache`):
+        /// not prefilled, and the engine's own prefix cache is not consulted.
+        public var servedFromCache: Int?
 
-        public init(id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = []) {
+        public init(id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = [], servedFromCache: Int? = nil) {
             self.id = id
             self.promptTokens = promptTokens
             self.maxTokens = max(1, maxTokens)
             self.prefixBlocks = prefixBlocks
+            self.servedFromCache = servedFromCache
         }
     }
 
@@ -147,8 +151,12 @@ public struct EngineModel: Sendable {
             let need = request.promptTokens + request.maxTokens
             guard self.reserved + need <= self.profile.kvCapacityTokens || self.running.isEmpty else { break }
             self.waitingHead += 1
-            let blocks = self.cache.leadingHits(request.prefixBlocks)
-            let cached = min(blocks * self.profile.prefixBlockTokens, request.promptTokens - 1)
+            let cached: Int
+            if let served = request.servedFromCache {
+                cached = min(served, request.promptTokens - 1)
+            } else {
+                cached = min(self.cache.leadingHits(request.prefixBlocks) * self.profile.prefixBlockTokens, request.promptTokens - 1)
+            }
             self.running.append(Sequence(request: request, cached: max(0, cached), prefilled: 0, generated: 0))
             self.reserved += need
         }
@@ -160,17 +168,17 @@ public struct EngineModel: Sendable {
 }
 
 /// Least-recently-used set of prefix-block hashes.
-struct PrefixCache: Sendable {
+public struct PrefixCache: Sendable {
     let capacityBlocks: Int
     private var stamps: [UInt64: UInt64] = [:]
     private var order: [(hash: UInt64, stamp: UInt64)] = []
     private var orderHead = 0
     private var clock: UInt64 = 0
 
-    init(capacityBlocks: Int) { self.capacityBlocks = capacityBlocks }
+    public init(capacityBlocks: Int) { self.capacityBlocks = capacityBlocks }
 
     /// How many of `blocks`, from the start, are cached (and marks them used).
-    mutating func leadingHits(_ blocks: [UInt64]) -> Int {
+    public mutating func leadingHits(_ blocks: [UInt64]) -> Int {
         var hits = 0
         for block in blocks {
             guard self.stamps[block] != nil else { break }
@@ -180,7 +188,7 @@ struct PrefixCache: Sendable {
         return hits
     }
 
-    mutating func insert(_ blocks: [UInt64]) {
+    public mutating func insert(_ blocks: [UInt64]) {
         guard self.capacityBlocks > 0 else { return }
         for block in blocks { self.touch(block) }
         while self.stamps.count > self.capacityBlocks, self.orderHead < self.order.count {
@@ -231,5 +239,45 @@ public enum PrefixHasher {
             hash = (hash ^ 0x0A) &* 0x100_0000_01b3
         }
         return (tokens, blocks)
+    }
+}
+
+/// The server's prompt cache as an API sees it (`--prompt-cache`), with Anthropic's usage
+/// semantics: the leading whole blocks of a prompt seen before are read from the cache; the blocks
+/// seen for the first time are written to it (cache creation); the rest is plain input. A prefix is
+/// cached when its request arrives.
+public struct PromptCache: Sendable {
+    public struct Usage: Sendable, Equatable {
+        /// `cache_read_input_tokens` (OpenAI: `prompt_tokens_details.cached_tokens`).
+        public var read: Int
+        /// `cache_creation_input_tokens`.
+        public var created: Int
+        /// Anthropic's `input_tokens`: the prompt less both.
+        public var input: Int
+
+        public init(read: Int, created: Int, input: Int) {
+            self.read = read
+            self.created = created
+            self.input = input
+        }
+    }
+
+    private var cache: PrefixCache
+    let blockTokens: Int
+
+    public init(capacityTokens: Int, blockTokens: Int) {
+        self.blockTokens = max(1, blockTokens)
+        self.cache = PrefixCache(capacityBlocks: capacityTokens / self.blockTokens)
+    }
+
+    /// Looks `blocks` up, caches them, and splits a prompt of `promptTokens` tokens accordingly.
+    /// At least one token is always plain input (a server computes the last position).
+    public mutating func serve(blocks: [UInt64], promptTokens: Int) -> Usage {
+        let hits = self.cache.leadingHits(blocks)
+        self.cache.insert(blocks)
+        let room = max(0, promptTokens - 1)
+        let read = min(hits * self.blockTokens, room)
+        let created = min((blocks.count - hits) * self.blockTokens, room - read)
+        return Usage(read: read, created: created, input: promptTokens - read - created)
     }
 }

@@ -21,6 +21,7 @@ public enum ProfileFile {
         var default_max_tokens: Int?
         var tokens_per_word: Double?
         var template_tokens: Int?
+        var reasoning_tokens: Int?
         var faults: FaultSpec?
     }
 
@@ -38,7 +39,7 @@ public enum ProfileFile {
     static let keys: Set<String> = [
         "name", "base", "prefill_tokens_per_second", "prefill_chunk_tokens", "decode_step_ms", "decode_us_per_kv_token",
         "kv_capacity_tokens", "max_batch", "prefix_cache_tokens", "prefix_block_tokens", "cold_start_ms", "cold_after_idle_s",
-        "default_max_tokens", "tokens_per_word", "template_tokens", "faults",
+        "default_max_tokens", "tokens_per_word", "template_tokens", "reasoning_tokens", "faults",
     ]
     static let faultKeys: Set<String> = ["http_429", "http_500", "http_503", "cut", "malformed", "stall", "stall_ms", "slow_headers_ms"]
 
@@ -93,6 +94,7 @@ public enum ProfileFile {
             p.defaultMaxTokens = spec.default_max_tokens ?? p.defaultMaxTokens
             p.tokensPerWord = spec.tokens_per_word ?? p.tokensPerWord
             p.templateTokens = spec.template_tokens ?? p.templateTokens
+            p.reasoningTokens = max(0, spec.reasoning_tokens ?? p.reasoningTokens)
             if let f = spec.faults {
                 p.faults.http429 = f.http_429 ?? p.faults.http429
                 p.faults.http500 = f.http_500 ?? p.faults.http500

@@ -30,6 +30,10 @@ public struct SimulatorProfile: Codable, Sendable, Equatable {
     /// a real tokenizer and chat template, to exercise prompt calibration.
     public var tokensPerWord: Double = 1
     public var templateTokens: Int = 0
+    /// Reasoning tokens sent before the answer of every chat or messages request (OpenAI
+    /// `reasoning_content` deltas, an Anthropic `thinking` block), on top of its `max_tokens`;
+    /// `x-loadstar-reasoning-tokens` overrides it per request. 0: the model does not reason.
+    public var reasoningTokens: Int = 0
     /// Faults injected at these rates (0…1), and delays for the slow kinds.
     public var faults: Faults
 

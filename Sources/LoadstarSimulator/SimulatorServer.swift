@@ -21,9 +21,11 @@ public final class SimulatorServer: Sendable {
 
     /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
     /// and `/<profile>/v1/…` reaches any profile from any port.
+    /// - Parameter promptCache: serve repeated prompt prefixes from a prompt cache per profile and
+    ///   report them as Anthropic does (``PromptCache``).
     public static func start(
         host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
-        apiKey: String? = nil
+        apiKey: String? = nil, promptCache: Bool = false
     ) async throws -> SimulatorServer {
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
@@ -33,7 +35,8 @@ public final class SimulatorServer: Sendable {
         let loop = group.next()
         let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
         let state = try await loop.submit {
-            NIOLoopBound(SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey), eventLoop: loop)
+            NIOLoopBound(
+                SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache), eventLoop: loop)
         }.get()
         if truthLog != nil {
             loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
@@ -75,15 +78,33 @@ final class SimulatorState {
     /// The key every generation request must carry (`authorization: Bearer KEY` or `x-api-key`);
     /// `nil`: none is asked for.
     let apiKey: String?
+    /// Per profile, with `--prompt-cache`: shared by every API format of the profile, as one
+    /// server's cache is.
+    var promptCaches: [String: PromptCache]?
+    /// Tokens a prompt cache holds, at least (a profile's `prefix_cache_tokens` when larger).
+    static let promptCacheTokens = 1 << 20
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
-    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil) {
+    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false) {
         self.apiKey = apiKey
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
         self.truthLog = truthLog
+        if promptCache {
+            var caches: [String: PromptCache] = [:]
+            for profile in profiles {
+                caches[profile.name] = PromptCache(
+                    capacityTokens: max(profile.prefixCacheTokens, Self.promptCacheTokens), blockTokens: profile.prefixBlockTokens)
+            }
+            self.promptCaches = caches
+        }
+    }
+
+    /// What the profile's prompt cache serves of a prompt, or `nil` without `--prompt-cache`.
+    func servePrompt(profile: String, blocks: [UInt64], promptTokens: Int) -> PromptCache.Usage? {
+        self.promptCaches?[profile]?.serve(blocks: blocks, promptTokens: promptTokens)
     }
 
     func newID() -> UInt64 {
@@ -128,6 +149,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var keepAlive: Bool
         var version: HTTPVersion
         var arrival: Int64
+        /// Output tokens in all: reasoning, then the answer.
         var maxTokens: Int
         var tokenTimes: [Int64] = []
         var cachedTokens = 0
@@ -243,8 +265,11 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         let (words, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
         let promptTokens = engine.profile.templateTokens + Int((Double(words) * engine.profile.tokensPerWord).rounded())
         let maxTokens = max(1, format.maxTokens(body) ?? engine.profile.defaultMaxTokens)
+        // Reasoning comes on top of max_tokens, so the answer keeps the length asked for.
+        var reasoning = head.headers.first(name: "x-loadstar-reasoning-tokens").flatMap { Int($0) } ?? engine.profile.reasoningTokens
+        reasoning = format == .completions ? 0 : min(max(0, reasoning), 1_000_000)
         let model = body["model"] as? String ?? profile
-        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens, prefixBlocks: blocks)
+        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks)
         let start = {
             switch fault {
             case .http429?:
@@ -262,16 +287,19 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             guard engine.fits(request) else {
                 self.respond(
                     context, head, status: .badRequest,
-                    json: Self.error("prompt of \(promptTokens) tokens plus \(maxTokens) output tokens exceeds this server's KV capacity of \(engine.profile.kvCapacityTokens) tokens", type: "invalid_request_error"),
+                    json: Self.error("prompt of \(promptTokens) tokens plus \(request.maxTokens) output tokens exceeds this server's KV capacity of \(engine.profile.kvCapacityTokens) tokens", type: "invalid_request_error"),
                     id: id)
                 return
             }
+            let cache = self.state.servePrompt(profile: engine.profile.name, blocks: blocks, promptTokens: promptTokens)
+            var request = request
+            request.servedFromCache = cache?.read
             let writer = StreamWriter(
                 format: format, id: id, model: model, promptTokens: promptTokens,
-                includeUsage: format.wantsUsage(body, streaming: streaming))
+                includeUsage: format.wantsUsage(body, streaming: streaming), reasoningTokens: reasoning, promptCache: cache)
             self.active = ActiveRequest(
                 id: id, engine: engine, writer: writer, streaming: streaming, keepAlive: head.isKeepAlive, version: head.version,
-                arrival: arrival, maxTokens: maxTokens, fault: fault)
+                arrival: arrival, maxTokens: request.maxTokens, fault: fault)
             if streaming {
                 var headers = HTTPHeaders()
                 headers.add(name: "content-type", value: "text/event-stream")
@@ -361,6 +389,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
     private func log(_ active: ActiveRequest, outcome: String) {
         self.state.truthLog?.append(
             id: active.id, profile: active.engine.profile.name, arrival: active.arrival, tokenTimes: active.tokenTimes,
-            promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens, outcome: outcome)
+            promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens, outcome: outcome,
+            reasoningTokens: active.writer.reasoningTokens, cacheCreationTokens: active.writer.promptCache?.created ?? 0,
+            api: active.writer.format.name)
     }
 }

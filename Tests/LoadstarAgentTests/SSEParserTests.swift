@@ -89,7 +89,7 @@ let chatStream = """
             """
         let got = events(stream, kind: .anthropicMessages)
         #expect(got.count == 4)
-        #expect(got[0].promptTokens == 25 && got[0].cachedTokens == 5)
+        #expect(got[0].promptTokens == 30 && got[0].cachedTokens == 5, "input_tokens excludes the cached part")
         #expect(got[1].carriesOutput)
         #expect(got[2].completionTokens == 7)
         #expect(got[3].isDone)

@@ -21,8 +21,9 @@ let everyMessage: [Message] = [
         Sample(requestIndex: 5, cellIndex: 1, stageIndex: 2, userIndex: 3, intendedAt: 100, sentAt: 101, ttfb: 3, ttft: 4,
                e2e: 50, dns: 1, connect: 2, tls: -1, promptTokensRequested: 256, promptTokens: 257, outputTokens: 64,
                cachedTokens: 128, httpStatus: 200, errorClass: .none, flags: [.connectionReused, .excluded],
-               gaps: [10, 20, 30], errorDetail: "", serverRequestID: "sim-42"),
+               gaps: [10, 20, 30], errorDetail: "", serverRequestID: "sim-42", ttfo: 9, reasoningTokens: 12, outputTokensRequested: 64),
         Sample(requestIndex: 6, errorClass: .http429, flags: [.outputTokensEstimated], errorDetail: "HTTP 429"),
+        Sample(requestIndex: 7, ttft: 4, outputTokens: 3, flags: [.reasoningTokensEstimated], ttfo: 40, reasoningTokens: 5),
     ])),
     .batchAck(BatchAck(runID: 7, shardIndex: 1, batchSeq: 42)),
     .shardReady(ShardReady(runID: 7, shardIndex: 1, calibrations: [
