@@ -35,6 +35,9 @@ public enum HTMLReport {
                        round(throughput_rps::numeric, 2) AS "req/s", round(goodput_rps::numeric, 2) AS "good/s",
                        round(cache_hit_rate::numeric, 3) AS "cache hit", round(usd_per_m_output_tokens::numeric, 3) AS "$/M out", quality,
                        round(itl_mean_p50_ms::numeric, 2) AS "itl-mean p50", round(itl_mean_p99_ms::numeric, 2) AS "itl-mean p99",
+                       round(ttfo_p50_ms::numeric, 2) AS "ttfo p50", round(ttfo_p99_ms::numeric, 2) AS "ttfo p99",
+                       round(reasoning_p50_ms::numeric, 2) AS "reasoning p50", round(reasoning_tokens_mean, 1) AS "reasoning tok",
+                       round((prompt_error_mean * 100)::numeric, 2) AS "prompt err %",
                        round((output_estimated_share * 100)::numeric, 1) AS "est out %",
                        round(output_tokens_requested_mean, 1) AS "out asked", round(output_tokens_mean, 1) AS "out got",
                        dropped, lost, not_sent AS "not sent", cancelled, client_bound AS "client-bound"

@@ -18,6 +18,8 @@ public enum Report {
         ("itl_mean_p50_ms", "itl-mean p50"), ("itl_mean_p99_ms", "itl-mean p99"), ("tpot_p99_ms", "tpot p99"),
         ("sched_ttft_p99_ms", "sched ttft p99"), ("output_estimated_share", "est out%"),
         ("output_tokens_requested_mean", "out asked"), ("output_tokens_mean", "out got"),
+        ("ttfo_p50_ms", "ttfo p50"), ("ttfo_p99_ms", "ttfo p99"), ("reasoning_p50_ms", "reason p50"),
+        ("reasoning_tokens_mean", "reason tok"), ("prompt_error_mean", "prompt err%"),
         ("dropped", "dropped"), ("lost", "lost"), ("not_sent", "not sent"), ("cancelled", "cancelled"),
     ]
 
@@ -46,7 +48,43 @@ public enum Report {
             }
             if !counts.isEmpty { warnings.append("cell \(cell): requests that never completed their course (counted as errors): " + counts.joined(separator: ", ")) }
         }
-        return warnings
+        return warnings + (try await Self.promptProblems(database: database, runID: runID, source: resolved))
+    }
+
+    /// The largest mean relative prompt error a cell may have before its prompt sizes are not to
+    /// be trusted.
+    public static let promptErrorLimit = 0.05
+
+    /// Targets whose prompt calibration failed, and cells whose prompts missed their requested
+    /// size by more than ``promptErrorLimit`` on average — for targets the plan calibrates (with
+    /// `calibrate: false` the user chose to send words as they are).
+    public static func promptProblems(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> [String] {
+        let resolved: ResultSource
+        if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
+        guard let json = try await database.query("SELECT plan::text FROM runs WHERE id = $1", [String(runID)]).rows.first?[0],
+            let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
+        else { return [] }
+        let calibrated = plan.targets.indices.filter { plan.targets[$0].calibrate }
+        guard !calibrated.isEmpty else { return [] }
+        let list = "{" + calibrated.map(String.init).joined(separator: ",") + "}"
+        var problems: [String] = []
+        for row in try await database.query("""
+            SELECT t.name, min(k.problem) FROM calibrations k JOIN targets t ON t.run_id = k.run_id AND t.target_index = k.target_index
+            WHERE k.run_id = $1 AND k.problem IS NOT NULL AND k.target_index = ANY($2::int[]) GROUP BY t.target_index, t.name ORDER BY t.target_index
+            """, [String(runID), list]).rows {
+            problems.append("target \(row[0] ?? "?"): \(row[1] ?? "prompt calibration failed"); its prompt sizes are not what the plan asked (set calibrate: false to send words as they are)")
+        }
+        for row in try await database.query("""
+            SELECT l.cell, l.prompt_error_mean FROM \(resolved.relation("latency_summary")) l
+            JOIN cells c ON c.run_id = l.run_id AND c.cell_index = l.cell_index
+            WHERE l.run_id = $1 AND l.prompt_error_mean > $2 AND c.target_index = ANY($3::int[]) ORDER BY l.cell_index
+            """, [String(runID), String(Self.promptErrorLimit), list]).rows {
+            let error = (Double(row[1] ?? "") ?? 0) * 100
+            problems.append(String(
+                format: "cell %@: prompts were %.1f%% off their requested size on average (more than %.0f%%): the target counts tokens differently than calibration learnt",
+                row[0] ?? "?", error, Self.promptErrorLimit * 100))
+        }
+        return problems
     }
 
     /// - Parameter wide: every column (per-request mean gaps, estimated outputs, unfinished requests).
@@ -79,15 +117,18 @@ public enum Report {
         out += "sched = from the intended send time (free of coordinated omission); "
         out += "tok/s = output tokens per second per request after the first (1 / median TPOT); "
         out += "good/s = requests per second meeting every per-request SLO"
-        if wide { out += "; itl-mean = each request's mean gap; est out% = outputs counted from events (no usage)" }
+        if wide {
+            out += "; itl-mean = each request's mean gap; est out% = outputs counted from events (no usage); "
+            out += "ttfo = time to first answer token; reason = ttfo - ttft of requests that reasoned"
+        }
         out += "\npercentiles: \(Self.estimator)\n\n"
         let titles = columns.map(\.1)
         let cells: [[String]] = rows.map { row in
             row.enumerated().map { index, value in
                 guard let value else { return "-" }
                 switch columns[index].0 {
-                case "error_rate", "output_estimated_share": return String(format: "%.2f", (Double(value) ?? 0) * 100)
-                case "output_tokens_requested_mean", "output_tokens_mean": return String(format: "%.1f", Double(value) ?? 0)
+                case "error_rate", "output_estimated_share", "prompt_error_mean": return String(format: "%.2f", (Double(value) ?? 0) * 100)
+                case "output_tokens_requested_mean", "output_tokens_mean", "reasoning_tokens_mean": return String(format: "%.1f", Double(value) ?? 0)
                 case let name where name.hasSuffix("_ms"): return String(format: "%.2f", Double(value) ?? 0)
                 case let name where name.hasPrefix("1000 /") || name.hasSuffix("_rps"): return String(format: "%.1f", Double(value) ?? 0)
                 default: return value
@@ -177,8 +218,13 @@ public enum Report {
         return plan.slos
     }
 
-    /// Targets whose every request failed, as sentences a user can act on.
+    /// Targets whose every request failed, and prompt sizes that cannot be trusted, as sentences a
+    /// user can act on (each makes `loadstar run` exit non-zero).
     public static func problems(database: Database, runID: UInt64) async throws -> [String] {
+        try await Self.failedTargets(database: database, runID: runID) + Self.promptProblems(database: database, runID: runID)
+    }
+
+    static func failedTargets(database: Database, runID: UInt64) async throws -> [String] {
         let rows = try await database.query("""
             SELECT t.name, t.base_url, count(*), mode() WITHIN GROUP (ORDER BY s.error_class), min(s.error_detail)
             FROM samples s

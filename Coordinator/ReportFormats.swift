@@ -13,6 +13,7 @@ extension Report {
         let sql = """
             SELECT json_build_object(
                 'percentile_estimator', $2::text,
+                'warnings', $3::json,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
                                                            created_at, started_at, finished_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
@@ -35,7 +36,9 @@ extension Report {
                 'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM \(source.relation("timeseries")) x WHERE run_id = $1)
             )::text
             """
-        guard let text = try await database.query(sql, [String(runID), Self.estimator]).rows.first?[0] else {
+        let warnings = try await Self.warnings(database: database, runID: runID, source: source)
+        let warningsJSON = String(decoding: (try? JSONEncoder().encode(warnings)) ?? Data("[]".utf8), as: UTF8.self)
+        guard let text = try await database.query(sql, [String(runID), Self.estimator, warningsJSON]).rows.first?[0] else {
             throw ReportError.noSuchRun(runID)
         }
         return text + "\n"

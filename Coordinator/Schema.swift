@@ -522,7 +522,17 @@ enum Schema {
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
                 'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
             """),
-        Migration(version: 13, name: "every request counted, client-bound cells, per-request mean gaps", sql: """
+        Migration(version: 12, name: "reasoning: time to first answer token, reasoning tokens", sql: """
+            -- ttfo_us: sent_at to the first event carrying answer content or a tool call (reasoning
+            -- and thinking text excluded; equals ttft_us when the model does not reason).
+            -- reasoning_tokens: from usage.completion_tokens_details.reasoning_tokens, else counted
+            -- from reasoning/thinking events (reasoning_tokens_estimated). NULL: none seen or said.
+            ALTER TABLE samples
+                ADD COLUMN ttfo_us bigint,
+                ADD COLUMN reasoning_tokens int,
+                ADD COLUMN reasoning_tokens_estimated boolean NOT NULL DEFAULT false;
+            """),
+        Migration(version: 13, name: "every request counted, client-bound cells, per-request mean gaps, reasoning and prompt error", sql: """
             -- What each agent reports of its own pace, per cell: when the client, not the target,
             -- set the pace, the cell's latencies carry that warning.
             CREATE TABLE cell_client_stats (
@@ -568,7 +578,10 @@ enum Schema {
             -- (dropped, lost, not_sent, cancelled: counted in requests and errors), the client-bound
             -- flag and its reason, percentiles of each request's mean inter-token gap (beside the
             -- pooled itl_*), the share of successful requests whose output count was estimated, and
-            -- the output tokens asked for against delivered (means). Percentiles: linear
+            -- the output tokens asked for against delivered (means), time to first answer token
+            -- (ttfo) percentiles, reasoning duration (ttfo - ttft, over requests that reasoned),
+            -- mean reasoning tokens and the share of them counted from events, and the mean
+            -- relative prompt error (reported against requested). Percentiles: linear
             -- interpolation between closest ranks (percentile_cont).
             CREATE OR REPLACE VIEW latency_summary AS
             WITH requests AS (
@@ -605,7 +618,16 @@ enum Schema {
                        count(*) FILTER (WHERE error_class = 'none' AND output_tokens_estimated)::double precision
                            / nullif(count(*) FILTER (WHERE error_class = 'none'), 0) AS output_estimated_share,
                        avg(output_tokens_requested) FILTER (WHERE error_class = 'none') AS output_tokens_requested_mean,
-                       avg(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens_mean
+                       avg(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens_mean,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttfo_us)
+                           FILTER (WHERE error_class = 'none') AS ttfo,
+                       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ttfo_us - ttft_us)
+                           FILTER (WHERE error_class = 'none' AND ttfo_us > ttft_us) AS reasoning,
+                       avg(reasoning_tokens) FILTER (WHERE error_class = 'none' AND reasoning_tokens >= 0) AS reasoning_tokens_mean,
+                       count(*) FILTER (WHERE error_class = 'none' AND reasoning_tokens_estimated)::double precision
+                           / nullif(count(*) FILTER (WHERE error_class = 'none' AND reasoning_tokens >= 0), 0) AS reasoning_estimated_share,
+                       avg(abs(prompt_tokens - prompt_tokens_requested)::double precision / prompt_tokens_requested)
+                           FILTER (WHERE error_class = 'none' AND prompt_tokens IS NOT NULL AND prompt_tokens_requested > 0) AS prompt_error_mean
                 FROM samples
                 CROSS JOIN LATERAL (SELECT avg(g)::double precision AS mean_gap_us FROM unnest(itl_us) AS g) m
                 WHERE NOT excluded
@@ -658,7 +680,11 @@ enum Schema {
                    u.itl_mean[1] / 1000 AS itl_mean_p50_ms, u.itl_mean[2] / 1000 AS itl_mean_p90_ms,
                    u.itl_mean[3] / 1000 AS itl_mean_p95_ms, u.itl_mean[4] / 1000 AS itl_mean_p99_ms,
                    u.itl_mean[5] / 1000 AS itl_mean_p999_ms,
-                   u.output_estimated_share, u.output_tokens_requested_mean, u.output_tokens_mean
+                   u.output_estimated_share, u.output_tokens_requested_mean, u.output_tokens_mean,
+                   u.ttfo[1] / 1000 AS ttfo_p50_ms, u.ttfo[2] / 1000 AS ttfo_p90_ms, u.ttfo[3] / 1000 AS ttfo_p95_ms,
+                   u.ttfo[4] / 1000 AS ttfo_p99_ms, u.ttfo[5] / 1000 AS ttfo_p999_ms,
+                   u.reasoning[1] / 1000 AS reasoning_p50_ms, u.reasoning[2] / 1000 AS reasoning_p99_ms,
+                   u.reasoning_tokens_mean, u.reasoning_estimated_share, u.prompt_error_mean
             FROM requests r
             LEFT JOIN gaps g USING (run_id, cell_index)
             LEFT JOIN unfinished u USING (run_id, cell_index)
@@ -672,7 +698,12 @@ enum Schema {
                 ADD COLUMN itl_mean_p95_ms double precision, ADD COLUMN itl_mean_p99_ms double precision,
                 ADD COLUMN itl_mean_p999_ms double precision,
                 ADD COLUMN output_estimated_share double precision, ADD COLUMN output_tokens_requested_mean numeric,
-                ADD COLUMN output_tokens_mean numeric;
+                ADD COLUMN output_tokens_mean numeric,
+                ADD COLUMN ttfo_p50_ms double precision, ADD COLUMN ttfo_p90_ms double precision, ADD COLUMN ttfo_p95_ms double precision,
+                ADD COLUMN ttfo_p99_ms double precision, ADD COLUMN ttfo_p999_ms double precision,
+                ADD COLUMN reasoning_p50_ms double precision, ADD COLUMN reasoning_p99_ms double precision,
+                ADD COLUMN reasoning_tokens_mean numeric, ADD COLUMN reasoning_estimated_share double precision,
+                ADD COLUMN prompt_error_mean double precision;
             DO $$
             BEGIN
                 GRANT SELECT ON cell_client_stats, client_bound_cells TO loadstar_reader;
@@ -683,15 +714,5 @@ enum Schema {
             """),
         // Versions 10 and 11 come from another branch; the migrator applies whatever is missing,
         // by version, so the gap is harmless.
-        Migration(version: 12, name: "reasoning: time to first answer token, reasoning tokens", sql: """
-            -- ttfo_us: sent_at to the first event carrying answer content or a tool call (reasoning
-            -- and thinking text excluded; equals ttft_us when the model does not reason).
-            -- reasoning_tokens: from usage.completion_tokens_details.reasoning_tokens, else counted
-            -- from reasoning/thinking events (reasoning_tokens_estimated). NULL: none seen or said.
-            ALTER TABLE samples
-                ADD COLUMN ttfo_us bigint,
-                ADD COLUMN reasoning_tokens int,
-                ADD COLUMN reasoning_tokens_estimated boolean NOT NULL DEFAULT false;
-            """),
     ]
 }

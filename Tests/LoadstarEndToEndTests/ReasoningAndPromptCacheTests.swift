@@ -69,6 +69,19 @@ import Testing
             let first = try #require(record["first_token_us"] as? Int64), answer = try #require(record["first_answer_us"] as? Int64)
             #expect(abs((ttfo - ttft) - (answer - first)) < 20_000, "agent \(ttfo - ttft) µs, simulator \(answer - first) µs")
         }
+        // The views carry them per cell: ttfo percentiles after ttft's, the reasoning duration
+        // between them, the reasoning tokens and the share of them counted from events.
+        let cells = try await Database(conninfo: cluster.databaseURL).query("""
+            SELECT target, ttft_p50_ms, ttfo_p50_ms, reasoning_p50_ms, reasoning_tokens_mean, reasoning_estimated_share
+            FROM latency_summary WHERE run_id = $1 ORDER BY target
+            """, [String(id)]).rows
+        #expect(cells.count == 2, "\(cells)")
+        for cell in cells {
+            let ttft = Double(cell[1] ?? "") ?? 0, ttfo = Double(cell[2] ?? "") ?? 0, reasoning = Double(cell[3] ?? "") ?? 0
+            #expect(ttfo - ttft > 80 && reasoning > 80 && reasoning < 250, "\(cell)")
+            #expect(Double(cell[4] ?? "") == 20, "\(cell)")
+            #expect(Double(cell[5] ?? "") == (cell[0] == "claude" ? 1 : 0), "\(cell)")
+        }
     }
 
     /// The issue's case: an OpenAI and an Anthropic target on one server with a prompt cache.
