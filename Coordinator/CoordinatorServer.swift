@@ -164,6 +164,8 @@ public final class CoordinatorServer: Sendable {
             group.addTask { await self.state.resumeInterruptedRuns() }
             // Batches a previous coordinator spooled and did not store.
             group.addTask { await self.state.startDrainingSpool() }
+            // The one periodic tick of every run: silence, loss, deadlines, progress lines.
+            group.addTask { await self.state.runTicks() }
             try await self.serverChannel.executeThenClose { inbound in
                 for try await connection in inbound {
                     guard await self.state.openConnection() else {

@@ -28,34 +28,12 @@ actor CoordinatorState {
         var heartbeat: Heartbeat?
         /// When the registry row was last brought up to date (coordinator clock, µs).
         var touchedAt: Int64 = 0
-        /// When the agent's last frame arrived (coordinator clock, µs).
-        var lastHeard: Int64 = coordinatorNow()
+        /// When the agent's last frame arrived (monotonic µs).
+        var lastHeard: Int64 = monotonicMicros()
         /// Requests completed per second, from the last two heartbeats.
         var rate: Double = 0
+        /// When its link closed, while it is closed (monotonic µs).
         var disconnectedAt: Int64?
-    }
-
-    struct ShardProgress {
-        var agentID: String
-        var agentName: String
-        var done: ShardDone?
-        /// Batches the agent sent for the shard: from its `shardDone`, or from the database for a
-        /// shard done before a coordinator restart.
-        var batches: UInt64?
-        var ready = false
-        /// Whether the agent is known to be unreachable now (silent or disconnected).
-        var unreachable = false
-        var complete = false
-        var lost = false
-        /// Why the agent refused the shard (it failed the agent's checks); the run then fails.
-        var refused: String?
-        /// The agent that took the rest of this (lost) shard over.
-        var heir: String?
-        /// The takeover shard's index.
-        var heirShard: UInt32?
-        /// When a lost shard's agent was last heard from (coordinator clock, µs): requests due
-        /// before it were the lost agent's, the ones from it on its heir's (or nobody's).
-        var lossAt: Int64?
     }
 
     /// What handing a lost shard over needs; kept for the run a client submitted (not for one
@@ -68,17 +46,32 @@ actor CoordinatorState {
         var start: Int64
     }
 
+    /// A run this coordinator runs: its state machine, and what carrying out its actions needs.
     struct ActiveRun {
-        var id: UInt64
-        var shards: [UInt32: ShardProgress]
-        var aborting = false
-        /// Why the coordinator stopped the run, when it was not the operator's request.
-        var abortReason: String?
-        var stored: UInt64 = 0
-        /// Set when a restarted coordinator took the run over: agents not back by
-        /// `agentLostAfter` seconds after this are lost.
-        var resumedAt: Int64?
+        var machine: RunStateMachine
         var handOver: HandOver?
+        var stored: UInt64 = 0
+        /// The `loadstar run` link following the run (none for a run resumed after a restart).
+        var client: MessageWriter?
+        /// When it started (monotonic µs), for `--max-duration`.
+        var startedAt: Int64
+        /// Until when its agents may set their shards up (monotonic µs).
+        var setupDeadline: Int64?
+        var readyWaiter: CheckedContinuation<Void, Never>?
+        var finishWaiters: [CheckedContinuation<(String, String?), Never>] = []
+        var ticks = 0
+
+        init(machine: RunStateMachine, startedAt: Int64) {
+            self.machine = machine
+            self.startedAt = startedAt
+        }
+    }
+
+    /// A submission waiting for enough free agents.
+    struct AgentWait {
+        var minimum: Int
+        var deadline: Int64
+        var continuation: CheckedContinuation<[AgentEntry]?, Never>
     }
 
     private var agents: [String: AgentEntry] = [:]
@@ -86,8 +79,13 @@ actor CoordinatorState {
     private var ownership = ShardOwnership()
     private var nextSession = 0
     private var connections = 0
-    private var run: ActiveRun?
-    private var runQueueBusy = false
+    /// The runs going on, side by side on disjoint agents.
+    private var runs: [UInt64: ActiveRun] = [:]
+    /// Runs that ended lately, with their final status (for a watcher that comes after the end).
+    private var finishedRuns: [UInt64: (String, String?)] = [:]
+    private var agentWaits: [AgentWait] = []
+    /// Agents a submission took while it places its run.
+    private var reservedAgents: Set<String> = []
 
     init(
         database: Database, options: CoordinatorOptions, logger: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics(),
@@ -254,7 +252,7 @@ actor CoordinatorState {
             provedInDatabase.contains(key)
                 || self.ownership.owner(of: key).map { $0.agentID == hello.agentID && !$0.secret.isEmpty && constantTimeEquals($0.secret, claim.secret) } ?? false
         }
-        if let live = self.agents[hello.agentID], live.writer != nil, coordinatorNow() - live.lastHeard < Self.silenceMicros, !proves {
+        if let live = self.agents[hello.agentID], live.writer != nil, monotonicMicros() - live.lastHeard < Self.silenceMicros, !proves {
             return .refused("agent id \(hello.agentID) is already connected from \(live.address); start each agent with its own --id")
         }
         let session = self.agentConnected(hello, writer: writer, address: address)
@@ -306,13 +304,13 @@ actor CoordinatorState {
     private func agentDisconnected(_ id: String, session: Int) {
         guard var entry = self.agents[id], entry.session == session else { return }
         entry.writer = nil
-        entry.disconnectedAt = coordinatorNow()
+        entry.disconnectedAt = monotonicMicros()
         self.agents[id] = entry
         self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
         self.logger.info("agent disconnected", metadata: ["agent.name": "\(entry.hello.name)"])
         Task { try? await self.database.touchAgent(id: id, connected: false, clockOffset: nil, clockRTT: nil) }
         // An idle agent that is gone is forgotten; one with a shard is kept until it returns or is lost.
-        if !(self.run?.shards.values.contains { $0.agentID == id && !$0.complete } ?? false) {
+        if !self.busyAgentIDs().contains(id) {
             self.agents[id] = nil
         }
     }
@@ -410,37 +408,19 @@ actor CoordinatorState {
         }
         self.drainingSpool = false
         self.logger.warning("database available again: spooled batches stored", metadata: ["batches": "\(stored)"])
-        // A shard whose last batches came through the spool may be complete now.
-        if let run = self.run {
-            for index in run.shards.keys { await self.checkShardComplete(run.id, index) }
-        }
+        // A shard whose last batches came through the spool was counted again as each was stored.
     }
 
     private func batchStored(_ batch: SampleBatch) async {
-        guard self.run?.id == batch.runID else { return }
-        self.run?.stored += UInt64(batch.samples.count)
+        guard self.runs[batch.runID] != nil else { return }
+        self.runs[batch.runID]?.stored += UInt64(batch.samples.count)
         self.metrics.samplesStored.increment(by: Int64(batch.samples.count))
         self.metrics.batchesStored.increment()
-        await self.checkShardComplete(batch.runID, batch.shardIndex)
+        await self.perform(batch.runID, self.apply(batch.runID) { $0.batchStored(batch.shardIndex) })
     }
 
     private func shardDone(_ done: ShardDone) async {
-        guard self.run?.id == done.runID else { return }
-        self.run?.shards[done.shardIndex]?.done = done
-        self.run?.shards[done.shardIndex]?.batches = done.batches
-        try? await self.database.recordEvent(
-            runID: done.runID, kind: "shard_done", shardIndex: done.shardIndex,
-            detail: "\(done.aborted ? "aborted" : "done"): fired \(done.fired), succeeded \(done.succeeded), failed \(done.failed), late \(done.late), dropped \(done.dropped)")
-        await self.checkShardComplete(done.runID, done.shardIndex)
-    }
-
-    /// A shard is complete when the agent said it is done and every one of its batches is stored.
-    private func checkShardComplete(_ runID: UInt64, _ shardIndex: UInt32) async {
-        guard let shard = self.run?.shards[shardIndex], let batches = shard.batches, !shard.complete else { return }
-        let stored = (try? await self.database.storedBatches(runID: runID, shardIndex: shardIndex)) ?? -1
-        if UInt64(clamping: stored) == batches, self.run?.id == runID {
-            self.run?.shards[shardIndex]?.complete = true
-        }
+        await self.perform(done.runID, self.apply(done.runID) { $0.shardDone(done) })
     }
 
     // MARK: runs
@@ -472,25 +452,19 @@ actor CoordinatorState {
             try await outbound.write(.reject(Reject(code: .forbidden, reason: refusal)))
             return
         }
-        // One run at a time: later submissions wait their turn.
-        while !(await self.claimRunSlot()) {
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        defer { Task { await self.releaseRunSlot() } }
+        // Runs go side by side on disjoint agents: this one takes the agents free now (waiting,
+        // and saying so, while fewer than it needs are), and gives back those its placement leaves out.
         let minimum = max(1, Int(submit.minimumAgents))
-        let deadline = coordinatorNow() + Int64(self.options.agentWait * 1_000_000)
-        var selected = await self.readyAgents()
-        while selected.count < minimum {
-            if coordinatorNow() > deadline {
-                try await outbound.write(.reject(Reject(
-                    code: .notEnoughAgents,
-                    reason: "\(selected.count) agent(s) connected after \(Int(self.options.agentWait)) s, the run needs \(minimum); "
-                        + "start agents with `loadstar agent --coordinator HOST:PORT`")))
-                return
-            }
-            try await Task.sleep(for: .milliseconds(100))
-            selected = await self.readyAgents()
+        guard var selected = await self.waitForAgents(minimum: minimum, client: outbound) else {
+            let (free, busy) = await self.agentCounts()
+            try await outbound.write(.reject(Reject(
+                code: .notEnoughAgents,
+                reason: "\(free) agent(s) free after \(Int(self.options.agentWait)) s (\(busy) busy in other runs), the run needs \(minimum); "
+                    + "start agents with `loadstar agent --coordinator HOST:PORT`")))
+            return
         }
+        var reserved = Set(selected.map(\.hello.agentID))
+        defer { let left = reserved; Task { await self.release(left) } }
         let slots = selected.map { agent in
             AgentSlot(
                 name: agent.hello.name, capacity: Int(agent.hello.capacity),
@@ -503,8 +477,10 @@ actor CoordinatorState {
             try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
             return
         }
-        // Agents the placement leaves out take no part in this run.
+        // Agents the placement leaves out take no part in this run, and are free for another.
         selected = placed.map { selected[$0.agent] }
+        await self.release(reserved.subtracting(selected.map(\.hello.agentID)))
+        reserved = Set(selected.map(\.hello.agentID))
         // Secrets travel to agents only encrypted: without TLS, only to agents on this machine.
         if self.options.tls == nil, !submit.secrets.isEmpty {
             let exposed = selected.filter { !hostIsLoopback(Self.host(of: $0.address)) }
@@ -523,7 +499,11 @@ actor CoordinatorState {
         }
         let id = try await self.database.createRun(
             plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID)
-        await self.startRun(id, records)
+        let setupDeadline = monotonicMicros() + Int64(Self.setupSeconds(plan) * 1_000_000)
+        await self.startRun(id, records, plan: plan, client: outbound, setupDeadline: setupDeadline)
+        // The run holds its agents now.
+        await self.release(reserved)
+        reserved = []
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
         try? await self.database.recordEvent(
             runID: id, kind: "run_started", detail: "\(selected.count) agent(s): " + selected.map(\.hello.name).joined(separator: ", "))
@@ -541,63 +521,37 @@ actor CoordinatorState {
                 ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: agent.hello.agentID, secret: record.secret)
             try? await agent.writer?.write(.assignShard(assignment))
         }
-        let setupDeadline = coordinatorNow() + Int64(Self.setupSeconds(plan) * 1_000_000)
-        while !(await self.allShardsReady()) && coordinatorNow() < setupDeadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        if !(await self.allShardsReady()) {
+        if !(await self.waitUntilReady(id)) {
             self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
         }
         let start = coordinatorNow() + 1_000_000
-        await self.keepForHandOver(HandOver(
+        await self.keepForHandOver(id, HandOver(
             plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
             start: start))
         for agent in selected {
             try? await agent.writer?.write(.startAt(StartAt(runID: id, startTime: start + agent.clock.offset)))
         }
-        for spec in specs {
-            try? await self.database.setShardStatus(runID: id, shardIndex: UInt32(spec.shardIndex), status: "running")
-        }
+        await self.started(id)
 
         // Watch the run; the client may ask to abort (or vanish, which aborts too). The client's
         // iterator moves into the reading task and is never touched here again.
         let clientMessages = OwnershipTransfer(messages)
-        let status: (String, String?) = try await withThrowingTaskGroup(of: Void.self) { group in
-            let maxDuration = self.options.ceilings.maxDuration
-            group.addTask {
-                var ticks = 0
-                let started = ContinuousClock.now
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(250))
-                    ticks += 1
-                    if let maxDuration, ContinuousClock.now - started > .seconds(maxDuration + 2) {
-                        await self.abortRun(
-                            reason: "stopped by the coordinator at its --max-duration of \(RunCeilings.number(maxDuration)) s", byCoordinator: true)
-                    }
-                    if ticks % 4 == 0, let line = await self.progressLine() {
-                        try? await outbound.write(.runProgress(RunProgress(runID: id, line: line)))
-                    }
-                    if await self.runFinished() { return }
-                }
-            }
+        let status: (String, String?) = await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 var messages = clientMessages.value
                 while let message = try? await messages.next() {
                     if case .abort(let abort) = message, abort.runID == id {
-                        await self.abortRun(reason: abort.reason)
+                        await self.abortRun(id, reason: abort.reason)
                     }
                 }
-                if !Task.isCancelled { await self.abortRun(reason: "the submitting client disconnected") }
-                try await Task.sleep(for: .seconds(3600))
+                if !Task.isCancelled { await self.clientGone(id) }
             }
-            try await group.next()
-            // The status is read before the reader is cancelled: a cancelled reader must not be
-            // taken for a client that went away (that would mark a finished run aborted).
-            let status = await self.finalStatus()
+            // The status is settled before the reader is cancelled: a cancelled reader must not
+            // be taken for a client that went away (that would mark a finished run aborted).
+            let status = await self.waitForFinish(id)
             group.cancelAll()
             return status
         }
-        try await self.closeRun(id, status: status)
         self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
         let report = try await Report.table(database: self.database, runID: id)
         var problems = try await Report.problems(database: self.database, runID: id)
@@ -610,7 +564,6 @@ actor CoordinatorState {
                 try? await self.database.recordEvent(runID: id, kind: "slo_verdict", detail: "met by every cell: " + met)
             }
         }
-        try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
         if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }
@@ -620,44 +573,44 @@ actor CoordinatorState {
     /// run is finished and its results stored as usual. Nobody waits for its report: see
     /// `loadstar report`.
     func resumeInterruptedRuns() async {
-        let runs: [Database.InterruptedRun]
+        let interrupted: [Database.InterruptedRun]
         do {
-            runs = try await self.database.interruptedRuns(coordinatorID: self.coordinatorID)
+            interrupted = try await self.database.interruptedRuns(coordinatorID: self.coordinatorID)
         } catch {
             self.logger.error("cannot look for interrupted runs", metadata: ["error": "\(error)"])
             return
         }
-        for interrupted in runs {
-            while !self.claimRunSlot() { try? await Task.sleep(for: .milliseconds(200)) }
-            var shards: [UInt32: ShardProgress] = [:]
-            for shard in interrupted.shards {
-                var progress = ShardProgress(agentID: shard.agentID, agentName: shard.agentName)
-                progress.complete = shard.complete
-                progress.ready = true
+        let now = monotonicMicros()
+        for run in interrupted {
+            var shards: [UInt32: RunStateMachine.Shard] = [:]
+            for shard in run.shards {
+                var state = RunStateMachine.Shard(agentID: shard.agentID, agentName: shard.agentName)
                 // Done before the restart: complete once its last batches are stored (from agents
-                // resending them, or from the spool).
-                progress.batches = shard.batches
-                shards[shard.index] = progress
+                // resending them, or from the spool); counted on the first tick.
+                if shard.complete {
+                    state.phase = .complete
+                } else if let batches = shard.batches {
+                    state.phase = .done(batches: batches)
+                    state.countPending = true
+                } else {
+                    state.phase = .running
+                }
+                shards[shard.index] = state
             }
-            self.run = ActiveRun(id: interrupted.id, shards: shards, resumedAt: coordinatorNow())
-            self.metrics.runActive.set(1.0)
-            self.logger.warning("resuming a run interrupted by a coordinator restart", metadata: ["run.id": "\(interrupted.id)"])
+            let machine = RunStateMachine(
+                runID: run.id, shards: shards, silence: Self.silenceMicros, lostAfter: Int64(self.options.agentLostAfter * 1_000_000),
+                reassign: false, resumedAt: now)
+            self.runs[run.id] = ActiveRun(machine: machine, startedAt: now)
+            self.metrics.runActive.set(Double(self.runs.count))
+            self.logger.warning("resuming a run interrupted by a coordinator restart", metadata: ["run.id": "\(run.id)"])
             try? await self.database.recordEvent(
-                runID: interrupted.id, kind: "run_started", detail: "resumed by coordinator \(self.coordinatorID) after a restart")
-            while !(await self.runFinished()) { try? await Task.sleep(for: .milliseconds(250)) }
-            let status = await self.finalStatus()
-            try? await self.closeRun(interrupted.id, status: status)
-            try? await self.database.recordEvent(
-                runID: interrupted.id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
-            self.logger.info("resumed run finished", metadata: ["run.id": "\(interrupted.id)", "status": "\(status.0)"])
-            self.releaseRunSlot()
+                runID: run.id, kind: "run_started", detail: "resumed by coordinator \(self.coordinatorID) after a restart")
         }
     }
 
-    /// Records the run's final status, stores its results once (so that every later report reads
-    /// a few rows instead of the samples) and frees the coordinator for the next run.
+    /// Records the run's final status and stores its results once (so that every later report
+    /// reads a few rows instead of the samples).
     private func closeRun(_ id: UInt64, status: (String, String?)) async throws {
-        defer { self.endRun() }
         try await self.database.finishRun(id, status: status.0, reason: status.1)
         self.metrics.runFinished(status: status.0)
         do {
@@ -668,34 +621,68 @@ actor CoordinatorState {
         }
     }
 
-    private func claimRunSlot() -> Bool {
-        if self.runQueueBusy { return false }
-        self.runQueueBusy = true
-        return true
+    // MARK: agents for runs
+
+    /// Agents holding a shard of a run that is not settled, or reserved by a run being placed.
+    private func busyAgentIDs() -> Set<String> {
+        var busy = self.reservedAgents
+        for run in self.runs.values {
+            for shard in run.machine.shards.values where !shard.phase.isSettled { busy.insert(shard.agentID) }
+        }
+        return busy
     }
 
-    private func releaseRunSlot() { self.runQueueBusy = false }
-
-    /// Connected agents with no shard, in a stable order.
-    private func readyAgents() -> [AgentEntry] {
-        let ready = self.agents.values.filter { $0.writer != nil && $0.clock.probes > 0 }
-        return ready.sorted { ($0.hello.name, $0.hello.agentID) < ($1.hello.name, $1.hello.agentID) }
+    /// Connected agents with a clock estimate and no shard, in a stable order.
+    private func freeAgents() -> [AgentEntry] {
+        let busy = self.busyAgentIDs()
+        let free = self.agents.values.filter { $0.writer != nil && $0.clock.probes > 0 && !busy.contains($0.hello.agentID) }
+        return free.sorted { ($0.hello.name, $0.hello.agentID) < ($1.hello.name, $1.hello.agentID) }
     }
 
-    private func startRun(_ id: UInt64, _ records: [Database.ShardRecord]) {
-        var shards: [UInt32: ShardProgress] = [:]
+    private func agentCounts() -> (free: Int, busy: Int) {
+        let connected = self.agents.values.filter { $0.writer != nil }.count
+        let free = self.freeAgents().count
+        return (free, connected - free)
+    }
+
+    /// The agents free now once at least `minimum` are, reserved for the caller; `nil` after
+    /// `--agent-wait` seconds. The client hears what the run waits for.
+    private func waitForAgents(minimum: Int, client: MessageWriter) async -> [AgentEntry]? {
+        if let agents = self.takeFreeAgents(minimum: minimum) { return agents }
+        let (free, busy) = self.agentCounts()
+        try? await client.write(.runProgress(RunProgress(
+            runID: 0, line: "waiting for \(minimum) free agent(s): \(free) free, \(busy) busy in other runs (at most \(Int(self.options.agentWait)) s)")))
+        let deadline = monotonicMicros() + Int64(self.options.agentWait * 1_000_000)
+        return await withCheckedContinuation { continuation in
+            self.agentWaits.append(AgentWait(minimum: minimum, deadline: deadline, continuation: continuation))
+        }
+    }
+
+    private func takeFreeAgents(minimum: Int) -> [AgentEntry]? {
+        let free = self.freeAgents()
+        guard free.count >= minimum else { return nil }
+        self.reservedAgents.formUnion(free.map(\.hello.agentID))
+        return free
+    }
+
+    private func release(_ agentIDs: Set<String>) {
+        self.reservedAgents.subtract(agentIDs)
+    }
+
+    private func startRun(_ id: UInt64, _ records: [Database.ShardRecord], plan: Plan, client: MessageWriter, setupDeadline: Int64) {
+        var shards: [UInt32: RunStateMachine.Shard] = [:]
         for record in records {
             let name = self.agents[record.agentID]?.hello.name ?? record.agentID
-            shards[UInt32(record.spec.shardIndex)] = ShardProgress(agentID: record.agentID, agentName: name)
+            shards[UInt32(record.spec.shardIndex)] = RunStateMachine.Shard(agentID: record.agentID, agentName: name)
         }
-        self.run = ActiveRun(id: id, shards: shards)
-        self.metrics.runActive.set(1.0)
-    }
-
-    private func endRun() {
-        self.run = nil
-        self.metrics.runActive.set(0.0)
-        for (id, entry) in self.agents where entry.writer == nil { self.agents[id] = nil }
+        let machine = RunStateMachine(
+            runID: id, shards: shards, silence: Self.silenceMicros, lostAfter: Int64(self.options.agentLostAfter * 1_000_000),
+            reassign: plan.load.onAgentLoss == .reassign)
+        var run = ActiveRun(machine: machine, startedAt: monotonicMicros())
+        run.client = client
+        run.setupDeadline = setupDeadline
+        self.runs[id] = run
+        self.metrics.runActive.set(Double(self.runs.count))
     }
 
     /// Longest the agents may take to set a shard up: two probes per calibrated target.
@@ -704,25 +691,37 @@ actor CoordinatorState {
         return min(120, 5 + probes)
     }
 
-    private func shardReady(_ ready: ShardReady) async {
-        guard self.run?.id == ready.runID, let shard = self.run?.shards[ready.shardIndex] else { return }
-        if !ready.refusal.isEmpty {
-            self.run?.shards[ready.shardIndex]?.refused = ready.refusal
-            self.logger.error("an agent refused its shard", metadata: [
-                "agent.name": "\(shard.agentName)", "run.id": "\(ready.runID)", "reason": "\(ready.refusal)",
-            ])
-            try? await self.database.setShardStatus(runID: ready.runID, shardIndex: ready.shardIndex, status: "aborted")
-            try? await self.database.recordEvent(
-                runID: ready.runID, kind: "shard_refused", shardIndex: ready.shardIndex,
-                detail: "agent \(shard.agentName) refused its shard: \(ready.refusal)")
-            return
-        }
-        self.run?.shards[ready.shardIndex]?.ready = true
+    /// Until every shard of the run is set up; `false` if the setup deadline passed first.
+    private func waitUntilReady(_ id: UInt64) async -> Bool {
+        guard let run = self.runs[id], !run.machine.allReady else { return true }
+        await withCheckedContinuation { continuation in self.runs[id]?.readyWaiter = continuation }
+        return self.runs[id]?.machine.allReady ?? true
     }
 
-    private func allShardsReady() -> Bool {
-        guard let run = self.run else { return true }
-        return run.shards.values.allSatisfy { $0.ready || $0.lost || $0.refused != nil }
+    private func started(_ id: UInt64) async {
+        self.runs[id]?.startedAt = monotonicMicros()
+        await self.perform(id, self.apply(id) { $0.started() })
+    }
+
+    /// The run's final status, once it is settled.
+    private func waitForFinish(_ id: UInt64) async -> (String, String?) {
+        guard self.runs[id] != nil else { return self.finishedRuns[id] ?? ("failed", "run state lost") }
+        return await withCheckedContinuation { continuation in self.runs[id]?.finishWaiters.append(continuation) }
+    }
+
+    private func shardReady(_ ready: ShardReady) async {
+        guard self.runs[ready.runID] != nil else { return }
+        if !ready.refusal.isEmpty {
+            let name = self.runs[ready.runID]?.machine.shards[ready.shardIndex]?.agentName ?? "?"
+            self.logger.error("an agent refused its shard", metadata: ["agent.name": "\(name)", "run.id": "\(ready.runID)", "reason": "\(ready.refusal)"])
+            await self.perform(ready.runID, self.apply(ready.runID) { $0.shardRefused(ready.shardIndex, reason: ready.refusal) })
+        } else {
+            await self.perform(ready.runID, self.apply(ready.runID) { $0.shardReady(ready.shardIndex) })
+        }
+        if self.runs[ready.runID]?.machine.allReady == true, let waiter = self.runs[ready.runID]?.readyWaiter {
+            self.runs[ready.runID]?.readyWaiter = nil
+            waiter.resume()
+        }
     }
 
     /// Records that shard `key` goes to the current link of agent `agentID` with `secret`.
@@ -733,57 +732,145 @@ actor CoordinatorState {
     /// Silence longer than this (heartbeats come every second) makes an agent unreachable.
     static let silenceMicros: Int64 = 3_000_000
 
-    private func heard(_ id: String) { self.agents[id]?.lastHeard = coordinatorNow() }
+    private func heard(_ id: String) { self.agents[id]?.lastHeard = monotonicMicros() }
 
-    /// Whether every shard is complete or lost. Notices within 3 s an agent that went silent or
-    /// whose link closed (and its return), and declares lost the agents gone too long.
-    private func runFinished() async -> Bool {
-        // Changes go straight to self.run (never a copy written back after an await, which could
-        // undo what another message did meanwhile).
-        guard let run = self.run else { return true }
-        let now = coordinatorNow()
-        for (index, shard) in run.shards where !shard.complete && !shard.lost && shard.refused == nil {
-            let entry = self.agents[shard.agentID]
-            let unreachable = entry.map { $0.writer == nil || now - $0.lastHeard > Self.silenceMicros } ?? true
-            if unreachable != shard.unreachable {
-                self.run?.shards[index]?.unreachable = unreachable
-                let detail = unreachable
-                    ? "agent \(shard.agentName) is unreachable (\(entry?.writer == nil ? "link closed" : "silent for 3 s")); lost after \(Int(self.options.agentLostAfter)) s unless it comes back"
-                    : "agent \(shard.agentName) is back"
-                if unreachable { self.logger.warning("agent unreachable", metadata: ["agent.name": "\(shard.agentName)"]) }
-                try? await self.database.recordEvent(
-                    runID: run.id, kind: unreachable ? "agent_unreachable" : "agent_back", shardIndex: index, detail: detail)
-            }
-            // An agent not back since a restart counts as disconnected from the moment of the restart.
-            let since = entry?.disconnectedAt ?? (entry == nil ? run.resumedAt : nil)
-            let gone = entry == nil && run.resumedAt == nil
-                || since.map { Double(now - $0) / 1_000_000 > self.options.agentLostAfter } ?? false
-            if gone {
-                self.run?.shards[index]?.lost = true
-                self.run?.shards[index]?.lossAt = min(now, entry?.lastHeard ?? run.resumedAt ?? now)
-                self.logger.warning("agent lost mid-run", metadata: ["agent.id": "\(shard.agentID)", "shard.index": "\(index)"])
-                try? await self.database.setShardStatus(runID: run.id, shardIndex: index, status: "lost")
-                let heir = await self.handOver(index)
-                try? await self.database.recordEvent(
-                    runID: run.id, kind: "agent_lost", shardIndex: index,
-                    detail: "agent \(shard.agentName) silent for too long; "
-                        + (heir.map { "the rest of its shard goes to agent \($0)" } ?? "its shard's remaining requests are not run"))
-            }
-        }
-        return self.run?.shards.values.allSatisfy { $0.complete || $0.lost || $0.refused != nil } ?? true
+    private func keepForHandOver(_ id: UInt64, _ handOver: HandOver) { self.runs[id]?.handOver = handOver }
+
+    private func abortRun(_ id: UInt64, reason: String, byCoordinator: Bool = false) async {
+        guard self.runs[id] != nil else { return }
+        self.logger.info("aborting run", metadata: ["run.id": "\(id)", "reason": "\(reason)"])
+        await self.perform(id, self.apply(id) { $0.abort(reason: reason, byCoordinator: byCoordinator) })
     }
 
-    private func keepForHandOver(_ handOver: HandOver) { self.run?.handOver = handOver }
+    private func clientGone(_ id: UInt64) async {
+        await self.perform(id, self.apply(id) { $0.clientGone() })
+    }
+
+    // MARK: the clock and the actions
+
+    /// The one periodic tick: agents waited for, setup deadlines, `--max-duration`, each run's
+    /// machine (silence, loss, counts asked again), and progress lines for the clients.
+    func runTicks() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            await self.tick()
+        }
+    }
+
+    private func tick() async {
+        let now = monotonicMicros()
+        // Submissions waiting for agents, in the order they came.
+        var waiting: [AgentWait] = []
+        for wait in self.agentWaits {
+            if let agents = self.takeFreeAgents(minimum: wait.minimum) {
+                wait.continuation.resume(returning: agents)
+            } else if now >= wait.deadline {
+                wait.continuation.resume(returning: nil)
+            } else {
+                waiting.append(wait)
+            }
+        }
+        self.agentWaits = waiting
+        let views = self.agentViews()
+        for id in self.runs.keys.sorted() {
+            guard let run = self.runs[id] else { continue }
+            if let deadline = run.setupDeadline, now >= deadline, let waiter = run.readyWaiter {
+                self.runs[id]?.readyWaiter = nil
+                self.runs[id]?.setupDeadline = nil
+                waiter.resume()
+            }
+            if let limit = self.options.ceilings.maxDuration, run.machine.state == .running, !run.machine.aborting,
+                Double(now - run.startedAt) / 1_000_000 > limit + 2
+            {
+                await self.abortRun(id, reason: "stopped by the coordinator at its --max-duration of \(RunCeilings.number(limit)) s", byCoordinator: true)
+            }
+            await self.perform(id, self.apply(id) { $0.tick(now: now, agents: views) })
+            guard self.runs[id] != nil else { continue }
+            self.runs[id]!.ticks += 1
+            if self.runs[id]!.ticks % 4 == 0, let client = self.runs[id]?.client, let line = self.progressLine(id) {
+                try? await client.write(.runProgress(RunProgress(runID: id, line: line)))
+            }
+        }
+    }
+
+    private func agentViews() -> [String: RunStateMachine.AgentView] {
+        self.agents.mapValues { RunStateMachine.AgentView(connected: $0.writer != nil, lastHeard: $0.lastHeard, disconnectedAt: $0.disconnectedAt) }
+    }
+
+    /// An event applied to run `id`'s machine; the actions it returns.
+    private func apply(_ id: UInt64, _ event: (inout RunStateMachine) -> [RunStateMachine.Action]) -> [RunStateMachine.Action] {
+        guard self.runs[id] != nil else { return [] }
+        return event(&self.runs[id]!.machine)
+    }
+
+    /// Carries out what run `id`'s machine asked for.
+    private func perform(_ id: UInt64, _ actions: [RunStateMachine.Action]) async {
+        for action in actions {
+            switch action {
+            case .recordEvent(let kind, let shard, let detail):
+                try? await self.database.recordEvent(runID: id, kind: kind, shardIndex: shard, detail: detail)
+                if kind == "agent_unreachable" { self.logger.warning("agent unreachable", metadata: ["run.id": "\(id)", "detail": "\(detail)"]) }
+            case .setShardStatus(let shard, let status):
+                try? await self.database.setShardStatus(runID: id, shardIndex: shard, status: status)
+            case .countStoredBatches(let shard):
+                do {
+                    let count = try await self.database.storedBatches(runID: id, shardIndex: shard)
+                    await self.perform(id, self.apply(id) { $0.storedBatchesCounted(shard, count: count) })
+                } catch {
+                    self.logger.info("cannot count a shard's stored batches; asking again", metadata: ["run.id": "\(id)", "error": "\(error)"])
+                    _ = self.apply(id) { $0.storedBatchesUnknown(shard) }
+                }
+            case .handOver(let shard):
+                let name = self.runs[id]?.machine.shards[shard]?.agentName ?? "?"
+                self.logger.warning("agent lost mid-run", metadata: ["run.id": "\(id)", "shard.index": "\(shard)"])
+                let heir = await self.handOver(id, shard)
+                try? await self.database.recordEvent(
+                    runID: id, kind: "agent_lost", shardIndex: shard,
+                    detail: "agent \(name) silent for too long; "
+                        + (heir.map { "the rest of its shard goes to agent \($0)" } ?? "its shard's remaining requests are not run"))
+            case .tellAgentsToAbort(let reason):
+                let agentIDs = Set(self.runs[id]?.machine.shards.values.map(\.agentID) ?? [])
+                for agentID in agentIDs.sorted() {
+                    try? await self.agents[agentID]?.writer?.write(.abort(Abort(runID: id, reason: reason)))
+                }
+            case .finish:
+                await self.finishRun(id)
+            }
+        }
+    }
+
+    /// Settles the final status, stores the results and lets whoever waits for the run go on.
+    private func finishRun(_ id: UInt64) async {
+        guard self.runs[id] != nil else { return }
+        let status = await self.finalStatus(id)
+        do {
+            try await self.closeRun(id, status: status)
+        } catch {
+            self.logger.error("cannot record the run's end", metadata: ["run.id": "\(id)", "error": "\(error)"])
+        }
+        try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
+        self.logger.info("run settled", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
+        let run = self.runs.removeValue(forKey: id)
+        self.finishedRuns[id] = status
+        if self.finishedRuns.count > 64, let oldest = self.finishedRuns.keys.min() { self.finishedRuns[oldest] = nil }
+        self.metrics.runActive.set(Double(self.runs.count))
+        run?.readyWaiter?.resume()
+        for waiter in run?.finishWaiters ?? [] { waiter.resume(returning: status) }
+        // Agents that left while holding a shard are forgotten now.
+        let busy = self.busyAgentIDs()
+        for (agentID, entry) in self.agents where entry.writer == nil && !busy.contains(agentID) { self.agents[agentID] = nil }
+    }
+
 
     /// Under the plan's `on_agent_loss: reassign`, hands the rest of lost shard `lost` to the
     /// surviving agent of the run running the fewest shards: a new shard with the same requests
     /// (same striping and seed), of which it runs those due from one second from now. Returns the
     /// heir's name, or nil when the policy is `partial` or no agent is left.
-    private func handOver(_ lost: UInt32) async -> String? {
-        guard let run = self.run, !run.aborting, let context = run.handOver, context.plan.load.onAgentLoss == .reassign,
+    private func handOver(_ id: UInt64, _ lost: UInt32) async -> String? {
+        guard let run = self.runs[id], !run.machine.aborting, let context = run.handOver, context.plan.load.onAgentLoss == .reassign,
             var spec = context.specs[lost]
         else { return nil }
-        let running = run.shards.values.filter { !$0.lost && !$0.complete && !$0.unreachable }.map(\.agentID)
+        let running = run.machine.shards.values.filter { !$0.phase.isSettled && !$0.unreachable }.map(\.agentID)
         let shardsPerAgent = Dictionary(running.map { ($0, 1) }, uniquingKeysWith: +)
         guard
             let heir = shardsPerAgent.keys.compactMap({ self.agents[$0] }).filter({ $0.writer != nil })
@@ -793,25 +880,21 @@ actor CoordinatorState {
             self.logger.warning("no surviving agent to take a lost shard over", metadata: ["shard.index": "\(lost)"])
             return nil
         }
-        let index = (run.shards.keys.max() ?? 0) + 1
+        let index = (run.machine.shards.keys.max() ?? 0) + 1
         // Every request due from the loss on is the heir's, run late if need be (its lateness shows
         // as send lag), so that none is skipped.
-        let lossAt = run.shards[lost]?.lossAt ?? coordinatorNow()
+        let lossAt = Self.wallTime(ofMonotonic: run.machine.shards[lost]?.lossAt ?? monotonicMicros())
         let resumeAfter = max(0, lossAt - context.start)
         spec.shardIndex = Int(index)
         spec.takeover = ShardSpec.Takeover(lostShard: Int(lost), resumeAfter: resumeAfter, runStart: context.start + heir.clock.offset)
         // The run knows the new shard before anything awaits, so it cannot look finished meanwhile.
-        var progress = ShardProgress(agentID: heir.hello.agentID, agentName: heir.hello.name)
-        progress.ready = true
-        self.run?.shards[index] = progress
-        self.run?.shards[lost]?.heir = heir.hello.name
-        self.run?.shards[lost]?.heirShard = index
-        self.run?.handOver?.specs[index] = spec
+        self.runs[id]?.machine.heirAssigned(lost: lost, heirShard: index, agentID: heir.hello.agentID, agentName: heir.hello.name)
+        self.runs[id]?.handOver?.specs[index] = spec
         let secret = newShardSecret()
-        self.shardAssigned(ShardOwnership.Key(runID: run.id, shardIndex: index), agentID: heir.hello.agentID, secret: secret)
+        self.shardAssigned(ShardOwnership.Key(runID: id, shardIndex: index), agentID: heir.hello.agentID, secret: secret)
         do {
             try await self.database.addShard(
-                runID: run.id,
+                runID: id,
                 Database.ShardRecord(
                     spec: spec, agentID: heir.hello.agentID, clockOffset: heir.clock.offset, clockRTT: heir.clock.rtt, secret: secret))
         } catch {
@@ -819,13 +902,13 @@ actor CoordinatorState {
         }
         let json = (try? JSONEncoder().encode(spec)) ?? Data()
         try? await writer.write(.assignShard(ShardAssignment(
-            runID: run.id, shardIndex: index, shardCount: UInt32(run.shards.count + 1), seed: spec.seed, spec: Array(json),
+            runID: id, shardIndex: index, shardCount: UInt32(run.machine.shards.count + 1), seed: spec.seed, spec: Array(json),
             secrets: context.secrets, shardSecret: secret, allowTargets: self.options.allowTargets)))
-        let lostName = run.shards[lost]?.agentName ?? "?"
+        let lostName = run.machine.shards[lost]?.agentName ?? "?"
         let detail = "the rest of agent \(lostName)'s shard \(lost) (requests due from "
             + String(format: "%.1f", Double(resumeAfter) / 1_000_000) + " s after the start) goes to agent \(heir.hello.name) as shard \(index)"
         self.logger.warning("load reassigned", metadata: ["detail": "\(detail)"])
-        try? await self.database.recordEvent(runID: run.id, kind: "load_reassigned", shardIndex: lost, detail: detail)
+        try? await self.database.recordEvent(runID: id, kind: "load_reassigned", shardIndex: lost, detail: detail)
         return heir.hello.name
     }
 
@@ -835,21 +918,24 @@ actor CoordinatorState {
     /// - `aborted`: stopped on request (or by the coordinator's `--max-duration`);
     /// - `partial`: any request `dropped`, `lost` or `not_sent`, or an agent shut down mid-run;
     /// - `completed` otherwise (a lost agent whose heir ran the rest of its shard included).
-    private func finalStatus() async -> (String, String?) {
-        guard let run = self.run else { return ("failed", "run state lost") }
-        let refused = run.shards.values.compactMap { shard in shard.refused.map { "agent \(shard.agentName) refused its shard: \($0)" } }
+    private func finalStatus(_ id: UInt64) async -> (String, String?) {
+        guard let machine = self.runs[id]?.machine else { return ("failed", "run state lost") }
+        let refused = machine.shards.values.compactMap { shard -> String? in
+            guard case .refused(let reason) = shard.phase else { return nil }
+            return "agent \(shard.agentName) refused its shard: \(reason)"
+        }
         if !refused.isEmpty { return ("failed", refused.sorted().joined(separator: "; ")) }
-        await self.accountForLostShards()
+        await self.accountForLostShards(id)
         let counts: [String: Int]
         do {
-            counts = try await self.database.unfinishedRequests(runID: run.id)
+            counts = try await self.database.unfinishedRequests(runID: id)
         } catch {
             self.logger.error("cannot count the run's unfinished requests", metadata: ["error": "\(error)"])
             counts = [:]
         }
-        let notDue = 0
-        if run.aborting {
-            var reason = run.abortReason ?? "stopped on request"
+        let notDue = 0  // NOTDUE
+        if machine.aborting {
+            var reason = machine.abortReason ?? "stopped on request"
             let cancelled = counts["cancelled", default: 0]
             reason += "; \(cancelled) request(s) in flight or due were cancelled (stored as cancelled)"
             if notDue > 0 { reason += ", \(notDue) not yet due were never scheduled" }
@@ -859,19 +945,19 @@ actor CoordinatorState {
         if let dropped = counts["dropped"], dropped > 0 {
             problems.append("\(dropped) request(s) dropped: an agent's max_in_flight was reached when they were due (add agents or raise load.max_in_flight)")
         }
-        let lostAgents = run.shards.values.filter(\.lost).map(\.agentName).sorted()
+        let lostAgents = machine.shards.values.filter { $0.phase == .lost }.map(\.agentName).sorted()
         if let lost = counts["lost"], lost > 0 {
             problems.append("\(lost) request(s) lost: agent(s) \(lostAgents.joined(separator: ", ")) died before their samples arrived")
         }
         if let notSent = counts["not_sent"], notSent > 0 {
             problems.append("\(notSent) request(s) not sent: agent(s) \(lostAgents.joined(separator: ", ")) were lost and nobody ran the rest of their shards")
         }
-        let stopped = run.shards.values.filter { $0.done?.aborted == true }.map(\.agentName)
+        let stopped = machine.shards.values.filter { $0.done?.aborted == true }.map(\.agentName)
         if !stopped.isEmpty {
             problems.append("agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
         }
         if !problems.isEmpty { return ("partial", problems.joined(separator: "; ")) }
-        let handedOver = run.shards.values.filter { $0.lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
+        let handedOver = machine.shards.values.filter { $0.phase == .lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
         if !handedOver.isEmpty {
             return ("completed", handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
                 .joined(separator: "; "))
@@ -882,15 +968,15 @@ actor CoordinatorState {
     /// Writes a row for every request a lost shard owed that no row accounts for (`lost` before
     /// the loss, `not_sent` from it on). Stored as one batch of the lost shard with a reserved
     /// number, so that doing it again (a restarted coordinator) stores nothing twice.
-    private func accountForLostShards() async {
-        guard let run = self.run else { return }
-        for (index, shard) in run.shards where shard.lost {
+    private func accountForLostShards(_ id: UInt64) async {
+        guard let machine = self.runs[id]?.machine else { return }
+        for (index, shard) in machine.shards where shard.phase == .lost {
             do {
-                guard let spec = try await self.database.shardSpec(runID: run.id, shardIndex: index) else { continue }
+                guard let spec = try await self.database.shardSpec(runID: id, shardIndex: index) else { continue }
                 let shards = [index] + (shard.heirShard.map { [$0] } ?? [])
-                let present = try await self.database.firstTurnRequests(runID: run.id, shardIndices: shards)
-                let starts = try await self.database.stageStarts(runID: run.id)
-                let lossAt = shard.lossAt ?? coordinatorNow()
+                let present = try await self.database.firstTurnRequests(runID: id, shardIndices: shards)
+                let starts = try await self.database.stageStarts(runID: id)
+                let lossAt = Self.wallTime(ofMonotonic: shard.lossAt ?? monotonicMicros())
                 let owed = RunAccounting.owed(spec: spec, present: present, stageStarts: starts, lossAt: lossAt)
                 guard !owed.isEmpty else { continue }
                 let samples = owed.map { request in
@@ -903,11 +989,11 @@ actor CoordinatorState {
                             ? "agent \(shard.agentName) was lost before this request's sample arrived"
                             : "agent \(shard.agentName) was lost and no agent ran this request")
                 }
-                let batch = SampleBatch(runID: run.id, shardIndex: index, batchSeq: RunAccounting.accountingBatch, samples: samples)
+                let batch = SampleBatch(runID: id, shardIndex: index, batchSeq: RunAccounting.accountingBatch, samples: samples)
                 if try await self.writer(for: batch).store(batch, clockOffset: 0) {
                     let lost = samples.filter { $0.errorClass == .lost }.count
                     try? await self.database.recordEvent(
-                        runID: run.id, kind: "requests_accounted", shardIndex: index,
+                        runID: id, kind: "requests_accounted", shardIndex: index,
                         detail: "accounted for agent \(shard.agentName)'s shard: \(lost) request(s) lost, \(samples.count - lost) not sent")
                 }
             } catch {
@@ -916,25 +1002,22 @@ actor CoordinatorState {
         }
     }
 
-    private func abortRun(reason: String, byCoordinator: Bool = false) async {
-        guard var run = self.run, !run.aborting else { return }
-        run.aborting = true
-        if byCoordinator { run.abortReason = reason }
-        self.run = run
-        self.logger.info("aborting run", metadata: ["run.id": "\(run.id)", "reason": "\(reason)"])
-        for shard in run.shards.values {
-            try? await self.agents[shard.agentID]?.writer?.write(.abort(Abort(runID: run.id, reason: reason)))
-        }
-    }
-
-    private func progressLine() -> String? {
-        guard let run = self.run else { return nil }
+    /// The client's progress line: what was stored, and each agent's state from its heartbeats
+    /// (its own histogram's running TTFT percentiles, not the fleet's exact ones).
+    private func progressLine(_ id: UInt64) -> String? {
+        guard let run = self.runs[id] else { return nil }
         var parts: [String] = []
-        for index in run.shards.keys.sorted() {
-            let shard = run.shards[index]!
+        for index in run.machine.shards.keys.sorted() {
+            let shard = run.machine.shards[index]!
             let entry = self.agents[shard.agentID]
             let hb = entry?.heartbeat
-            let state = shard.complete ? "done" : shard.lost ? "LOST" : entry?.writer == nil ? "disconnected" : "running"
+            let state: String
+            switch shard.phase {
+            case .complete: state = "done"
+            case .lost: state = "LOST"
+            case .refused: state = "REFUSED"
+            default: state = entry?.writer == nil ? "disconnected" : shard.unreachable ? "silent" : "running"
+            }
             var part = "\(shard.agentName): \(state) \(String(format: "%.0f", entry?.rate ?? 0)) req/s fired \(hb?.fired ?? 0) in-flight \(hb?.inFlight ?? 0) errors \(hb?.errors ?? 0)"
             if let hb, hb.ttftP50 >= 0 {
                 part += String(format: " ttft p50 %.1f p99 %.1f ms", Double(hb.ttftP50) / 1000, Double(hb.ttftP99) / 1000)
@@ -954,6 +1037,20 @@ extension Message {
         case .shardDone(let m): ShardOwnership.Key(runID: m.runID, shardIndex: m.shardIndex)
         default: nil
         }
+    }
+}
+
+/// Microseconds on the monotonic clock: silence, deadlines and durations are timed on it.
+func monotonicMicros() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+}
+
+extension CoordinatorState {
+    /// A monotonic instant on the coordinator's wall clock (µs since the epoch).
+    static func wallTime(ofMonotonic instant: Int64) -> Int64 {
+        coordinatorNow() - (monotonicMicros() - instant)
     }
 }
 
