@@ -5,6 +5,7 @@ import LoadstarPlan
 import LoadstarAgent
 import LoadstarProtocol
 import Logging
+import Synchronization
 import UnixSignals
 
 extension Loadstar {
@@ -34,7 +35,8 @@ extension Loadstar {
             self.common.bootstrap(default: .warning)
             let logger = Logger(label: "loadstar.run")
             // Trapped before anything starts, so that no signal of these ends the process midway.
-            let interrupts = await Self.interrupts()
+            let started = Mutex(false)
+            let interrupts = await Self.interrupts(runStarted: { started.withLock { $0 } })
             let yaml: String
             let parsed: Plan
             do {
@@ -92,6 +94,7 @@ extension Loadstar {
                 finished = try await RunClient.submit(
                     host: address.host, port: address.port, tls: self.tls.link, submission: submission, interrupts: interrupts,
                     onAccepted: { accepted in
+                        started.withLock { $0 = true }
                         Self.status("run \(accepted.runID) started on \(accepted.agents) agent(s)")
                     },
                     onProgress: { Self.status($0) })
@@ -114,16 +117,20 @@ extension Loadstar {
         }
 
         /// SIGINT, SIGTERM and SIGHUP (the terminal went away) as interrupts: the first aborts the
-        /// run, keeping every sample stored so far; a second ends this process at once (its
-        /// local agents follow it, and its run is closed by the next coordinator's lease sweep).
-        static func interrupts() async -> AsyncStream<Void> {
+        /// run, keeping every sample stored so far; a second, or one before the run started, ends
+        /// this process at once (its local agents follow it, and a run it left is closed by the
+        /// next coordinator's lease sweep).
+        static func interrupts(runStarted: @escaping @Sendable () -> Bool) async -> AsyncStream<Void> {
             let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
             let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
             Task {
                 var seen = 0
                 for await signal in signals {
                     seen += 1
-                    if seen == 1 {
+                    if !runStarted() {
+                        Self.status("\(signal): stopping before the run started")
+                        Foundation.exit(130)
+                    } else if seen == 1 {
                         Self.status("\(signal): stopping: the agents finish their in-flight requests and every sample is kept…")
                         continuation.yield()
                     } else {
