@@ -541,7 +541,7 @@ enum Schema {
             -- TPOT and end-to-end latency are within the run's SLO thresholds (goodput).
             CREATE VIEW request_samples AS
             SELECT s.run_id, s.shard_index, s.batch_seq, s.request_index, s.cell_index, s.stage_index, s.user_index,
-                   s.intended_at, s.sent_at, s.send_lag_us, s.ttft_us, s.e2e_us, s.dns_us, s.connect_us, s.tls_us,
+                   s.intended_at, s.sent_at, s.send_lag_us, s.ttfb_us, s.ttft_us, s.e2e_us, s.dns_us, s.connect_us, s.tls_us,
                    s.prompt_tokens_requested, s.prompt_tokens, s.output_tokens, s.output_tokens_estimated,
                    s.cached_tokens, s.http_status, s.error_class, s.error_detail, s.connection_reused, s.excluded,
                    s.itl_us, s.server_request_id, s.turn_index,

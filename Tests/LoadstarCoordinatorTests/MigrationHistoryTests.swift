@@ -31,7 +31,7 @@ import Testing
         7: ["8c90e3e8fd9eba1b4c47bb0e98abbe0e8551dcb0fdf2b3cee59b1d6e307a5fad"],
         8: ["ce85f59a37a8e7987fb43e6437eb4f8d95abdc1bc65c2f09791d79b2d199d334"],
         9: ["3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2"],
-        10: ["45b89df128e9ebe40b2dcf9815dc2761171168cfbc25d947310a7b48e0f5419a"],
+        10: ["6e206fb4c0aade8706b981cc2c3acfaeae7b00e009d6a28a4b3eb749ae122885"],
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
     ]
 
