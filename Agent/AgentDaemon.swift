@@ -78,6 +78,14 @@ public actor AgentDaemon: Service {
     private var finishedShards = 0
     private var record: FileHandle?
     private var shuttingDown = false
+    /// When graceful shutdown began (monotonic µs).
+    private var shutdownStartedAt: Int64 = 0
+
+    /// On graceful shutdown, how long a linked agent waits for the coordinator to acknowledge
+    /// its last batches before it leaves without them. An agent without a link leaves at once:
+    /// its coordinator may be gone for good (`loadstar run` was killed), and nothing it could
+    /// wait for would come.
+    static let shutdownDrainMicros: Int64 = 10_000_000
 
     /// Samples are sent at most this far apart…
     static let batchInterval: Int64 = 100_000
@@ -127,6 +135,7 @@ public actor AgentDaemon: Service {
 
     private func beginShutdown() {
         self.shuttingDown = true
+        self.shutdownStartedAt = AgentClock.monotonicMicros()
         for shard in self.shards.values {
             self.logger.info("shutting down: stopping the shard and sending its samples", metadata: ["run.id": "\(shard.assignment.runID)"])
             shard.stats.requestAbort()
@@ -153,11 +162,12 @@ public actor AgentDaemon: Service {
                 delay = 0.2
                 disconnectedSince = AgentClock.monotonicMicros()
                 if self.shouldExit { return }
+                if self.shuttingDown { return self.leaveUnacknowledged() }
                 self.logger.info("link to coordinator closed; reconnecting", metadata: ["coordinator": "\(address)"])
             } catch let error as AgentError {
                 throw error
             } catch {
-                if self.shuttingDown && self.shards.isEmpty { return }
+                if self.shuttingDown { return self.leaveUnacknowledged() }
                 let limit = everConnected ? self.options.reconnectTimeout : self.options.firstConnectTimeout
                 let down = Double(AgentClock.monotonicMicros() - disconnectedSince) / 1_000_000
                 if down >= limit {
@@ -165,9 +175,23 @@ public actor AgentDaemon: Service {
                 }
                 self.logger.debug("cannot reach coordinator", metadata: ["error": "\(error)"])
             }
-            try await Task.sleep(for: .seconds(delay * Double.random(in: 0.8...1.2)))
+            // In short steps, so that a shutdown asked for meanwhile is not kept waiting.
+            let wake = AgentClock.monotonicMicros() + Int64(delay * Double.random(in: 0.8...1.2) * 1_000_000)
+            while AgentClock.monotonicMicros() < wake {
+                if self.shuttingDown { return self.leaveUnacknowledged() }
+                try await Task.sleep(for: .milliseconds(50))
+            }
             delay = min(delay * 2, 5)
         }
+    }
+
+    /// Shutting down without a coordinator to take the rest: say what is left behind.
+    private func leaveUnacknowledged() {
+        let batches = self.shards.values.reduce(0) { $0 + $1.unacked.count }
+        guard !self.shards.isEmpty else { return }
+        self.logger.warning("shutting down without the coordinator's acknowledgement of every batch", metadata: [
+            "shards": "\(self.shards.count)", "batches.unacknowledged": "\(batches)",
+        ])
     }
 
     private func session() async throws {
@@ -216,6 +240,13 @@ public actor AgentDaemon: Service {
                             outbound.finish()
                             return
                         }
+                        if await self.drainExpired {
+                            // The coordinator had its time: leave, even if it never closes its side.
+                            try? await outbound.write(.goodbye(Goodbye(reason: "agent shutting down")))
+                            outbound.finish()
+                            try? await channel.channel.close()
+                            return
+                        }
                     }
                 }
                 while let message = try await messages.next(isolation: #isolation) {
@@ -225,6 +256,11 @@ public actor AgentDaemon: Service {
                 group.cancelAll()
             }
         }
+    }
+
+    /// Shutting down, linked, and the coordinator has had ``shutdownDrainMicros`` to acknowledge.
+    private var drainExpired: Bool {
+        self.shuttingDown && AgentClock.monotonicMicros() - self.shutdownStartedAt >= Self.shutdownDrainMicros
     }
 
     /// Done: the shard of `--once` is complete (with any it took over), or shutdown was asked and

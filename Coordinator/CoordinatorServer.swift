@@ -5,6 +5,7 @@ import LoadstarProtocol
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
 
 /// Settings of a coordinator.
 public struct CoordinatorOptions: Sendable {
@@ -41,14 +42,18 @@ public struct CoordinatorOptions: Sendable {
     public var spoolDirectory: String?
     /// Bytes of spooled batches at most; past it, agents keep their unacknowledged batches.
     public var spoolDiskBytes: Int
+    /// Seconds a run stays this coordinator's without renewing its lease (renewed every sixth of
+    /// it); past that, another coordinator closes the run as abandoned (see ``RunLease``).
+    public var runLease: Double
 
     public init(
         host: String = "127.0.0.1", port: Int = 7400, access: AccessPolicy = AccessPolicy(agentToken: nil, operatorToken: nil),
         allowTargets: [String] = [], ceilings: RunCeilings = RunCeilings(), metricsToken: String? = nil, agentLostAfter: Double = 10,
         agentWait: Double = 30, maximumConnections: Int = 4096, databaseWriters: Int = 2,
         metricsAddress: (host: String, port: Int)? = nil, tls: LinkTLS? = nil, coordinatorID: String? = nil,
-        spoolDirectory: String? = nil, spoolDiskBytes: Int = 4 << 30
+        spoolDirectory: String? = nil, spoolDiskBytes: Int = 4 << 30, runLease: Double = 30
     ) {
+        self.runLease = runLease
         self.spoolDirectory = spoolDirectory
         self.spoolDiskBytes = spoolDiskBytes
         self.coordinatorID = coordinatorID
@@ -76,11 +81,20 @@ func coordinatorNow() -> Int64 {
 
 /// The coordinator: accepts agents and run submissions over the wire protocol, splits plans
 /// into shards, and writes every sample to PostgreSQL, acknowledging a batch only after commit.
-public final class CoordinatorServer: Sendable {
+///
+/// A `Service`: on graceful shutdown it stops accepting, closes its links and returns. Runs it
+/// was running stay `running` under its identity, for a coordinator restarted with it to finish
+/// (agents reconnect and resend); if none comes within the run lease, another coordinator on the
+/// database closes them as aborted.
+public final class CoordinatorServer: Service, Sendable {
     private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<Message, Message>, Never>
     private let state: CoordinatorState
     private let options: CoordinatorOptions
     private let logger: Logger
+    private let lease: RunLease
+
+    /// This coordinator's identity in the database (`coordinator_id` of the runs it owns).
+    public let identity: String
 
     /// The port actually bound (useful with port 0).
     public let port: Int
@@ -89,8 +103,10 @@ public final class CoordinatorServer: Sendable {
 
     private init(
         channel: NIOAsyncChannel<NIOAsyncChannel<Message, Message>, Never>, state: CoordinatorState,
-        options: CoordinatorOptions, logger: Logger, metricsServer: MetricsServer?
+        options: CoordinatorOptions, logger: Logger, metricsServer: MetricsServer?, identity: String, lease: RunLease
     ) {
+        self.identity = identity
+        self.lease = lease
         self.metricsServer = metricsServer
         self.serverChannel = channel
         self.state = state
@@ -154,20 +170,30 @@ public final class CoordinatorServer: Sendable {
                 host: address.host, port: address.port, metrics: metrics, token: options.metricsToken,
                 group: MultiThreadedEventLoopGroup.singleton)
         }
-        return CoordinatorServer(channel: channel, state: state, options: options, logger: logger, metricsServer: metricsServer)
+        // Its own connection: a lease renewal never waits behind sample ingest.
+        let lease = RunLease(database: database.sibling(), coordinatorID: identity, duration: max(0.5, options.runLease), logger: logger)
+        return CoordinatorServer(
+            channel: channel, state: state, options: options, logger: logger, metricsServer: metricsServer, identity: identity, lease: lease)
     }
 
-    /// Serves connections until the task is cancelled.
+    /// Serves connections until graceful shutdown (in a `ServiceGroup`) or until the task is
+    /// cancelled; on graceful shutdown it stops accepting, then ends every link and task.
     public func run() async throws {
+        // Runs this coordinator was running when it stopped: see them to the end. Batches a
+        // previous coordinator spooled and did not store. Cancelled when the server stops, not
+        // awaited: a resumed run's wait ends with the process, not before.
+        let background = [
+            Task { await self.state.resumeInterruptedRuns() },
+            Task { await self.state.startDrainingSpool() },
+        ]
+        defer { background.forEach { $0.cancel() } }
         try await withThrowingDiscardingTaskGroup { group in
-            // Runs this coordinator was running when it stopped: see them to the end.
-            group.addTask { await self.state.resumeInterruptedRuns() }
-            // Batches a previous coordinator spooled and did not store.
-            group.addTask { await self.state.startDrainingSpool() }
+            // This coordinator's lease on its runs; runs whose coordinator vanished are closed.
+            group.addTask { await self.lease.run() }
             // The one periodic tick of every run: silence, loss, deadlines, progress lines.
             group.addTask { await self.state.runTicks() }
             try await self.serverChannel.executeThenClose { inbound in
-                for try await connection in inbound {
+                for try await connection in inbound.cancelOnGracefulShutdown() {
                     guard await self.state.openConnection() else {
                         try? await connection.channel.close()
                         continue
@@ -178,6 +204,8 @@ public final class CoordinatorServer: Sendable {
                     }
                 }
             }
+            self.logger.notice("coordinator stopping: no new links; open links and run tasks end now", metadata: ["coordinator.id": "\(self.identity)"])
+            group.cancelAll()
         }
     }
 

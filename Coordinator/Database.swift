@@ -372,6 +372,57 @@ public actor Database {
         }
     }
 
+    /// Renews the lease of the runs `coordinatorID` is running: they are seen now, and stay its
+    /// own for `lease` seconds more. Returns how many runs were renewed.
+    @discardableResult
+    public func renewRunLeases(coordinatorID: String, lease: Double) throws(DatabaseError) -> Int {
+        try self.with { db throws(DatabaseError) in
+            try db.query("""
+                UPDATE runs SET coordinator_seen_at = now(), coordinator_lease_s = $2
+                WHERE coordinator_id = $1 AND status IN ('pending', 'running') RETURNING id
+                """, [coordinatorID, "\(lease)"]).count
+        }
+    }
+
+    /// A run closed because its coordinator's lease ran out.
+    public struct AbandonedRun: Sendable, Equatable {
+        public var id: UInt64
+        public var reason: String
+    }
+
+    /// Closes the runs still pending or running whose lease ran out and whose coordinator is not
+    /// `coordinatorID` (that one resumes its own): each becomes `aborted` with the reason, its
+    /// unfinished shards `aborted`, and a `run_finished` event is recorded, in one transaction.
+    /// A run from before leases existed counts from its start. Time is the database's clock.
+    public func closeAbandonedRuns(closedBy coordinatorID: String) throws(DatabaseError) -> [AbandonedRun] {
+        try self.with { db throws(DatabaseError) in
+            try db.query("""
+                WITH stale AS (
+                    SELECT id, coordinator_id, coalesce(coordinator_seen_at, started_at, created_at) AS seen
+                    FROM runs
+                    WHERE status IN ('pending', 'running') AND coordinator_id IS DISTINCT FROM $1
+                      AND coalesce(coordinator_seen_at, started_at, created_at) + coordinator_lease_s * interval '1 second' < now()
+                    FOR UPDATE SKIP LOCKED
+                ), closed AS (
+                    UPDATE runs r SET status = 'aborted', finished_at = now(), status_reason = format(
+                        'its coordinator %s stopped renewing the run''s lease %s s before coordinator %s found it (last renewed %s)',
+                        coalesce(s.coordinator_id, '(unnamed)'), round(extract(epoch FROM now() - s.seen)), $1,
+                        to_char(s.seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
+                    FROM stale s WHERE r.id = s.id
+                    RETURNING r.id, r.status_reason
+                ), shards AS (
+                    UPDATE shards SET status = 'aborted'
+                    WHERE run_id IN (SELECT id FROM closed) AND status IN ('assigned', 'running')
+                ), events AS (
+                    INSERT INTO run_events (run_id, kind, detail) SELECT id, 'run_finished', 'aborted: ' || status_reason FROM closed
+                )
+                SELECT id, status_reason FROM closed ORDER BY id
+                """, [coordinatorID]).compactMap { row in
+                row[0].flatMap { UInt64($0) }.map { AbandonedRun(id: $0, reason: row[1] ?? "") }
+            }
+        }
+    }
+
     /// Runs a read-only query for reports and tools.
     public func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> (columns: [String], rows: [[String?]]) {
         try self.with { db throws(DatabaseError) in try db.queryWithColumns(sql, parameters) }

@@ -522,6 +522,240 @@ enum Schema {
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
                 'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
             """),
+        Migration(version: 10, name: "schema of migrations 1, 2 and 4 as documented, on databases made with their first SQL", sql: """
+            -- Migrations 1, 2 and 4 were edited after they had shipped. A database created with their
+            -- first SQL lacks samples.server_request_id, and its request_samples, latency_summary and
+            -- latency_by_region views, and the *_done tables copied from those views, have older
+            -- columns. This brings any database to the schema docs/sql.md describes; on one created with
+            -- the current SQL it changes nothing. The views are dropped and created again (a view of
+            -- your own on request_samples makes this fail: drop it first); a *_done table whose columns
+            -- differ from its view's is rebuilt with the view's, keeping its rows (the new columns
+            -- empty) and clearing results_materialized_at of their runs, so that reports compute those
+            -- runs from the samples until `loadstar report --refresh` stores them again.
+            ALTER TABLE samples ADD COLUMN IF NOT EXISTS server_request_id text;
+
+            DROP VIEW IF EXISTS latency_summary, latency_by_region, timeseries, error_breakdown, cold_warm;
+            DROP VIEW IF EXISTS request_samples;
+
+            -- Every sample with its labels (the columns of samples named, in the order of a database
+            -- created with the current schema, rather than s.*: an upgraded database added
+            -- server_request_id after turn_index). meets_slo: the request succeeded and its own TTFT,
+            -- TPOT and end-to-end latency are within the run's SLO thresholds (goodput).
+            CREATE VIEW request_samples AS
+            SELECT s.run_id, s.shard_index, s.batch_seq, s.request_index, s.cell_index, s.stage_index, s.user_index,
+                   s.intended_at, s.sent_at, s.send_lag_us, s.ttfb_us, s.ttft_us, s.e2e_us, s.dns_us, s.connect_us, s.tls_us,
+                   s.prompt_tokens_requested, s.prompt_tokens, s.output_tokens, s.output_tokens_estimated,
+                   s.cached_tokens, s.http_status, s.error_class, s.error_detail, s.connection_reused, s.excluded,
+                   s.itl_us, s.server_request_id, s.turn_index,
+                   r.name AS run_name, t.name AS target, c.name AS cell, c.scenario,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   a.name AS agent, a.region,
+                   x.tpot_us,
+                   s.error_class = 'none'
+                       AND (r.slo_ttft_p99_ms IS NULL OR s.ttft_us <= r.slo_ttft_p99_ms * 1000)
+                       AND (r.slo_tpot_p99_ms IS NULL OR coalesce(x.tpot_us, 0) <= r.slo_tpot_p99_ms * 1000)
+                       AND (r.slo_e2e_p99_ms IS NULL OR s.e2e_us <= r.slo_e2e_p99_ms * 1000) AS meets_slo
+            FROM samples s
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN s.output_tokens >= 2 AND s.ttft_us IS NOT NULL
+                            THEN (s.e2e_us - s.ttft_us)::double precision / (s.output_tokens - 1) END AS tpot_us
+            ) x
+            JOIN runs r ON r.id = s.run_id
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+            JOIN agents a ON a.id = sh.agent_id;
+
+            -- Per run × cell (target × scenario × matrix values): requests, error rate, latency
+            -- percentiles in milliseconds from the raw rows of the whole fleet, throughput and
+            -- goodput. sched_* are measured from the intended send time (the user's view, free of
+            -- coordinated omission). Warm-up and cool-down samples are excluded; latency
+            -- percentiles are over successful requests; inter-token latency is over every gap of
+            -- every request (pooled), not per-request means. Rates are per second of the cell's
+            -- measured window (first send to last completion of its included requests).
+            CREATE VIEW latency_summary AS
+            WITH requests AS (
+                SELECT run_id, cell_index,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       count(*) FILTER (WHERE meets_slo) AS good,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us)
+                           FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us)
+                           FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us)
+                           FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us + send_lag_us)
+                           FILTER (WHERE error_class = 'none') AS sched_e2e,
+                       sum(output_tokens) FILTER (WHERE error_class = 'none') AS output_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none') AS prompt_tokens,
+                       sum(cached_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cached_tokens,
+                       sum(prompt_tokens) FILTER (WHERE error_class = 'none' AND cached_tokens >= 0) AS cacheable_tokens,
+                       extract(epoch FROM max(sent_at + e2e_us * interval '1 microsecond') - min(sent_at)) AS window_s
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, cell_index
+            ), gaps AS (
+                SELECT run_id, cell_index,
+                       count(*) AS gaps,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY gap) AS itl
+                FROM request_samples, unnest(itl_us) AS gap
+                WHERE NOT excluded AND error_class = 'none'
+                GROUP BY run_id, cell_index
+            )
+            SELECT r.run_id, t.name AS target, c.scenario, c.name AS cell, c.cell_index,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   r.requests, r.errors,
+                   round(r.errors::numeric / r.requests, 4) AS error_rate,
+                   r.ttft[1] / 1000 AS ttft_p50_ms, r.ttft[2] / 1000 AS ttft_p90_ms,
+                   r.ttft[3] / 1000 AS ttft_p95_ms, r.ttft[4] / 1000 AS ttft_p99_ms, r.ttft[5] / 1000 AS ttft_p999_ms,
+                   g.itl[1] / 1000 AS itl_p50_ms, g.itl[2] / 1000 AS itl_p90_ms,
+                   g.itl[3] / 1000 AS itl_p95_ms, g.itl[4] / 1000 AS itl_p99_ms, g.itl[5] / 1000 AS itl_p999_ms,
+                   r.tpot[1] / 1000 AS tpot_p50_ms, r.tpot[2] / 1000 AS tpot_p90_ms,
+                   r.tpot[3] / 1000 AS tpot_p95_ms, r.tpot[4] / 1000 AS tpot_p99_ms, r.tpot[5] / 1000 AS tpot_p999_ms,
+                   r.e2e[1] / 1000 AS e2e_p50_ms, r.e2e[2] / 1000 AS e2e_p90_ms,
+                   r.e2e[3] / 1000 AS e2e_p95_ms, r.e2e[4] / 1000 AS e2e_p99_ms, r.e2e[5] / 1000 AS e2e_p999_ms,
+                   r.sched_ttft[1] / 1000 AS sched_ttft_p50_ms, r.sched_ttft[4] / 1000 AS sched_ttft_p99_ms,
+                   r.sched_e2e[1] / 1000 AS sched_e2e_p50_ms, r.sched_e2e[4] / 1000 AS sched_e2e_p99_ms,
+                   r.output_tokens,
+                   r.window_s,
+                   (r.requests - r.errors) / nullif(r.window_s, 0) AS throughput_rps,
+                   r.output_tokens / nullif(r.window_s, 0) AS output_tok_s,
+                   r.good / nullif(r.window_s, 0) AS goodput_rps,
+                   round(r.good::numeric / r.requests, 4) AS slo_attainment,
+                   r.cached_tokens::double precision / nullif(r.cacheable_tokens, 0) AS cache_hit_rate,
+                   CASE WHEN t.price_input_per_m IS NOT NULL
+                        THEN (r.prompt_tokens * t.price_input_per_m + r.output_tokens * t.price_output_per_m) / nullif(r.output_tokens, 0)
+                        WHEN t.gpu_hour_usd IS NOT NULL
+                        THEN t.gpu_hour_usd * t.gpus * r.window_s / 3600 / nullif(r.output_tokens, 0) * 1e6
+                   END AS usd_per_m_output_tokens,
+                   t.quality,
+                   r.sched_ttft[2] / 1000 AS sched_ttft_p90_ms, r.sched_ttft[3] / 1000 AS sched_ttft_p95_ms,
+                   r.sched_ttft[5] / 1000 AS sched_ttft_p999_ms,
+                   r.sched_e2e[2] / 1000 AS sched_e2e_p90_ms, r.sched_e2e[3] / 1000 AS sched_e2e_p95_ms,
+                   r.sched_e2e[5] / 1000 AS sched_e2e_p999_ms
+            FROM requests r
+            LEFT JOIN gaps g USING (run_id, cell_index)
+            JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index
+            JOIN targets t ON t.run_id = r.run_id AND t.target_index = c.target_index;
+
+            -- Per run × cell × region (the agents' region): p50, p90, p95, p99, p99.9 of that
+            -- region's TTFT, TPOT and end-to-end latency, and p99 from the intended send, in ms.
+            CREATE VIEW latency_by_region AS
+            WITH p AS (
+                SELECT run_id, target, scenario, cell, cell_index, region,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') AS ttft,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY tpot_us) FILTER (WHERE error_class = 'none') AS tpot,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') AS e2e,
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us + send_lag_us) FILTER (WHERE error_class = 'none') AS sched_e2e_p99
+                FROM request_samples
+                WHERE NOT excluded
+                GROUP BY run_id, target, scenario, cell, cell_index, region
+            )
+            SELECT run_id, target, scenario, cell, cell_index, region, requests, errors,
+                   ttft[1] / 1000 AS ttft_p50_ms, ttft[2] / 1000 AS ttft_p90_ms, ttft[3] / 1000 AS ttft_p95_ms,
+                   ttft[4] / 1000 AS ttft_p99_ms, ttft[5] / 1000 AS ttft_p999_ms,
+                   tpot[1] / 1000 AS tpot_p50_ms, tpot[2] / 1000 AS tpot_p90_ms, tpot[3] / 1000 AS tpot_p95_ms,
+                   tpot[4] / 1000 AS tpot_p99_ms, tpot[5] / 1000 AS tpot_p999_ms,
+                   e2e[1] / 1000 AS e2e_p50_ms, e2e[2] / 1000 AS e2e_p90_ms, e2e[3] / 1000 AS e2e_p95_ms,
+                   e2e[4] / 1000 AS e2e_p99_ms, e2e[5] / 1000 AS e2e_p999_ms,
+                   sched_e2e_p99 / 1000 AS sched_e2e_p99_ms
+            FROM p;
+
+            -- Per run × cell × second of completion: throughput, goodput and latency over time.
+            CREATE VIEW timeseries AS
+            SELECT run_id, cell, cell_index,
+                   date_trunc('second', sent_at + e2e_us * interval '1 microsecond') AS second,
+                   count(*) AS completed,
+                   count(*) FILTER (WHERE error_class <> 'none') AS errors,
+                   count(*) FILTER (WHERE meets_slo) AS good,
+                   coalesce(sum(output_tokens) FILTER (WHERE error_class = 'none'), 0) AS output_tokens,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) FILTER (WHERE error_class = 'none') / 1000 AS ttft_p99_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e2e_us) FILTER (WHERE error_class = 'none') / 1000 AS e2e_p99_ms
+            FROM request_samples
+            WHERE e2e_us IS NOT NULL
+            GROUP BY run_id, cell, cell_index, second;
+
+            -- Per run × cell × error class and HTTP status: how many, what share, one example.
+            CREATE VIEW error_breakdown AS
+            SELECT run_id, cell, cell_index, error_class, http_status,
+                   count(*) AS requests,
+                   round(count(*)::numeric / sum(count(*)) OVER (PARTITION BY run_id, cell_index), 4) AS share,
+                   min(error_detail) AS example
+            FROM request_samples
+            WHERE NOT excluded
+            GROUP BY run_id, cell, cell_index, error_class, http_status;
+
+            -- Cold (the first request of a new connection, or a cache-busted workload) against warm.
+            CREATE VIEW cold_warm AS
+            SELECT run_id, cell, cell_index,
+                   CASE WHEN NOT connection_reused OR c2.cache_bust THEN 'cold' ELSE 'warm' END AS temperature,
+                   count(*) AS requests,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p99_ms,
+                   avg(coalesce(cached_tokens, 0)) AS cached_tokens_mean
+            FROM request_samples rs
+            JOIN cells c2 USING (run_id, cell_index)
+            WHERE NOT excluded AND error_class = 'none'
+            GROUP BY run_id, cell, cell_index, temperature;
+
+            DO $$
+            DECLARE
+                view_name text;
+                done_name text;
+                kept text;
+            BEGIN
+                FOREACH view_name IN ARRAY ARRAY['latency_summary', 'latency_by_region', 'timeseries', 'error_breakdown', 'cold_warm',
+                                                 'agent_vs_global'] LOOP
+                    done_name := view_name || '_done';
+                    CONTINUE WHEN (SELECT array_agg(format_type(atttypid, atttypmod) || ' ' || attname ORDER BY attnum)
+                                   FROM pg_attribute WHERE attrelid = view_name::regclass AND attnum > 0 AND NOT attisdropped)
+                                = (SELECT array_agg(format_type(atttypid, atttypmod) || ' ' || attname ORDER BY attnum)
+                                   FROM pg_attribute WHERE attrelid = done_name::regclass AND attnum > 0 AND NOT attisdropped);
+                    SELECT string_agg(quote_ident(v.attname), ', ' ORDER BY v.attnum) INTO kept
+                    FROM pg_attribute v
+                    JOIN pg_attribute d ON d.attrelid = done_name::regclass AND d.attname = v.attname AND d.attnum > 0 AND NOT d.attisdropped
+                    WHERE v.attrelid = view_name::regclass AND v.attnum > 0 AND NOT v.attisdropped;
+                    EXECUTE format('UPDATE runs SET results_materialized_at = NULL WHERE id IN (SELECT run_id FROM %I)', done_name);
+                    EXECUTE format('CREATE TABLE %I AS SELECT * FROM %I WITH NO DATA', done_name || '_new', view_name);
+                    EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM %I', done_name || '_new', kept, kept, done_name);
+                    EXECUTE format('DROP TABLE %I', done_name);
+                    EXECUTE format('ALTER TABLE %I RENAME TO %I', done_name || '_new', done_name);
+                    EXECUTE format('CREATE INDEX %I ON %I (run_id)', done_name || '_run', done_name);
+                    RAISE NOTICE '% rebuilt with the columns of the view %', done_name, view_name;
+                END LOOP;
+            END
+            $$;
+
+            DO $$
+            BEGIN
+                GRANT SELECT ON request_samples, latency_summary, latency_by_region, timeseries, error_breakdown, cold_warm,
+                                latency_summary_done, latency_by_region_done, timeseries_done, error_breakdown_done, cold_warm_done,
+                                agent_vs_global_done
+                    TO loadstar_reader;
+            EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+                RAISE NOTICE 'views not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
+        Migration(version: 11, name: "run lease", sql: """
+            -- The lease of a run's coordinator: while it runs a run it renews coordinator_seen_at every
+            -- few seconds and says how long the lease lasts (coordinator_lease_s). Another coordinator
+            -- that finds a run still pending or running past its lease closes it (aborted, with the
+            -- reason in status_reason and a run_finished event); one started with the run's
+            -- coordinator_id resumes it instead. A run from before this migration counts from its start.
+            ALTER TABLE runs
+                ADD COLUMN coordinator_seen_at timestamptz,
+                ADD COLUMN coordinator_lease_s double precision NOT NULL DEFAULT 30;
+            ALTER TABLE runs ALTER COLUMN coordinator_seen_at SET DEFAULT now();
+            """),
         Migration(version: 12, name: "reasoning: time to first answer token, reasoning tokens", sql: """
             -- ttfo_us: sent_at to the first event carrying answer content or a tool call (reasoning
             -- and thinking text excluded; equals ttft_us when the model does not reason).

@@ -38,11 +38,15 @@ extension Loadstar {
         @Option(help: "Directory where batches wait while the database is down (default: a temporary directory named after --id).")
         var spoolDir: String?
         @Option(help: "Megabytes of batches spooled at most; past it, agents keep their unacknowledged batches.") var spoolDiskMb = 4096
+        @Option(help: .hidden) var runLease: Double?
         @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
+            // Trapped before anything is announced: a script that signals as soon as it reads the
+            // listening line gets a graceful stop, never the signal's default action.
+            let signals = await UnixSignalsSequence(trapping: stopSignals)
             self.common.bootstrap(default: .info)
             let logger = Logger(label: "loadstar.coordinator")
             let environment = ProcessInfo.processInfo.environment
@@ -63,7 +67,8 @@ extension Loadstar {
                     agentLostAfter: self.agentLostAfter, agentWait: self.agentWait, maximumConnections: max(1, self.maxConnections),
                     databaseWriters: max(1, self.dbWriters),
                     metricsAddress: metricsAddress.map { ($0.host, $0.port) }, tls: self.tls.link, coordinatorID: self.id,
-                    spoolDirectory: self.spoolDir, spoolDiskBytes: max(1, self.spoolDiskMb) << 20)
+                    spoolDirectory: self.spoolDir, spoolDiskBytes: max(1, self.spoolDiskMb) << 20,
+                    runLease: self.runLease ?? runLeaseFromEnvironment())
                 server = try await CoordinatorServer.bind(options: options, database: Database(conninfo: url), logger: logger)
             } catch {
                 throw fail("\(error)")
@@ -75,7 +80,11 @@ extension Loadstar {
             if let metricsAddress, let metricsServer = server.metricsServer {
                 announce("loadstar coordinator metrics on http://\(metricsAddress.host):\(metricsServer.port)/metrics")
             }
-            try await server.run()
+            do {
+                try await runServices([.init(service: server)], stoppingOn: signals, within: .seconds(10), logger: logger)
+            } catch {
+                throw fail("\(error)")
+            }
         }
     }
 
@@ -102,6 +111,10 @@ extension Loadstar {
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
+            // Started by `loadstar run --local-agents`: never outlive it (see ParentWatch).
+            let signals = await UnixSignalsSequence(trapping: stopSignals)
+            let watch = ParentWatch.fromEnvironment(ProcessInfo.processInfo.environment)
+            if let watch, !watch.arm() { throw fail("the process that started this agent (pid \(watch.parent)) is gone") }
             self.common.bootstrap(default: .info)
             let address = try Address(self.coordinator, option: "--coordinator")
             raiseFileLimit()
@@ -120,19 +133,56 @@ extension Loadstar {
                 exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link, spoolDirectory: self.spoolDir,
                 spoolMemoryBytes: max(0, self.spoolMemoryMb) << 20, spoolDiskBytes: max(1, self.spoolDiskMb) << 20)
             let logger = Logger(label: "loadstar.agent")
-            var configuration = ServiceGroupConfiguration(
-                services: [
-                    // With --once the agent ends by itself, and that is success.
-                    .init(service: AgentDaemon(options: options, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger)
-            configuration.maximumGracefulShutdownDuration = .seconds(30)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                // With --once the agent ends by itself, and that is success.
+                .init(service: AgentDaemon(options: options, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)
+            ]
+            if let watch {
+                services.append(.init(service: watch, successTerminationBehavior: .gracefullyShutdownGroup))
+            }
             do {
-                try await ServiceGroup(configuration: configuration).run()
+                try await runServices(services, stoppingOn: signals, within: .seconds(30), logger: logger)
             } catch {
                 throw fail("\(error)")
             }
         }
+    }
+}
+
+/// The run lease (seconds) when `--run-lease` is not given: `$LOADSTAR_RUN_LEASE_SECONDS` (for
+/// tests that kill coordinators and wait for their runs to be closed), else 30.
+func runLeaseFromEnvironment() -> Double {
+    ProcessInfo.processInfo.environment["LOADSTAR_RUN_LEASE_SECONDS"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 30
+}
+
+/// SIGTERM, SIGINT, and SIGHUP (the terminal went away): each stops a daemon gracefully.
+let stopSignals: [UnixSignal] = [.sigterm, .sigint, .sighup]
+
+/// Runs `services` as a `ServiceGroup` until they end. The first of `signals` (trapped by the
+/// caller before it announced anything) shuts the group down gracefully, in reverse order of
+/// start, cancelled after `within`; a second ends the process at once.
+func runServices(
+    _ services: [ServiceGroupConfiguration.ServiceConfiguration], stoppingOn signals: UnixSignalsSequence, within: Duration,
+    logger: Logger
+) async throws {
+    var configuration = ServiceGroupConfiguration(services: services, logger: logger)
+    configuration.maximumGracefulShutdownDuration = within
+    let group = ServiceGroup(configuration: configuration)
+    try await withThrowingDiscardingTaskGroup { tasks in
+        tasks.addTask {
+            var received = 0
+            for await signal in signals {
+                received += 1
+                if received == 1 {
+                    logger.notice("stopping gracefully", metadata: ["signal": "\(signal)"])
+                    await group.triggerGracefulShutdown()
+                } else {
+                    logger.warning("stopping now", metadata: ["signal": "\(signal)"])
+                    Foundation.exit(128 + signal.rawValue)
+                }
+            }
+        }
+        try await group.run()
+        tasks.cancelAll()
     }
 }

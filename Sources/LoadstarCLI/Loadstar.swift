@@ -62,13 +62,13 @@ struct Address {
 
 /// Prints one actionable line on stderr and exits non-zero.
 func fail(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data("loadstar: \(message)\n".utf8))
+    try? FileHandle.standardError.write(contentsOf: Data("loadstar: \(message)\n".utf8))
     return ExitCode.failure
 }
 
 /// Prints a line on stdout at once (unbuffered), for scripts that wait for it.
 func announce(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }
 
 /// Lifts the open-file limit to its hard maximum: an agent or simulator holding 10,000 streams

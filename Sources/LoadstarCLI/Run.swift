@@ -2,8 +2,11 @@ import ArgumentParser
 import Foundation
 import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarAgent
 import LoadstarProtocol
 import Logging
+import Synchronization
+import UnixSignals
 
 extension Loadstar {
     struct Run: AsyncParsableCommand {
@@ -31,6 +34,9 @@ extension Loadstar {
         func run() async throws {
             self.common.bootstrap(default: .warning)
             let logger = Logger(label: "loadstar.run")
+            // Trapped before anything starts, so that no signal of these ends the process midway.
+            let started = Mutex(false)
+            let interrupts = await Self.interrupts(runStarted: { started.withLock { $0 } })
             let yaml: String
             let parsed: Plan
             do {
@@ -61,11 +67,12 @@ extension Loadstar {
                     let access = AccessPolicy(agentToken: newLocalCredential(), operatorToken: newLocalCredential())
                     operatorToken = access.operatorToken ?? ""
                     let local = try await CoordinatorServer.bind(
-                        options: CoordinatorOptions(host: "127.0.0.1", port: 0, access: access), database: Database(conninfo: url), logger: logger)
+                        options: CoordinatorOptions(host: "127.0.0.1", port: 0, access: access, runLease: runLeaseFromEnvironment()),
+                        database: Database(conninfo: url), logger: logger)
                     server = local
                     serverTask = Task { try await local.run() }
                     address = try Address("127.0.0.1:\(local.port)", option: "--coordinator")
-                    agents = try (0..<count).map { try Self.spawnAgent(index: $0, port: local.port, token: access.agentToken ?? "") }
+                    agents = try await Self.spawnAgents(count: count, port: local.port, token: access.agentToken ?? "")
                     minimum = UInt32(count)
                 } catch {
                     throw fail("\(error)")
@@ -78,7 +85,6 @@ extension Loadstar {
                 serverTask?.cancel()
                 _ = server
             }
-            let interrupts = SignalStream.interrupts()
             // The plan goes parsed, with its trace files read here: the coordinator may not have them.
             let submission = SubmitRun(
                 planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets,
@@ -88,6 +94,7 @@ extension Loadstar {
                 finished = try await RunClient.submit(
                     host: address.host, port: address.port, tls: self.tls.link, submission: submission, interrupts: interrupts,
                     onAccepted: { accepted in
+                        started.withLock { $0 = true }
                         Self.status("run \(accepted.runID) started on \(accepted.agents) agent(s)")
                     },
                     onProgress: { Self.status($0) })
@@ -105,10 +112,53 @@ extension Loadstar {
         }
 
         static func status(_ line: String) {
-            FileHandle.standardError.write(Data("[loadstar] \(line)\n".utf8))
+            // Never a trap: after SIGHUP the terminal may refuse the write.
+            try? FileHandle.standardError.write(contentsOf: Data("[loadstar] \(line)\n".utf8))
         }
 
-        static func spawnAgent(index: Int, port: Int, token: String) throws -> Process {
+        /// SIGINT, SIGTERM and SIGHUP (the terminal went away) as interrupts: the first aborts the
+        /// run, keeping every sample stored so far; a second, or one before the run started, ends
+        /// this process at once (its local agents follow it, and a run it left is closed by the
+        /// next coordinator's lease sweep).
+        static func interrupts(runStarted: @escaping @Sendable () -> Bool) async -> AsyncStream<Void> {
+            let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
+            let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+            Task {
+                var seen = 0
+                for await signal in signals {
+                    seen += 1
+                    if !runStarted() {
+                        Self.status("\(signal): stopping before the run started")
+                        Foundation.exit(130)
+                    } else if seen == 1 {
+                        Self.status("\(signal): stopping: the agents finish their in-flight requests and every sample is kept…")
+                        continuation.yield()
+                    } else {
+                        Self.status("\(signal) again: stopping now")
+                        Foundation.exit(130)
+                    }
+                }
+            }
+            return stream
+        }
+
+        /// Starts the local agents, each told to end with this process (``ParentWatch``). They are
+        /// spawned from a thread that lives as long as the process: the kernel's parent-death
+        /// signal follows the spawning *thread*, and a pool thread may retire mid-run.
+        static func spawnAgents(count: Int, port: Int, token: String) async throws -> [Process] {
+            try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread {
+                    continuation.resume(with: Result {
+                        try (0..<count).map { try Self.spawnAgent(index: $0, port: port, token: token) }
+                    })
+                    while true { sleep(3600) }
+                }
+                thread.name = "loadstar-agent-spawner"
+                thread.start()
+            }
+        }
+
+        private static func spawnAgent(index: Int, port: Int, token: String) throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             process.arguments = [
@@ -118,6 +168,7 @@ extension Loadstar {
             process.standardInput = FileHandle.nullDevice
             var environment = ProcessInfo.processInfo.environment
             environment["LOADSTAR_AGENT_TOKEN"] = token
+            environment[ParentWatch.environmentVariable] = String(getpid())
             process.environment = environment
             try process.run()
             return process
@@ -240,27 +291,6 @@ extension Loadstar {
                 }
             }
         }
-    }
-}
-
-/// SIGINT and SIGTERM as an async stream, so `run` can stop the agents instead of dying.
-enum SignalStream {
-    /// Signal sources live as long as the process; written once from the main task.
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-
-    static func interrupts() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                Loadstar.Run.status("stopping: the agents finish their in-flight requests and every sample is kept…")
-                continuation.yield()
-            }
-            source.resume()
-            Self.sources.append(source)
-        }
-        return stream
     }
 }
 
