@@ -18,6 +18,13 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
     case other = 14
     /// The agent refused to connect: the address is not in the coordinator's `--allow-targets`.
     case forbiddenTarget = 15
+    /// Never sent: the agent's `max_in_flight` was reached when it was due. Its row keeps its
+    /// intended time (as `sentAt` too) and no latencies.
+    case dropped = 16
+    /// Sent by an agent that died before its sample reached the coordinator (set by the coordinator).
+    case lost = 17
+    /// Never sent: its agent was lost and no other agent ran it (set by the coordinator).
+    case notSent = 18
 
     /// The name stored in the database and shown in reports.
     public var name: String {
@@ -38,6 +45,9 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
         case .cancelled: "cancelled"
         case .other: "other"
         case .forbiddenTarget: "forbidden_target"
+        case .dropped: "dropped"
+        case .lost: "lost"
+        case .notSent: "not_sent"
         }
     }
 }

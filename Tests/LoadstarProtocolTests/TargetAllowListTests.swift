@@ -201,6 +201,13 @@ import Testing
     @Test func forbiddenTargetErrorClass() {
         #expect(ErrorClass.forbiddenTarget.rawValue == 15)
         #expect(ErrorClass.forbiddenTarget.name == "forbidden_target")
+    }
+
+    @Test func unsentRequestErrorClassesAreAppended() {
+        #expect(ErrorClass.dropped.rawValue == 16 && ErrorClass.dropped.name == "dropped")
+        #expect(ErrorClass.lost.rawValue == 17 && ErrorClass.lost.name == "lost")
+        #expect(ErrorClass.notSent.rawValue == 18 && ErrorClass.notSent.name == "not_sent")
+        #expect(Set(ErrorClass.allCases.map(\.name)).count == ErrorClass.allCases.count)
         #expect(ErrorClass.other.rawValue == 14)
     }
 }
