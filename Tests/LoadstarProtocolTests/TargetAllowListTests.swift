@@ -201,6 +201,7 @@ import Testing
     @Test func forbiddenTargetErrorClass() {
         #expect(ErrorClass.forbiddenTarget.rawValue == 15)
         #expect(ErrorClass.forbiddenTarget.name == "forbidden_target")
+        #expect(ErrorClass.other.rawValue == 14)
     }
 
     @Test func unsentRequestErrorClassesAreAppended() {
@@ -208,6 +209,5 @@ import Testing
         #expect(ErrorClass.lost.rawValue == 17 && ErrorClass.lost.name == "lost")
         #expect(ErrorClass.notSent.rawValue == 18 && ErrorClass.notSent.name == "not_sent")
         #expect(Set(ErrorClass.allCases.map(\.name)).count == ErrorClass.allCases.count)
-        #expect(ErrorClass.other.rawValue == 14)
     }
 }
