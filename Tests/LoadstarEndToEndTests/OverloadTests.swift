@@ -1,0 +1,44 @@
+import Foundation
+import LoadstarCoordinator
+import Testing
+
+/// An agent driven past its in-flight cap, as issue 15 found it: 100 requests/s for 3 s against a
+/// target that takes about 0.7 s per request, with `max_in_flight: 4`. Every scheduled request is
+/// one stored row; the ones the cap stopped are `dropped` rows with no latencies.
+@Suite(.serialized) struct OverloadTests {
+    @Test func everyScheduledRequestIsARowWhenTheCapIsReached() async throws {
+        try await takingTurns {
+            let cluster = try await Cluster.start()
+            defer { cluster.stop() }
+            let record = NSTemporaryDirectory() + "loadstar-overload-\(UUID().uuidString).jsonl"
+            defer { unlink(record) }
+            let agent = try cluster.agent("overload-1", record: record)
+            // The cluster's simulator writes a token every 5 ms: 140 tokens take about 0.7 s.
+            let plan = simulatorPlan("overload", stage: "{rate: 100, duration: 3s}", outputTokens: 140)
+                .replacingOccurrences(of: "load:\n", with: "load:\n  max_in_flight: 4\n")
+            let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
+            _ = try await run.wait(seconds: 120)
+            #expect(try await agent.wait(seconds: 30) == 0, "agent stderr: \(agent.stderr)")
+            let id = try #require(runID(fromReport: run.stdout), "report: \(run.stdout)\nstderr: \(run.stderr)")
+
+            let database = Database(conninfo: cluster.databaseURL)
+            func scalar(_ sql: String) async throws -> String? { try await database.query(sql, [String(id)]).rows.first?[0] }
+            #expect(try await scalar("SELECT count(*) FROM samples WHERE run_id = $1") == "300")
+            #expect(try await scalar("SELECT count(DISTINCT request_index) FROM samples WHERE run_id = $1") == "300")
+            let dropped = try #require(Int(try await scalar("SELECT count(*) FROM samples WHERE run_id = $1 AND error_class = 'dropped'") ?? ""))
+            #expect(dropped > 200)
+            #expect(try await scalar("SELECT sum(dropped) FROM shards WHERE run_id = $1") == String(dropped))
+            #expect(try await scalar("SELECT sum(fired) + sum(dropped) FROM shards WHERE run_id = $1") == "300")
+            // Rows never sent keep their intended time and no latencies.
+            #expect(try await scalar("""
+                SELECT count(*) FROM samples WHERE run_id = $1 AND error_class = 'dropped'
+                  AND (sent_at <> intended_at OR send_lag_us <> 0 OR ttft_us IS NOT NULL OR e2e_us IS NOT NULL
+                       OR ttfb_us IS NOT NULL OR cardinality(itl_us) > 0 OR prompt_tokens_requested <> 8)
+                """) == "0")
+            // The agent's own record holds the same rows.
+            let lines = ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
+            #expect(lines.count == 300)
+            #expect(lines.filter { $0.contains("\"error\":\"dropped\"") }.count == dropped)
+        }
+    }
+}
