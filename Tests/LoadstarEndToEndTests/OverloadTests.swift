@@ -41,4 +41,25 @@ import Testing
             #expect(lines.filter { $0.contains("\"error\":\"dropped\"") }.count == dropped)
         }
     }
+
+    @Test func aClosedLoopStageWithRequestsEndsAfterDrops() async throws {
+        try await takingTurns {
+            let cluster = try await Cluster.start()
+            defer { cluster.stop() }
+            let agent = try cluster.agent("overload-closed")
+            // Eight users and a cap of two: the six users dropped at each turn come back when a
+            // slot frees, and the stage ends after its 40 requests.
+            let plan = simulatorPlan("overload-closed", stage: "{concurrency: 8, requests: 40}", outputTokens: 20)
+                .replacingOccurrences(of: "load:\n", with: "load:\n  max_in_flight: 2\n")
+            let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
+            _ = try await run.wait(seconds: 60)
+            #expect(try await agent.wait(seconds: 30) == 0, "agent stderr: \(agent.stderr)")
+            let id = try #require(runID(fromReport: run.stdout), "report: \(run.stdout)\nstderr: \(run.stderr)")
+            let database = Database(conninfo: cluster.databaseURL)
+            func scalar(_ sql: String) async throws -> String? { try await database.query(sql, [String(id)]).rows.first?[0] }
+            #expect(try await scalar("SELECT count(DISTINCT request_index) FROM samples WHERE run_id = $1") == "40")
+            #expect(try await scalar("SELECT count(*) FROM samples WHERE run_id = $1") == "40")
+            #expect(try await scalar("SELECT count(*) > 0 FROM samples WHERE run_id = $1 AND error_class = 'dropped'") == "t")
+        }
+    }
 }
