@@ -39,6 +39,8 @@ public final class EngineStats: Sendable {
     public let errors = Atomic<UInt64>(0)
     public let inFlight = Atomic<UInt32>(0)
     let abortRequested = Atomic<Bool>(false)
+    /// When the abort was asked for (monotonic µs): what was due by then is a `cancelled` row.
+    let abortRequestedAt = Atomic<Int64>(.max)
     /// TTFT of every successful request so far (µs, 3 significant digits), for the live view.
     private let ttft = Mutex(Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three))
     public init() {}
@@ -58,7 +60,10 @@ public final class EngineStats: Sendable {
     }
 
     /// Asks the engine to stop: no new requests; in-flight ones are cancelled and reported.
-    public func requestAbort() { self.abortRequested.store(true, ordering: .releasing) }
+    public func requestAbort() {
+        _ = self.abortRequestedAt.compareExchange(expected: .max, desired: AgentClock.monotonicMicros(), ordering: .relaxed)
+        self.abortRequested.store(true, ordering: .releasing)
+    }
 }
 
 /// Runs one shard on worker threads, each with its own libcurl multi handle.
@@ -239,7 +244,7 @@ final class ShardEngine {
     private var aborted: Bool {
         if self.abortedAt != nil { return true }
         guard self.stats.abortRequested.load(ordering: .acquiring) else { return false }
-        self.abortedAt = AgentClock.monotonicMicros()
+        self.abortedAt = min(self.stats.abortRequestedAt.load(ordering: .relaxed), AgentClock.monotonicMicros())
         return true
     }
 
