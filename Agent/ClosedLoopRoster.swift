@@ -182,13 +182,15 @@ struct ClosedLoopRoster {
 /// inter-token gaps.
 struct BacklogPolicy: Equatable {
     /// Requests sent in a row before a pause.
-    var maxLaunches = 4
-    /// Time spent sending in a row before a pause, µs.
-    var maxMicros: Int64 = 500
+    var maxLaunches = 64
+    /// Time spent sending in a row before a pause, µs. A pause costs a `curl_multi_perform`,
+    /// which grows with the transfers open: pausing far more often keeps an agent that fell
+    /// behind from ever catching up.
+    var maxMicros: Int64 = 2_000
     private var launches = 0
     private var since: Int64?
 
-    init(maxLaunches: Int = 4, maxMicros: Int64 = 500) {
+    init(maxLaunches: Int = 64, maxMicros: Int64 = 2_000) {
         self.maxLaunches = maxLaunches
         self.maxMicros = maxMicros
     }

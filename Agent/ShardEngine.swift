@@ -34,8 +34,12 @@ public struct ShardOutcome: Sendable, Equatable {
 
 /// Live counters shared between the engine thread and the link (heartbeats).
 public final class EngineStats: Sendable {
+    /// Requests handed to libcurl.
     public let fired = Atomic<UInt64>(0)
+    /// Samples produced: fired requests that ended, and rows of requests never sent (dropped at
+    /// the cap, or due and not sent at an interrupt).
     public let completed = Atomic<UInt64>(0)
+    /// Samples with an error class other than `none` (dropped and cancelled rows included).
     public let errors = Atomic<UInt64>(0)
     public let inFlight = Atomic<UInt32>(0)
     let abortRequested = Atomic<Bool>(false)
@@ -304,14 +308,16 @@ final class ShardEngine {
             let due = start + request.offset
             // A takeover runs only what is due from its takeover instant on.
             if due < self.resumeAt { continue }
-            // The body is written while the request is not yet due, so that its due time is
-            // spent sending it, not writing JSON.
-            let body = self.aborted ? nil : self.body(for: request, cell: cell, stageIndex: stageIndex)
+            // The body is written while the request is not yet due (after curl has sent the
+            // previous one, before the wait), so that its due time is spent sending it.
+            var body: String?
             var waited = false
             while !self.aborted {
                 let now = AgentClock.monotonicMicros()
                 if now >= due { break }
-                self.turn(timeoutMicros: due - now)
+                self.turn(timeoutMicros: due - now) {
+                    if body == nil { body = self.body(for: request, cell: cell, stageIndex: stageIndex) }
+                }
                 waited = true
             }
             if self.aborted {
@@ -322,10 +328,9 @@ final class ShardEngine {
             }
             if waited { self.backlog.serviced() }
             self.launch(request, cell: cell, stageIndex: stageIndex, user: 0, due: due, cellStart: cellStart, body: body)
-            // On time, curl sends it now, before the next body is written. Behind schedule, the
-            // backlog goes out in bounded runs with the open streams read between them, so that
-            // the agent's delay stays in send lag and out of their TTFT and gaps.
-            if waited || self.backlog.launched(now: AgentClock.monotonicMicros()) { self.service() }
+            // Behind schedule, the backlog goes out in bounded runs with the open streams read
+            // between them, so that the agent's delay stays in send lag and out of their TTFT and gaps.
+            if !waited && self.backlog.launched(now: AgentClock.monotonicMicros()) { self.service() }
         }
         guard let duration = stage.duration else { return AgentClock.monotonicMicros() }
         let end = start + Int64(duration * 1_000_000)
@@ -631,7 +636,10 @@ final class ShardEngine {
     }
 
     /// One pass: let curl work, collect finished transfers, enforce our timeouts, report samples.
-    private func turn(timeoutMicros: Int64) {
+    /// - Parameter beforeWait: work to do once curl has been serviced, before the wait (it counts
+    ///   against `timeoutMicros`).
+    private func turn(timeoutMicros: Int64, beforeWait: (() -> Void)? = nil) {
+        let deadline = AgentClock.monotonicMicros() + max(timeoutMicros, 0)
         var running: Int32 = 0
         _ = curl_multi_perform(self.multi, &running)
         self.collectFinished()
@@ -642,7 +650,8 @@ final class ShardEngine {
         }
         self.launchDueFollowUps()
         self.flush()
-        var wait = min(max(timeoutMicros, 0), 10_000)
+        beforeWait?()
+        var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
         if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
