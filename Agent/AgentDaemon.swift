@@ -413,7 +413,7 @@ public actor AgentDaemon: Service {
                 let done = ShardDone(
                     runID: key.runID, shardIndex: key.shardIndex, fired: outcome.fired,
                     succeeded: outcome.succeeded, failed: outcome.failed, late: outcome.late, dropped: outcome.dropped,
-                    batches: shard.nextSeq, aborted: outcome.aborted)
+                    batches: shard.nextSeq, aborted: outcome.aborted, notDue: outcome.notDue, cells: outcome.cells)
                 self.shards[key]?.done = done
                 self.logger.info(
                     "shard finished", metadata: ["shard.index": "\(key.shardIndex)", "fired": "\(outcome.fired)", "failed": "\(outcome.failed)"])
@@ -483,6 +483,7 @@ public actor AgentDaemon: Service {
             text += "{\"run\":\(batch.runID),\"shard\":\(batch.shardIndex),\"request\":\(s.requestIndex),\"cell\":\(s.cellIndex),"
                 + "\"stage\":\(s.stageIndex),\"turn\":\(s.turnIndex),\"ttft_us\":\(s.ttft),\"ttfo_us\":\(s.ttfo),\"e2e_us\":\(s.e2e),\"error\":\"\(s.errorClass.name)\","
                 + "\"excluded\":\(s.flags.contains(.excluded)),\"gaps\":\(s.gaps.count),\"sent_at_us\":\(s.sentAt),"
+                + "\"intended_at_us\":\(s.intendedAt),\"send_lag_us\":\(s.sentAt - s.intendedAt),"
                 + "\"server_request_id\":\(RequestBody.quote(s.serverRequestID)),\"gap_us\":[\(s.gaps.map(String.init).joined(separator: ","))]}\n"
         }
         record.write(Data(text.utf8))

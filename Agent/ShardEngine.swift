@@ -8,29 +8,43 @@ import Synchronization
 
 /// What the engine reports while it runs a shard.
 public enum EngineOutput: Sendable {
-    /// Samples of requests that completed (successfully or not) since the last report.
+    /// Samples of requests that ended since the last report: fired (any outcome), dropped at the
+    /// in-flight cap, or due but not yet sent when the run was interrupted (`cancelled`).
     case samples([Sample])
     /// The shard is over; every fired request has had its sample reported before this.
     case finished(ShardOutcome)
 }
 
 /// The agent's own count of what it did, sent with `shardDone`.
+/// Every request the shard scheduled up to the end is one sample: `succeeded + failed + dropped`
+/// samples in all (`failed` includes the requests that were due but not sent at an interrupt);
+/// what was not yet due at an interrupt is counted in `notDue`, with no sample.
 public struct ShardOutcome: Sendable, Equatable {
+    /// Requests handed to libcurl.
     public var fired: UInt64 = 0
     public var succeeded: UInt64 = 0
     public var failed: UInt64 = 0
     public var late: UInt64 = 0
     public var dropped: UInt64 = 0
     public var aborted = false
+    public var notDue: UInt64 = 0
+    /// Per cell run, ordered by cell index: send lag p99, late and dropped requests, worker busy fraction.
+    public var cells: [CellClientStats] = []
 }
 
 /// Live counters shared between the engine thread and the link (heartbeats).
 public final class EngineStats: Sendable {
+    /// Requests handed to libcurl.
     public let fired = Atomic<UInt64>(0)
+    /// Samples produced: fired requests that ended, and rows of requests never sent (dropped at
+    /// the cap, or due and not sent at an interrupt).
     public let completed = Atomic<UInt64>(0)
+    /// Samples with an error class other than `none` (dropped and cancelled rows included).
     public let errors = Atomic<UInt64>(0)
     public let inFlight = Atomic<UInt32>(0)
     let abortRequested = Atomic<Bool>(false)
+    /// When the abort was asked for (monotonic µs): what was due by then is a `cancelled` row.
+    let abortRequestedAt = Atomic<Int64>(.max)
     /// TTFT of every successful request so far (µs, 3 significant digits), for the live view.
     private let ttft = Mutex(Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three))
     public init() {}
@@ -50,7 +64,10 @@ public final class EngineStats: Sendable {
     }
 
     /// Asks the engine to stop: no new requests; in-flight ones are cancelled and reported.
-    public func requestAbort() { self.abortRequested.store(true, ordering: .releasing) }
+    public func requestAbort() {
+        _ = self.abortRequestedAt.compareExchange(expected: .max, desired: AgentClock.monotonicMicros(), ordering: .relaxed)
+        self.abortRequested.store(true, ordering: .releasing)
+    }
 }
 
 /// Runs one shard on worker threads, each with its own libcurl multi handle.
@@ -81,8 +98,8 @@ public enum ShardRunner {
                 let engine = ShardEngine(
                     spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count,
                     calibrations: calibrations, allowList: allowList, redactor: redactor)
-                let outcome = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
-                completion.finished(outcome)
+                let (outcome, meters) = engine.run(startMonotonic: anchor.monotonic(fromWall: startWall), anchor: anchor)
+                completion.finished(outcome, meters: meters)
             }
             thread.name = "loadstar-worker-\(worker)"
             thread.start()
@@ -93,17 +110,22 @@ public enum ShardRunner {
 
 /// Sums the workers' outcomes and reports `.finished` once, after the last worker.
 final class WorkerCompletion: Sendable {
-    private let state: Mutex<(remaining: Int, outcome: ShardOutcome)>
+    private let state: Mutex<(remaining: Int, outcome: ShardOutcome, meters: [Int: CellClientMeter])>
     private let output: AsyncStream<EngineOutput>.Continuation
 
     init(workers: Int, output: AsyncStream<EngineOutput>.Continuation) {
-        self.state = Mutex((workers, ShardOutcome()))
+        self.state = Mutex((workers, ShardOutcome(), [:]))
         self.output = output
     }
 
-    func finished(_ outcome: ShardOutcome) {
+    func finished(_ outcome: ShardOutcome, meters: [Int: CellClientMeter] = [:]) {
         let total: ShardOutcome? = self.state.withLock { state in
             state.remaining -= 1
+            state.outcome.notDue += outcome.notDue
+            for (cell, meter) in meters { state.meters[cell, default: CellClientMeter()].merge(meter) }
+            if state.remaining == 0 {
+                state.outcome.cells = state.meters.keys.sorted().map { state.meters[$0]!.stats(cellIndex: $0) }
+            }
             state.outcome.fired += outcome.fired
             state.outcome.succeeded += outcome.succeeded
             state.outcome.failed += outcome.failed
@@ -138,11 +160,18 @@ final class ShardEngine {
     /// Open-loop requests due before this (monotonic µs) are not run: set for a takeover shard.
     private var resumeAt: Int64 = .min
     private var lastTimeoutScan: Int64 = 0
-    /// Closed-loop users of the running stage: global user index → when its next request is due.
-    private var userDue: [Int: Int64] = [:]
-    /// Closed-loop users in the middle of a session: its index, the next turn, and its turns.
-    private var userSession: [Int: (session: Int, next: Int, turns: Int)] = [:]
-    private var closedStage: (cell: Int, stage: Int, think: Int64, sessionThink: Int64)?
+    /// The users of the running closed-loop stage, and which stage that is.
+    private var roster: ClosedLoopRoster?
+    private var closedStage: (cell: Int, stage: Int)?
+    /// Per cell run: this worker's send lags, late and dropped requests, busy fraction.
+    private var meters: [Int: CellClientMeter] = [:]
+    /// µs this worker has spent waiting in `curl_multi_poll` (its idle time).
+    private var waitedMicros: Int64 = 0
+    /// How much of a backlog goes out back to back before open transfers are serviced again.
+    private var backlog = BacklogPolicy()
+    /// When the engine first saw the abort (monotonic µs): requests due by then and not sent are
+    /// recorded `cancelled`, later ones counted as not due.
+    private var abortedAt: Int64?
     /// Next turns of open-loop sessions, due a think time after the previous turn completed.
     private var followUps: [FollowUp] = []
     private var cellStart: Int64 = 0
@@ -216,18 +245,34 @@ final class ShardEngine {
         curl_multi_cleanup(self.multi)
     }
 
-    private var aborted: Bool { self.stats.abortRequested.load(ordering: .acquiring) }
+    private var aborted: Bool {
+        if self.abortedAt != nil { return true }
+        guard self.stats.abortRequested.load(ordering: .acquiring) else { return false }
+        self.abortedAt = min(self.stats.abortRequestedAt.load(ordering: .relaxed), AgentClock.monotonicMicros())
+        return true
+    }
 
-    func run(startMonotonic: Int64, anchor: ClockAnchor) -> ShardOutcome {
+    /// Runs the shard's cells in order; returns its counts and what it saw of its own pace per cell.
+    func run(startMonotonic: Int64, anchor: ClockAnchor) -> (ShardOutcome, [Int: CellClientMeter]) {
         self.anchor = anchor
         self.resumeAt = self.spec.takeover.map { startMonotonic + $0.resumeAfter } ?? .min
         let plan = self.spec.plan
         var cellStart = startMonotonic
-        for cell in self.cells {
+        for (position, cell) in self.cells.enumerated() {
             self.waitUntil(cellStart)
+            if self.aborted {
+                for later in self.cells[position...] { self.countNotDue(cell: later, fromStage: 0) }
+                break
+            }
             self.cellStart = cellStart
+            let (wallStart, waitedStart) = (AgentClock.monotonicMicros(), self.waitedMicros)
             var stageStart = cellStart
-            for (stageIndex, stage) in plan.stages(of: cell).enumerated() where !self.aborted {
+            let stages = plan.stages(of: cell)
+            for (stageIndex, stage) in stages.enumerated() {
+                if self.aborted {
+                    self.countNotDue(cell: cell, fromStage: stageIndex)
+                    break
+                }
                 switch stage.mode {
                 case .rate, .replay:
                     stageStart = self.runOpenLoop(cell: cell, stageIndex: stageIndex, stage: stage, start: stageStart, cellStart: cellStart)
@@ -238,12 +283,17 @@ final class ShardEngine {
                 }
             }
             self.drain()
-            if self.aborted { break }
+            self.meters[cell.index, default: CellClientMeter()].busyFraction = CellClientMeter.busyFraction(
+                wallMicros: AgentClock.monotonicMicros() - wallStart, waitedMicros: self.waitedMicros - waitedStart)
+            if self.aborted {
+                for later in self.cells[(position + 1)...] { self.countNotDue(cell: later, fromStage: 0) }
+                break
+            }
             cellStart = AgentClock.monotonicMicros()
         }
         self.drain()
         self.outcome.aborted = self.aborted
-        return self.outcome
+        return (self.outcome, self.meters)
     }
 
     // MARK: stages
@@ -251,24 +301,98 @@ final class ShardEngine {
     private func runOpenLoop(cell: Cell, stageIndex: Int, stage: Stage, start: Int64, cellStart: Int64) -> Int64 {
         var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
         var ordinal = -1
+        self.backlog.serviced()
         while let request = schedule.next() {
             ordinal += 1
             guard ordinal % self.workers == self.worker else { continue }
             let due = start + request.offset
             // A takeover runs only what is due from its takeover instant on.
             if due < self.resumeAt { continue }
+            // The body is written while the request is not yet due (after curl has sent the
+            // previous one, before the wait), so that its due time is spent sending it.
+            var body: String?
+            var waited = false
             while !self.aborted {
                 let now = AgentClock.monotonicMicros()
                 if now >= due { break }
-                self.turn(timeoutMicros: due - now)
+                self.turn(timeoutMicros: due - now) {
+                    if body == nil { body = self.body(for: request, cell: cell, stageIndex: stageIndex) }
+                }
+                waited = true
             }
-            if self.aborted { return AgentClock.monotonicMicros() }
-            self.launch(request, cell: cell, stageIndex: stageIndex, user: 0, due: due, cellStart: cellStart)
+            if self.aborted {
+                self.interruptOpenLoop(
+                    from: request, schedule: &schedule, ordinal: ordinal, cell: cell, stageIndex: stageIndex, start: start,
+                    cellStart: cellStart)
+                return AgentClock.monotonicMicros()
+            }
+            if waited { self.backlog.serviced() }
+            self.launch(request, cell: cell, stageIndex: stageIndex, user: 0, due: due, cellStart: cellStart, body: body)
+            // Behind schedule, the backlog goes out in bounded runs with the open streams read
+            // between them, so that the agent's delay stays in send lag and out of their TTFT and gaps.
+            if !waited && self.backlog.launched(now: AgentClock.monotonicMicros()) { self.service() }
         }
         guard let duration = stage.duration else { return AgentClock.monotonicMicros() }
         let end = start + Int64(duration * 1_000_000)
         self.waitUntil(end)
         return end
+    }
+
+    /// The open-loop stage was interrupted before `first` was sent: it and every later request
+    /// of the stage that was due by the abort get a `cancelled` sample; the rest are counted.
+    private func interruptOpenLoop(
+        from first: ScheduledRequest, schedule: inout OpenLoopSchedule, ordinal: Int, cell: Cell, stageIndex: Int, start: Int64,
+        cellStart: Int64
+    ) {
+        let now = self.abortedAt ?? AgentClock.monotonicMicros()
+        var ordinal = ordinal
+        var next: ScheduledRequest? = first
+        while let request = next {
+            let due = start + request.offset
+            if due >= self.resumeAt {
+                if due <= now {
+                    self.record(self.unsentSample(request, cell: cell, stageIndex: stageIndex, user: 0, due: due, cellStart: cellStart, as: .cancelled))
+                } else {
+                    self.outcome.notDue += UInt64(request.turns - request.turn)
+                }
+            }
+            next = nil
+            while let candidate = schedule.next() {
+                ordinal += 1
+                if ordinal % self.workers == self.worker {
+                    next = candidate
+                    break
+                }
+            }
+        }
+        self.flush()
+    }
+
+    /// Counts, as not due, the requests of `cell` from stage `fromStage` on that this worker
+    /// would have sent: every open-loop request (with its session's turns), and the sessions of a
+    /// closed-loop stage with `requests:` (one bounded only by a duration has no fixed count).
+    private func countNotDue(cell: Cell, fromStage: Int) {
+        let stages = self.spec.plan.stages(of: cell)
+        for stageIndex in stages.indices where stageIndex >= fromStage {
+            let stage = stages[stageIndex]
+            switch stage.mode {
+            case .rate, .replay:
+                var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
+                var ordinal = -1
+                while let request = schedule.next() {
+                    ordinal += 1
+                    if ordinal % self.workers == self.worker { self.outcome.notDue += UInt64(request.turns) }
+                }
+            case .concurrency(let users, _):
+                guard let limit = stage.requests else { continue }
+                let total = max(users, stage.rampTo.map { Int($0.rounded()) } ?? users)
+                let mine = Set(self.spec.ownedUsers(of: total).enumerated().filter { $0.offset % self.workers == self.worker }.map(\.element))
+                let shape = self.shape(cell: cell.index, stage: stageIndex)
+                for session in 0..<limit where mine.contains(session % total) {
+                    self.outcome.notDue += UInt64(shape.turns(session: session))
+                }
+            }
+        }
     }
 
     private func runClosedLoop(
@@ -280,66 +404,50 @@ final class ShardEngine {
         let target = stage.rampTo.map { Int($0.rounded()) } ?? users
         let total = max(users, target)
         let rampMicros = Double(end.map { $0 - start } ?? 0)
+        var joins: [Int: Int64] = [:]
         var retireAt: [Int: Int64] = [:]
-        self.userDue = [:]
-        self.userSession = [:]
-        var nextK: [Int: Int] = [:]
         for (ordinal, user) in self.spec.ownedUsers(of: total).enumerated() where ordinal % self.workers == self.worker {
-            var joins = start
+            var joinsAt = start
             if target > users && user >= users {
-                joins += Int64(rampMicros * Double(user + 1 - users) / Double(target - users))
+                joinsAt += Int64(rampMicros * Double(user + 1 - users) / Double(target - users))
             }
             if target < users && user >= target {
                 retireAt[user] = start + Int64(rampMicros * Double(users - user - 1) / Double(users - target))
             }
-            self.userDue[user] = joins
-            nextK[user] = 0
+            joins[user] = joinsAt
         }
-        let users = total
         let sessionThink = Int64((self.cellWorkloads[cell.index].session?.thinkTime ?? 0) * 1_000_000)
-        self.closedStage = (cell.index, stageIndex, think, sessionThink)
-        defer { self.closedStage = nil }
-        while !self.aborted && !nextK.isEmpty {
+        self.roster = ClosedLoopRoster(
+            joins: joins, retireAt: retireAt, totalUsers: total, limit: stage.requests, think: think, sessionThink: sessionThink,
+            turns: { shape.turns(session: $0) })
+        self.closedStage = (cell.index, stageIndex)
+        defer {
+            self.roster = nil
+            self.closedStage = nil
+        }
+        self.backlog.serviced()
+        while !self.aborted, self.roster?.isFinished == false {
             let now = AgentClock.monotonicMicros()
             if let end, now >= end { break }
-            var earliest = Int64.max
-            for (user, due) in self.userDue {
-                guard due <= now else {
-                    earliest = min(earliest, due)
-                    continue
-                }
-                // A user runs sessions one after the other (a session of one turn without
-                // `session:`); session k of user u is the stage's session u + k × users.
-                var state: (session: Int, next: Int, turns: Int)
-                if let running = self.userSession[user] {
-                    state = running
-                } else {
-                    let k = nextK[user]!
-                    let index = user + k * users
-                    if let limit = stage.requests, index >= limit {
-                        nextK[user] = nil
-                        self.userDue[user] = nil
-                        continue
-                    }
-                    if let retire = retireAt[user], due >= retire {
-                        nextK[user] = nil
-                        self.userDue[user] = nil
-                        continue
-                    }
-                    nextK[user] = k + 1
-                    state = (index, 0, shape.turns(session: index))
-                }
-                let request = shape.turn(session: state.session, turn: state.next, offset: due - start)
-                state.next += 1
-                self.userSession[user] = state.next < state.turns ? state : nil
-                self.userDue[user] = Int64.max  // busy until its request completes
-                self.launch(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart)
+            let (launches, earliest) = self.roster!.due(now: now)
+            for launch in launches {
+                let request = shape.turn(session: launch.session, turn: launch.turn, offset: launch.due - start)
+                self.launch(request, cell: cell, stageIndex: stageIndex, user: launch.user, due: launch.due, cellStart: cellStart)
+                if self.backlog.launched(now: AgentClock.monotonicMicros()) { self.service() }
             }
-            var wait = earliest == Int64.max ? 10_000 : max(0, earliest - AgentClock.monotonicMicros())
+            var wait = earliest.map { max(0, $0 - AgentClock.monotonicMicros()) } ?? 10_000
             if let end { wait = min(wait, max(0, end - AgentClock.monotonicMicros())) }
             self.turn(timeoutMicros: wait)
+            self.backlog.serviced()
         }
-        self.userSession = [:]
+        if self.aborted, let interrupted = self.roster?.interrupt(now: self.abortedAt ?? AgentClock.monotonicMicros()) {
+            self.outcome.notDue += interrupted.notDue
+            for launch in interrupted.due {
+                let request = shape.turn(session: launch.session, turn: launch.turn, offset: launch.due - start)
+                self.record(self.unsentSample(request, cell: cell, stageIndex: stageIndex, user: launch.user, due: launch.due, cellStart: cellStart, as: .cancelled))
+            }
+            self.flush()
+        }
         if let end {
             self.waitUntil(end)
             return end
@@ -349,31 +457,66 @@ final class ShardEngine {
 
     // MARK: requests
 
-    private func launch(_ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64) {
+    /// The request's JSON body (its prompt text is drawn from the plan's seed and the request).
+    private func body(for request: ScheduledRequest, cell: Cell, stageIndex: Int) -> String {
         let plan = self.spec.plan
-        if self.inFlight.count >= self.maxInFlight {
-            self.outcome.dropped += 1
-            return
-        }
-        let target = plan.targets[cell.targetIndex]
-        let workload = self.cellWorkloads[cell.index]
-        var sample = Sample(
-            requestIndex: UInt64(request.index), cellIndex: UInt32(cell.index), stageIndex: UInt16(stageIndex),
-            turnIndex: UInt16(clamping: request.turn), userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens))
-        if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), request.textKey)
         let promptSeed = promptRNG.next()
-        let body = RequestBody.make(
-            target: target, workload: workload, request: request, seed: promptSeed, prefixSeed: self.prefixSeeds[cell.workloadIndex],
-            calibration: self.calibrations[cell.targetIndex])
+        return RequestBody.make(
+            target: plan.targets[cell.targetIndex], workload: self.cellWorkloads[cell.index], request: request, seed: promptSeed,
+            prefixSeed: self.prefixSeeds[cell.workloadIndex], calibration: self.calibrations[cell.targetIndex])
+    }
+
+    /// The sample of a request with its labels and the warm-up/cool-down flag, nothing measured yet.
+    private func labelledSample(_ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64) -> Sample {
+        var sample = Sample(
+            requestIndex: UInt64(request.index), cellIndex: UInt32(cell.index), stageIndex: UInt16(stageIndex),
+            turnIndex: UInt16(clamping: request.turn), userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens),
+            outputTokensRequested: Int32(clamping: request.outputTokens))
+        if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
+        return sample
+    }
+
+    /// The sample of a request that was never sent (dropped at the cap, or due when the run was
+    /// interrupted): rows never sent keep their intended time, as `sentAt` too, and no latencies.
+    private func unsentSample(
+        _ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64, as errorClass: ErrorClass
+    ) -> Sample {
+        var sample = self.labelledSample(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart)
+        self.refreshAnchor(now: AgentClock.monotonicMicros())
+        sample.intendedAt = self.anchor.wall(fromMonotonic: due)
+        sample.sentAt = sample.intendedAt
+        sample.errorClass = errorClass
+        sample.errorDetail = errorClass == .dropped ? "max_in_flight (\(self.spec.plan.load.maxInFlight)) reached" : "run interrupted before it was sent"
+        return sample
+    }
+
+    /// Wall times come from a recent anchor: the monotonic and wall clocks drift apart by up to
+    /// hundreds of microseconds per second while NTP slews, so one anchor per shard is not enough.
+    private func refreshAnchor(now: Int64) {
+        if now - self.anchor.monotonic > 100_000 { self.anchor = ClockAnchor() }
+    }
+
+    private func launch(
+        _ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64, body: String? = nil
+    ) {
+        if self.inFlight.count >= self.maxInFlight {
+            self.record(self.unsentSample(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart, as: .dropped))
+            return
+        }
+        let target = self.spec.plan.targets[cell.targetIndex]
+        var sample = self.labelledSample(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart)
+        let body = body ?? self.body(for: request, cell: cell, stageIndex: stageIndex)
         let endpoint = self.endpoints[cell.targetIndex]
         let now = AgentClock.monotonicMicros()
-        // Wall times come from a recent anchor: the monotonic and wall clocks drift apart by up to
-        // hundreds of microseconds per second while NTP slews, so one anchor per shard is not enough.
-        if now - self.anchor.monotonic > 100_000 { self.anchor = ClockAnchor() }
+        self.refreshAnchor(now: now)
         sample.intendedAt = self.anchor.wall(fromMonotonic: due)
         sample.sentAt = self.anchor.wall(fromMonotonic: now)
-        if now - due > Self.lateThresholdMicros { self.outcome.late += 1 }
+        self.meters[cell.index, default: CellClientMeter()].recordSendLag(now - due)
+        if now - due > Self.lateThresholdMicros {
+            self.outcome.late += 1
+            self.meters[cell.index, default: CellClientMeter()].late += 1
+        }
         guard
             let transfer = Transfer(
                 url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now,
@@ -399,24 +542,34 @@ final class ShardEngine {
         return Double(cellStart + cellMicros - due) <= load.cooldown * 1_000_000
     }
 
+    /// Counts a request's sample and reports it; in a closed loop, frees its user.
     private func record(_ sample: Sample, session: Transfer.SessionTurn? = nil) {
-        if sample.errorClass == .none {
+        switch sample.errorClass {
+        case .none:
             self.outcome.succeeded += 1
             self.stats.recordTTFT(sample.ttft)
-        } else {
+        case .dropped:
+            self.outcome.dropped += 1
+            self.meters[Int(sample.cellIndex), default: CellClientMeter()].dropped += 1
+            self.stats.errors.add(1, ordering: .relaxed)
+        default:
             self.outcome.failed += 1
             self.stats.errors.add(1, ordering: .relaxed)
         }
         self.stats.completed.add(1, ordering: .relaxed)
         self.completed.append(sample)
+        let now = AgentClock.monotonicMicros()
+        if sample.errorClass != .dropped { self.roster?.slotFreed(now: now) }
         if let closed = self.closedStage, Int(sample.cellIndex) == closed.cell, Int(sample.stageIndex) == closed.stage,
-            self.userDue[Int(sample.userIndex)] != nil
+            self.roster?.contains(Int(sample.userIndex)) == true
         {
-            // A failed turn ends its session (a real user would not carry on a broken conversation).
-            let user = Int(sample.userIndex)
-            if sample.errorClass != .none { self.userSession[user] = nil }
-            let think = self.userSession[user] != nil ? closed.sessionThink : closed.think
-            self.userDue[user] = AgentClock.monotonicMicros() + think
+            // A failed or dropped turn ends its session (a real user would not carry on a broken
+            // conversation); a dropped one frees its user at once.
+            if sample.errorClass == .dropped {
+                self.roster?.dropped(user: Int(sample.userIndex))
+            } else {
+                self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now)
+            }
         } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
             let workload = self.cellWorkloads[session.cell.index]
             let think = Int64((workload.session?.thinkTime ?? 0) * 1_000_000)
@@ -433,15 +586,16 @@ final class ShardEngine {
 
     /// Sends the open-loop session turns that are due.
     private func launchDueFollowUps() {
-        guard !self.followUps.isEmpty else { return }
+        // After an abort, ``drain()`` accounts for them.
+        guard !self.followUps.isEmpty, !self.aborted else { return }
         let now = AgentClock.monotonicMicros()
         var waiting: [FollowUp] = []
         for followUp in self.followUps {
-            if followUp.due <= now && !self.aborted {
+            if followUp.due <= now {
                 self.launch(
                     followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
                     cellStart: self.cellStart)
-            } else if !self.aborted {
+            } else {
                 waiting.append(followUp)
             }
         }
@@ -462,6 +616,17 @@ final class ShardEngine {
     private func drain() {
         while !self.inFlight.isEmpty || !self.followUps.isEmpty {
             if self.aborted {
+                // Session turns due by the abort are cancelled rows; later ones are counted.
+                let abortedAt = self.abortedAt ?? AgentClock.monotonicMicros()
+                for followUp in self.followUps {
+                    if followUp.due <= abortedAt {
+                        self.record(self.unsentSample(
+                            followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
+                            cellStart: self.cellStart, as: .cancelled))
+                    } else {
+                        self.outcome.notDue += UInt64(followUp.request.turns - followUp.request.turn)
+                    }
+                }
                 self.followUps = []
                 for transfer in Array(self.inFlight.values) { self.stop(transfer, as: .cancelled) }
                 break
@@ -472,7 +637,10 @@ final class ShardEngine {
     }
 
     /// One pass: let curl work, collect finished transfers, enforce our timeouts, report samples.
-    private func turn(timeoutMicros: Int64) {
+    /// - Parameter beforeWait: work to do once curl has been serviced, before the wait (it counts
+    ///   against `timeoutMicros`).
+    private func turn(timeoutMicros: Int64, beforeWait: (() -> Void)? = nil) {
+        let deadline = AgentClock.monotonicMicros() + max(timeoutMicros, 0)
         var running: Int32 = 0
         _ = curl_multi_perform(self.multi, &running)
         self.collectFinished()
@@ -483,7 +651,8 @@ final class ShardEngine {
         }
         self.launchDueFollowUps()
         self.flush()
-        var wait = min(max(timeoutMicros, 0), 10_000)
+        beforeWait?()
+        var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
         if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
@@ -491,8 +660,17 @@ final class ShardEngine {
         self.timer.arm(afterMicros: wait)
         var timerFD = curl_waitfd(fd: self.timer.fd, events: Int16(CURL_WAIT_POLLIN), revents: 0)
         var ready: Int32 = 0
+        let before = AgentClock.monotonicMicros()
         _ = curl_multi_poll(self.multi, &timerFD, 1, Int32(wait / 1_000) + 1, &ready)
+        self.waitedMicros += AgentClock.monotonicMicros() - before
         self.timer.clear()
+    }
+
+    /// One non-blocking pass between launches of a backlog: reads what the open streams have
+    /// received, collects finished transfers, reports samples.
+    private func service() {
+        self.turn(timeoutMicros: 0)
+        self.backlog.serviced()
     }
 
     private func collectFinished() {

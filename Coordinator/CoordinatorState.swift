@@ -933,7 +933,7 @@ actor CoordinatorState {
             self.logger.error("cannot count the run's unfinished requests", metadata: ["error": "\(error)"])
             counts = [:]
         }
-        let notDue = 0  // NOTDUE
+        let notDue = machine.shards.values.reduce(0) { $0 + Int($1.done?.notDue ?? 0) }
         if machine.aborting {
             var reason = machine.abortReason ?? "stopped on request"
             let cancelled = counts["cancelled", default: 0]

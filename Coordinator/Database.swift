@@ -291,14 +291,32 @@ public actor Database {
         }
     }
 
+    /// Records a shard's end, and what its agent reported of its own pace in each cell.
     public func recordShardDone(_ done: ShardDone) throws(DatabaseError) {
-        _ = try self.with { db throws(DatabaseError) in
-            try db.query("""
-                UPDATE shards SET status = $3, fired = $4, succeeded = $5, failed = $6, late = $7, dropped = $8, batches = $9
-                WHERE run_id = $1 AND shard_index = $2
-                """,
-                [String(done.runID), String(done.shardIndex), done.aborted ? "aborted" : "done", String(done.fired),
-                 String(done.succeeded), String(done.failed), String(done.late), String(done.dropped), String(done.batches)])
+        try self.with { db throws(DatabaseError) in
+            try db.inTransaction { () throws(DatabaseError) in
+                _ = try db.query("""
+                    UPDATE shards SET status = $3, fired = $4, succeeded = $5, failed = $6, late = $7, dropped = $8, batches = $9
+                    WHERE run_id = $1 AND shard_index = $2
+                    """,
+                    [String(done.runID), String(done.shardIndex), done.aborted ? "aborted" : "done", String(done.fired),
+                     String(done.succeeded), String(done.failed), String(done.late), String(done.dropped), String(done.batches)])
+                guard !done.cells.isEmpty else { return }
+                // Peer-supplied figures: stored as given, in arrays (one statement), NaN and
+                // infinities as 1 (fully busy), never trapping.
+                func list<T>(_ values: [T]) -> String { "{" + values.map { "\($0)" }.joined(separator: ",") + "}" }
+                _ = try db.query("""
+                    INSERT INTO cell_client_stats (run_id, shard_index, cell_index, send_lag_p99_us, late, dropped, busy_fraction)
+                    SELECT $1, $2, c, l, t, d, b FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[]) AS u(c, l, t, d, b)
+                    ON CONFLICT (run_id, shard_index, cell_index) DO UPDATE
+                        SET send_lag_p99_us = EXCLUDED.send_lag_p99_us, late = EXCLUDED.late, dropped = EXCLUDED.dropped,
+                            busy_fraction = EXCLUDED.busy_fraction
+                    """,
+                    [String(done.runID), String(done.shardIndex),
+                     list(done.cells.map { Int32(bitPattern: $0.cellIndex) }), list(done.cells.map(\.sendLagP99Micros)),
+                     list(done.cells.map { Int64(bitPattern: $0.late) }), list(done.cells.map { Int64(bitPattern: $0.dropped) }),
+                     list(done.cells.map { $0.busyFraction.isFinite ? $0.busyFraction : 1 })])
+            }
         }
     }
 

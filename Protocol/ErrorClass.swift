@@ -18,11 +18,12 @@ public enum ErrorClass: UInt8, CaseIterable, Sendable, Codable {
     case other = 14
     /// The agent refused to connect: the address is not in the coordinator's `--allow-targets`.
     case forbiddenTarget = 15
-    /// Due while the agent's in-flight cap was reached: never sent.
+    /// Never sent: the agent's `max_in_flight` was reached when it was due. Its row keeps its
+    /// intended time (as `sentAt` too) and no latencies.
     case dropped = 16
-    /// Its agent was lost before the request's sample arrived.
+    /// Sent by an agent that died before its sample reached the coordinator (set by the coordinator).
     case lost = 17
-    /// Its agent was lost and no agent ran it.
+    /// Never sent: its agent was lost and no other agent ran it (set by the coordinator).
     case notSent = 18
 
     /// The name stored in the database and shown in reports.

@@ -51,6 +51,11 @@ public enum MessageCodec {
             buffer.writeMultipleIntegers(m.runID, m.shardIndex, m.fired, m.succeeded, m.failed)
             buffer.writeMultipleIntegers(m.late, m.dropped, m.batches)
             buffer.writeWireBool(m.aborted)
+            buffer.writeMultipleIntegers(m.notDue, UInt32(m.cells.count))
+            for cell in m.cells {
+                buffer.writeMultipleIntegers(
+                    cell.cellIndex, cell.sendLagP99Micros, cell.late, cell.dropped, cell.busyFraction.bitPattern)
+            }
         case .shardReady(let m):
             buffer.writeMultipleIntegers(m.runID, m.shardIndex, UInt32(m.calibrations.count))
             for c in m.calibrations {
@@ -149,11 +154,18 @@ public enum MessageCodec {
         case .batchAck:
             message = .batchAck(BatchAck(runID: try r.integer(), shardIndex: try r.integer(), batchSeq: try r.integer()))
         case .shardDone:
-            message = .shardDone(
-                ShardDone(
-                    runID: try r.integer(), shardIndex: try r.integer(), fired: try r.integer(),
-                    succeeded: try r.integer(), failed: try r.integer(), late: try r.integer(),
-                    dropped: try r.integer(), batches: try r.integer(), aborted: try r.bool()))
+            var done = ShardDone(
+                runID: try r.integer(), shardIndex: try r.integer(), fired: try r.integer(),
+                succeeded: try r.integer(), failed: try r.integer(), late: try r.integer(),
+                dropped: try r.integer(), batches: try r.integer(), aborted: try r.bool())
+            done.notDue = try r.integer()
+            let count = try r.count("cells", minimumSize: 36)
+            for _ in 0..<count {
+                done.cells.append(CellClientStats(
+                    cellIndex: try r.integer(), sendLagP99Micros: try r.integer(), late: try r.integer(),
+                    dropped: try r.integer(), busyFraction: Double(bitPattern: try r.integer())))
+            }
+            message = .shardDone(done)
         case .shardReady:
             let runID: UInt64 = try r.integer()
             let shardIndex: UInt32 = try r.integer()

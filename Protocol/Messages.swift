@@ -322,18 +322,28 @@ public struct ShardDone: Equatable, Sendable {
     public var shardIndex: UInt32
     /// Requests handed to libcurl; each has exactly one sample.
     public var fired: UInt64
+    /// Fired requests that ended without error.
     public var succeeded: UInt64
+    /// Fired requests that ended with an error, and requests that were due but not yet sent when
+    /// the run was interrupted (each has a `cancelled` sample). The shard's samples number
+    /// `succeeded + failed + dropped`.
     public var failed: UInt64
     /// Requests sent later than their intended time by more than the lateness threshold.
     public var late: UInt64
-    /// Requests never sent because the in-flight cap was reached.
+    /// Requests never sent because the in-flight cap was reached; each has a `dropped` sample.
     public var dropped: UInt64
     /// Number of batches sent for this shard (their sequence numbers are `0..<batches`).
     public var batches: UInt64
     public var aborted: Bool
+    /// Requests the shard would have sent that were not yet due when the run was interrupted:
+    /// counted here, with no sample. 0 for a shard that ran to its end. Closed-loop stages bounded
+    /// only by a duration schedule no fixed count and add nothing.
+    public var notDue: UInt64
+    /// What the agent saw of its own pace in each cell it ran, ordered by cell index.
+    public var cells: [CellClientStats]
     public init(
         runID: UInt64, shardIndex: UInt32, fired: UInt64, succeeded: UInt64, failed: UInt64, late: UInt64,
-        dropped: UInt64, batches: UInt64, aborted: Bool
+        dropped: UInt64, batches: UInt64, aborted: Bool, notDue: UInt64 = 0, cells: [CellClientStats] = []
     ) {
         self.runID = runID
         self.shardIndex = shardIndex
@@ -344,6 +354,32 @@ public struct ShardDone: Equatable, Sendable {
         self.dropped = dropped
         self.batches = batches
         self.aborted = aborted
+        self.notDue = notDue
+        self.cells = cells
+    }
+}
+
+/// Whether the client, not the target, set the pace of one cell on one agent: the facts behind
+/// the coordinator's `client_bound` flag.
+public struct CellClientStats: Equatable, Sendable {
+    public var cellIndex: UInt32
+    /// 99th percentile of send lag (`sentAt − intendedAt`) over the cell's fired requests, µs
+    /// (HDR histogram, two significant digits); 0 when none was fired.
+    public var sendLagP99Micros: Int64
+    /// Fired requests sent more than the lateness threshold (10 ms) after their intended time.
+    public var late: UInt64
+    /// Requests of the cell dropped at the in-flight cap.
+    public var dropped: UInt64
+    /// The largest share, over the agent's worker threads, of the cell's wall time a worker spent
+    /// working rather than waiting for sockets or timers (0…1).
+    public var busyFraction: Double
+
+    public init(cellIndex: UInt32, sendLagP99Micros: Int64, late: UInt64, dropped: UInt64, busyFraction: Double) {
+        self.cellIndex = cellIndex
+        self.sendLagP99Micros = sendLagP99Micros
+        self.late = late
+        self.dropped = dropped
+        self.busyFraction = busyFraction
     }
 }
 

@@ -30,9 +30,11 @@ import Testing
         6: ["0e6e29b8798ca2ed8e74ffbb2436c79b5ef55a62774f29abb3b129d9e9313af9"],
         7: ["8c90e3e8fd9eba1b4c47bb0e98abbe0e8551dcb0fdf2b3cee59b1d6e307a5fad"],
         8: ["ce85f59a37a8e7987fb43e6437eb4f8d95abdc1bc65c2f09791d79b2d199d334"],
-        9: ["3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2"],
+        9: ["c66786f14b5fc3fbb1c79daf19fac9cd1abb73c49a13611795b3c564020a571a"],
         10: ["6e206fb4c0aade8706b981cc2c3acfaeae7b00e009d6a28a4b3eb749ae122885"],
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
+        12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
+        13: ["eb000771a9168a4ec11b418c546ef37f1ef51a8305ca17d7c6fc175d6ef3e7b5"],
     ]
 
     @Test func versionsRunOneToNInOrder() {

@@ -30,8 +30,11 @@ let everyMessage: [Message] = [
         PromptCalibration(targetIndex: 0, tokensPerWord: 1.3, overheadTokens: 9),
         .identity(targetIndex: 1, problem: "HTTP 401"),
     ], refusal: "load.stages[0].rate: must be above 0")),
-    .shardDone(ShardDone(runID: 7, shardIndex: 1, fired: 100, succeeded: 98, failed: 2, late: 1, dropped: 0, batches: 3,
-                         aborted: true)),
+    .shardDone(ShardDone(runID: 7, shardIndex: 1, fired: 100, succeeded: 98, failed: 2, late: 1, dropped: 5, batches: 3,
+                         aborted: true, notDue: 40, cells: [
+                             CellClientStats(cellIndex: 0, sendLagP99Micros: 14_000, late: 1, dropped: 5, busyFraction: 0.93),
+                             CellClientStats(cellIndex: 2, sendLagP99Micros: 120, late: 0, dropped: 0, busyFraction: 0.05),
+                         ])),
     .abort(Abort(runID: 7, reason: "user")),
     .goodbye(Goodbye(reason: "shutting down")),
     .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"], resolvedPlan: [123, 125],

@@ -203,4 +203,11 @@ import Testing
         #expect(ErrorClass.forbiddenTarget.name == "forbidden_target")
         #expect(ErrorClass.other.rawValue == 14)
     }
+
+    @Test func unsentRequestErrorClassesAreAppended() {
+        #expect(ErrorClass.dropped.rawValue == 16 && ErrorClass.dropped.name == "dropped")
+        #expect(ErrorClass.lost.rawValue == 17 && ErrorClass.lost.name == "lost")
+        #expect(ErrorClass.notSent.rawValue == 18 && ErrorClass.notSent.name == "not_sent")
+        #expect(Set(ErrorClass.allCases.map(\.name)).count == ErrorClass.allCases.count)
+    }
 }
