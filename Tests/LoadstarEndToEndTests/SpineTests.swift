@@ -100,12 +100,22 @@ import Testing
         let id = try #require(runID(fromReport: run.stdout), "report: \(run.stdout)")
         let database = Database(conninfo: cluster.databaseURL)
         let row = try await database.query("""
-            SELECT r.status, (SELECT count(*) FROM samples WHERE run_id = r.id), (SELECT sum(fired) FROM shards WHERE run_id = r.id)
+            SELECT r.status, (SELECT count(*) FROM samples WHERE run_id = r.id),
+                   (SELECT sum(succeeded + failed + dropped) FROM shards WHERE run_id = r.id), r.status_reason
             FROM runs r WHERE r.id = $1
             """, [String(id)]).rows[0]
         #expect(row[0] == "aborted")
         #expect(row[1] == row[2])
         #expect((Int(row[1] ?? "") ?? 0) > 20)
+        // Every scheduled request is a row, or, not yet due at the interrupt, counted in the reason.
+        let reason = row[3] ?? ""
+        let notDue = reason.split(separator: ",").compactMap { part -> Int? in
+            guard part.contains("not yet due") else { return nil }
+            return Int(part.split(separator: " ").first { Int($0) != nil } ?? "")
+        }.first ?? 0
+        let parsed = try PlanParser.parse(yaml: plan.replacingOccurrences(of: "SIMPORT", with: "1"))
+        let expected = parsed.cells.reduce(0) { $0 + (PlanExplainer.expectedRequests(parsed, cell: $1.index, stage: 0, striping: nil) ?? 0) }
+        #expect((Int(row[1] ?? "") ?? 0) + notDue == expected, "rows \(row[1] ?? "?") + not due \(notDue) against \(expected): \(reason)")
     }
 
     @Test func aKilledAgentMakesTheRunPartialAndTheExitNonZero() async throws {
