@@ -33,8 +33,8 @@ public final class CoordinatorMetrics: Sendable {
             descriptor: Self.name("loadstar_batches_spooled_total", "Sample batches kept on the coordinator's disk while PostgreSQL was unavailable."))
     }
 
-    func runFinished(status: String) {
-        self.registry.makeCounter(descriptor: Self.name("loadstar_runs_finished_total", "Runs finished, by status."), labels: [("status", status)]).increment()
+    func runFinished(status: RunStatus) {
+        self.registry.makeCounter(descriptor: Self.name("loadstar_runs_finished_total", "Runs finished, by status."), labels: [("status", status.rawValue)]).increment()
     }
 
     /// An agent's figures from its latest heartbeat.

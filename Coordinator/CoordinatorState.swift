@@ -58,7 +58,7 @@ actor CoordinatorState {
         /// Until when its agents may set their shards up (monotonic µs).
         var setupDeadline: Int64?
         var readyWaiter: CheckedContinuation<Void, Never>?
-        var finishWaiters: [CheckedContinuation<(String, String?), Never>] = []
+        var finishWaiters: [CheckedContinuation<(RunStatus, String?), Never>] = []
         var ticks = 0
 
         init(machine: RunStateMachine, startedAt: Int64) {
@@ -82,7 +82,7 @@ actor CoordinatorState {
     /// The runs going on, side by side on disjoint agents.
     private var runs: [UInt64: ActiveRun] = [:]
     /// Runs that ended lately, with their final status (for a watcher that comes after the end).
-    private var finishedRuns: [UInt64: (String, String?)] = [:]
+    private var finishedRuns: [UInt64: (RunStatus, String?)] = [:]
     private var agentWaits: [AgentWait] = []
     /// Agents a submission took while it places its run.
     private var reservedAgents: Set<String> = []
@@ -536,7 +536,7 @@ actor CoordinatorState {
         // Watch the run; the client may ask to abort (or vanish, which aborts too). The client's
         // iterator moves into the reading task and is never touched here again.
         let clientMessages = OwnershipTransfer(messages)
-        let status: (String, String?) = await withTaskGroup(of: Void.self) { group in
+        let status: (RunStatus, String?) = await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 var messages = clientMessages.value
                 while let message = try? await messages.next() {
@@ -552,7 +552,7 @@ actor CoordinatorState {
             group.cancelAll()
             return status
         }
-        self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
+        self.logger.info("run finished", metadata: ["run.id": "\(id)", "status": "\(status.0.rawValue)"])
         let report = try await Report.table(database: self.database, runID: id)
         var problems = try await Report.problems(database: self.database, runID: id)
         let misses = try await Report.sloMisses(database: self.database, runID: id, slos: plan.slos)
@@ -564,7 +564,7 @@ actor CoordinatorState {
                 try? await self.database.recordEvent(runID: id, kind: "slo_verdict", detail: "met by every cell: " + met)
             }
         }
-        if status.0 != "completed", let reason = status.1 { problems.insert(reason, at: 0) }
+        if status.0 != .completed, let reason = status.1 { problems.insert(reason, at: 0) }
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }
 
@@ -610,7 +610,7 @@ actor CoordinatorState {
 
     /// Records the run's final status and stores its results once (so that every later report
     /// reads a few rows instead of the samples).
-    private func closeRun(_ id: UInt64, status: (String, String?)) async throws {
+    private func closeRun(_ id: UInt64, status: (RunStatus, String?)) async throws {
         try await self.database.finishRun(id, status: status.0, reason: status.1)
         self.metrics.runFinished(status: status.0)
         do {
@@ -704,8 +704,8 @@ actor CoordinatorState {
     }
 
     /// The run's final status, once it is settled.
-    private func waitForFinish(_ id: UInt64) async -> (String, String?) {
-        guard self.runs[id] != nil else { return self.finishedRuns[id] ?? ("failed", "run state lost") }
+    private func waitForFinish(_ id: UInt64) async -> (RunStatus, String?) {
+        guard self.runs[id] != nil else { return self.finishedRuns[id] ?? (.failed, "run state lost") }
         return await withCheckedContinuation { continuation in self.runs[id]?.finishWaiters.append(continuation) }
     }
 
@@ -848,8 +848,8 @@ actor CoordinatorState {
         } catch {
             self.logger.error("cannot record the run's end", metadata: ["run.id": "\(id)", "error": "\(error)"])
         }
-        try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0 + (status.1.map { ": \($0)" } ?? ""))
-        self.logger.info("run settled", metadata: ["run.id": "\(id)", "status": "\(status.0)"])
+        try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0.rawValue + (status.1.map { ": \($0)" } ?? ""))
+        self.logger.info("run settled", metadata: ["run.id": "\(id)", "status": "\(status.0.rawValue)"])
         let run = self.runs.removeValue(forKey: id)
         self.finishedRuns[id] = status
         if self.finishedRuns.count > 64, let oldest = self.finishedRuns.keys.min() { self.finishedRuns[oldest] = nil }
@@ -918,13 +918,13 @@ actor CoordinatorState {
     /// - `aborted`: stopped on request (or by the coordinator's `--max-duration`);
     /// - `partial`: any request `dropped`, `lost` or `not_sent`, or an agent shut down mid-run;
     /// - `completed` otherwise (a lost agent whose heir ran the rest of its shard included).
-    private func finalStatus(_ id: UInt64) async -> (String, String?) {
-        guard let machine = self.runs[id]?.machine else { return ("failed", "run state lost") }
+    private func finalStatus(_ id: UInt64) async -> (RunStatus, String?) {
+        guard let machine = self.runs[id]?.machine else { return (.failed, "run state lost") }
         let refused = machine.shards.values.compactMap { shard -> String? in
             guard case .refused(let reason) = shard.phase else { return nil }
             return "agent \(shard.agentName) refused its shard: \(reason)"
         }
-        if !refused.isEmpty { return ("failed", refused.sorted().joined(separator: "; ")) }
+        if !refused.isEmpty { return (.failed, refused.sorted().joined(separator: "; ")) }
         await self.accountForLostShards(id)
         let counts: [String: Int]
         do {
@@ -939,7 +939,7 @@ actor CoordinatorState {
             let cancelled = counts["cancelled", default: 0]
             reason += "; \(cancelled) request(s) in flight or due were cancelled (stored as cancelled)"
             if notDue > 0 { reason += ", \(notDue) not yet due were never scheduled" }
-            return ("aborted", reason + "; every sample fired before the stop is stored")
+            return (.aborted, reason + "; every sample fired before the stop is stored")
         }
         var problems: [String] = []
         if let dropped = counts["dropped"], dropped > 0 {
@@ -956,13 +956,13 @@ actor CoordinatorState {
         if !stopped.isEmpty {
             problems.append("agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
         }
-        if !problems.isEmpty { return ("partial", problems.joined(separator: "; ")) }
+        if !problems.isEmpty { return (.partial, problems.joined(separator: "; ")) }
         let handedOver = machine.shards.values.filter { $0.phase == .lost && $0.heir != nil }.sorted { $0.agentName < $1.agentName }
         if !handedOver.isEmpty {
-            return ("completed", handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
+            return (.completed, handedOver.map { "agent \($0.agentName) was lost mid-run and agent \($0.heir!) ran the rest of its shard" }
                 .joined(separator: "; "))
         }
-        return ("completed", nil)
+        return (.completed, nil)
     }
 
     /// Writes a row for every request a lost shard owed that no row accounts for (`lost` before

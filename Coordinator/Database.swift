@@ -157,7 +157,7 @@ public actor Database {
                          cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
                          cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false"])
                 }
-                for shard in shards { try Self.insert(shard, runID: id, status: "assigned", into: db) }
+                for shard in shards { try Self.insert(shard, runID: id, status: .assigned, into: db) }
                 try db.execute("CREATE TABLE samples_run_\(id) PARTITION OF samples FOR VALUES IN (\(id))")
                 return id
             }
@@ -199,16 +199,16 @@ public actor Database {
 
     /// Adds a shard to a running run (a takeover of a lost agent's shard), already running.
     public func addShard(runID: UInt64, _ shard: ShardRecord) throws(DatabaseError) {
-        try self.with { db throws(DatabaseError) in try Self.insert(shard, runID: runID, status: "running", into: db) }
+        try self.with { db throws(DatabaseError) in try Self.insert(shard, runID: runID, status: .running, into: db) }
     }
 
-    private static func insert(_ shard: ShardRecord, runID: UInt64, status: String, into db: PGConnection) throws(DatabaseError) {
+    private static func insert(_ shard: ShardRecord, runID: UInt64, status: ShardStatus, into db: PGConnection) throws(DatabaseError) {
         let spec = String(decoding: (try? JSONEncoder().encode(shard.spec)) ?? Data("{}".utf8), as: UTF8.self)
         _ = try db.query("""
             INSERT INTO shards (run_id, shard_index, agent_id, seed, spec, status, clock_offset_us, clock_rtt_us, secret_sha256)
             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, CASE WHEN $9 = '' THEN NULL ELSE sha256(convert_to($9, 'UTF8')) END)
             """,
-            [String(runID), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec, status,
+            [String(runID), String(shard.spec.shardIndex), shard.agentID, String(Int64(bitPattern: shard.spec.seed)), spec, status.rawValue,
              String(shard.clockOffset), String(shard.clockRTT), shard.secret])
     }
 
@@ -299,7 +299,7 @@ public actor Database {
                     UPDATE shards SET status = $3, fired = $4, succeeded = $5, failed = $6, late = $7, dropped = $8, batches = $9
                     WHERE run_id = $1 AND shard_index = $2
                     """,
-                    [String(done.runID), String(done.shardIndex), done.aborted ? "aborted" : "done", String(done.fired),
+                    [String(done.runID), String(done.shardIndex), (done.aborted ? ShardStatus.aborted : .done).rawValue, String(done.fired),
                      String(done.succeeded), String(done.failed), String(done.late), String(done.dropped), String(done.batches)])
                 guard !done.cells.isEmpty else { return }
                 // Peer-supplied figures: stored as given, in arrays (one statement), NaN and
@@ -376,17 +376,17 @@ public actor Database {
         }
     }
 
-    public func setShardStatus(runID: UInt64, shardIndex: UInt32, status: String) throws(DatabaseError) {
+    public func setShardStatus(runID: UInt64, shardIndex: UInt32, status: ShardStatus) throws(DatabaseError) {
         _ = try self.with { db throws(DatabaseError) in
-            try db.query("UPDATE shards SET status = $3 WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex), status])
+            try db.query("UPDATE shards SET status = $3 WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex), status.rawValue])
         }
     }
 
-    public func finishRun(_ runID: UInt64, status: String, reason: String?) throws(DatabaseError) {
+    public func finishRun(_ runID: UInt64, status: RunStatus, reason: String?) throws(DatabaseError) {
         _ = try self.with { db throws(DatabaseError) in
             try db.query(
                 "UPDATE runs SET status = $2, status_reason = $3, finished_at = now() WHERE id = $1",
-                [String(runID), status, reason])
+                [String(runID), status.rawValue, reason])
         }
     }
 

@@ -61,7 +61,7 @@ public enum IngestBenchmark {
         }
         let seconds = Date().timeIntervalSince(start)
         let stored = Int(try await admin.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(runID)]).rows[0][0] ?? "0") ?? 0
-        try await admin.finishRun(runID, status: "completed", reason: "ingest benchmark")
+        try await admin.finishRun(runID, status: .completed, reason: "ingest benchmark")
         let materialize = try await admin.materializeResults(runID: runID)
         if !keep {
             _ = try await admin.query("DROP TABLE samples_run_\(runID)")

@@ -65,7 +65,7 @@ struct RunStateMachine {
 
     enum Action: Equatable {
         case recordEvent(kind: String, shard: UInt32?, detail: String)
-        case setShardStatus(UInt32, String)
+        case setShardStatus(UInt32, ShardStatus)
         /// Count the shard's stored batches and answer with ``storedBatchesCounted(_:count:)`` or
         /// ``storedBatchesUnknown(_:)``.
         case countStoredBatches(UInt32)
@@ -126,7 +126,7 @@ struct RunStateMachine {
         guard let shard = self.shards[index], !shard.phase.isSettled else { return [] }
         self.shards[index]?.phase = .refused(reason)
         return [
-            .setShardStatus(index, "aborted"),
+            .setShardStatus(index, .aborted),
             .recordEvent(kind: "shard_refused", shard: index, detail: "agent \(shard.agentName) refused its shard: \(reason)"),
         ] + self.finishIfSettled()
     }
@@ -139,7 +139,7 @@ struct RunStateMachine {
         for index in self.shards.keys.sorted() where !(self.shards[index]!.phase.isSettled) {
             if case .done = self.shards[index]!.phase { continue }
             self.shards[index]?.phase = .running
-            actions.append(.setShardStatus(index, "running"))
+            actions.append(.setShardStatus(index, .running))
         }
         return actions
     }
@@ -222,7 +222,7 @@ struct RunStateMachine {
             if gone {
                 self.shards[index]?.phase = .lost
                 self.shards[index]?.lossAt = min(now, agent?.lastHeard ?? self.resumedAt ?? now)
-                actions.append(.setShardStatus(index, "lost"))
+                actions.append(.setShardStatus(index, .lost))
                 if self.reassign && !self.aborting {
                     actions.append(.handOver(index))
                 } else {

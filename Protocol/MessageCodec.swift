@@ -82,7 +82,7 @@ public enum MessageCodec {
             buffer.writeWireString(m.line)
         case .runFinished(let m):
             buffer.writeInteger(m.runID)
-            buffer.writeWireString(m.status)
+            buffer.writeWireString(m.status.rawValue)
             buffer.writeWireString(m.report)
             buffer.writeInteger(UInt32(m.problems.count))
             for problem in m.problems { buffer.writeWireString(problem) }
@@ -194,7 +194,9 @@ public enum MessageCodec {
             message = .runProgress(RunProgress(runID: try r.integer(), line: try r.string("line")))
         case .runFinished:
             let runID: UInt64 = try r.integer()
-            let status = try r.string("status")
+            guard let status = RunStatus(rawValue: try r.string("status")) else {
+                throw .invalidField(message: r.message, field: "status")
+            }
             let report = try r.string("report")
             var problems: [String] = []
             for _ in 0..<(try r.count("problems", minimumSize: 4)) { problems.append(try r.string("problem")) }

@@ -448,14 +448,13 @@ public struct RunProgress: Equatable, Sendable {
 
 public struct RunFinished: Equatable, Sendable {
     public var runID: UInt64
-    /// `completed`, `aborted`, `partial` or `failed`.
-    public var status: String
+    public var status: RunStatus
     /// The percentile report, rendered as a table from SQL.
     public var report: String
     /// Problems that make the run's result unusable even though it completed (for example a
     /// target that failed every request), one actionable sentence each.
     public var problems: [String]
-    public init(runID: UInt64, status: String, report: String, problems: [String] = []) {
+    public init(runID: UInt64, status: RunStatus, report: String, problems: [String] = []) {
         self.runID = runID
         self.status = status
         self.report = report

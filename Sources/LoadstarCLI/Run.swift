@@ -102,9 +102,9 @@ extension Loadstar {
                 throw fail("\(error)")
             }
             print(finished.report, terminator: "")
-            if finished.status != "completed" {
+            if finished.status != .completed {
                 let why = finished.problems.first.map { ": \($0)" } ?? ""
-                throw fail("run \(finished.runID) ended \(finished.status)\(why)")
+                throw fail("run \(finished.runID) ended \(finished.status.rawValue)\(why)")
             }
             if !finished.problems.isEmpty {
                 throw fail(finished.problems.joined(separator: "\nloadstar: "))

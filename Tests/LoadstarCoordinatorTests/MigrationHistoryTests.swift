@@ -34,7 +34,7 @@ import Testing
         10: ["6e206fb4c0aade8706b981cc2c3acfaeae7b00e009d6a28a4b3eb749ae122885"],
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
         12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
-        13: ["eb000771a9168a4ec11b418c546ef37f1ef51a8305ca17d7c6fc175d6ef3e7b5"],
+        13: ["67cd7aecb54cc5cf54ff4ec06914efaaf0487ebdc3a930e409c441cc5391ad1d"],
     ]
 
     @Test func versionsRunOneToNInOrder() {

@@ -27,7 +27,7 @@ import Testing
         #expect(run.shardReady(0) == [] && !run.allReady)
         _ = run.shardReady(1)
         #expect(run.allReady)
-        #expect(run.started() == [.setShardStatus(0, "running"), .setShardStatus(1, "running")])
+        #expect(run.started() == [.setShardStatus(0, .running), .setShardStatus(1, .running)])
         #expect(run.tick(now: Self.second, agents: Self.heard(["a", "b"], at: Self.second)) == [])
         #expect(run.shardDone(Self.done(0, batches: 3)).last == .countStoredBatches(0))
         #expect(run.storedBatchesCounted(0, count: 2) == [], "one batch still on its way")
@@ -59,7 +59,7 @@ import Testing
         agents["id-a"]?.lastHeard = 16 * Self.second
         let lost = run.tick(now: 16_500_000, agents: agents)
         #expect(lost == [
-            .setShardStatus(1, "lost"),
+            .setShardStatus(1, .lost),
             .recordEvent(kind: "agent_lost", shard: 1, detail: "agent b silent for too long; its shard's remaining requests are not run"),
         ])
         #expect(run.shards[1]?.phase == .lost && run.shards[1]?.lossAt == 5 * Self.second, "the loss dates from when it was last heard")
@@ -73,7 +73,7 @@ import Testing
         var agents = Self.heard(["a"], at: 11 * Self.second)
         agents["id-b"] = RunStateMachine.AgentView(connected: false, lastHeard: Self.second, disconnectedAt: Self.second)
         let actions = run.tick(now: 11_500_000, agents: agents)
-        #expect(actions.contains(.handOver(1)) && actions.contains(.setShardStatus(1, "lost")))
+        #expect(actions.contains(.handOver(1)) && actions.contains(.setShardStatus(1, .lost)))
         run.heirAssigned(lost: 1, heirShard: 2, agentID: "id-a", agentName: "a")
         #expect(run.shards[1]?.heir == "a" && run.shards[1]?.heirShard == 2 && run.shards[2]?.phase == .running)
         _ = run.shardDone(Self.done(0, batches: 1))
@@ -88,7 +88,7 @@ import Testing
         #expect(run.abort(reason: "interrupted by the user") == [.tellAgentsToAbort("interrupted by the user")])
         #expect(run.abort(reason: "again") == [], "one abort")
         let actions = run.tick(now: 20 * Self.second, agents: Self.heard(["a"], at: 20 * Self.second))
-        #expect(!actions.contains(.handOver(1)) && actions.contains(.setShardStatus(1, "lost")))
+        #expect(!actions.contains(.handOver(1)) && actions.contains(.setShardStatus(1, .lost)))
         #expect(run.aborting && run.abortReason == nil, "the operator's abort keeps the default reason")
     }
 
@@ -111,7 +111,7 @@ import Testing
         #expect(run.storedBatchesCounted(0, count: 4) == [])
         #expect(run.tick(now: 109 * Self.second, agents: Self.heard(["a"], at: 109 * Self.second)) == [])
         #expect(run.tick(now: 111 * Self.second, agents: Self.heard(["a"], at: 111 * Self.second)) == [
-            .setShardStatus(1, "lost"),
+            .setShardStatus(1, .lost),
             .recordEvent(kind: "agent_lost", shard: 1, detail: "agent b silent for too long; its shard's remaining requests are not run"),
             .finish,
         ])
@@ -145,7 +145,7 @@ import Testing
     @Test func aRefusedShardSettlesWithoutWaitingAndTheOthersFinish() {
         var run = Self.machine()
         #expect(run.shardRefused(1, reason: "load.stages[0].rate: must be above 0") == [
-            .setShardStatus(1, "aborted"),
+            .setShardStatus(1, .aborted),
             .recordEvent(kind: "shard_refused", shard: 1, detail: "agent b refused its shard: load.stages[0].rate: must be above 0"),
         ])
         _ = run.shardReady(0)

@@ -41,7 +41,7 @@ let everyMessage: [Message] = [
                          auth: "operator")),
     .runAccepted(RunAccepted(runID: 7, agents: 2)),
     .runProgress(RunProgress(runID: 7, line: "50 %")),
-    .runFinished(RunFinished(runID: 7, status: "completed", report: "table", problems: ["target t failed"])),
+    .runFinished(RunFinished(runID: 7, status: .completed, report: "table", problems: ["target t failed"])),
 ]
 
 func encoded(_ message: Message) -> ByteBuffer {
