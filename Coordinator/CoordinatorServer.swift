@@ -205,6 +205,9 @@ public final class CoordinatorServer: Service, Sendable {
                 }
             }
             self.logger.notice("coordinator stopping: no new links; open links and run tasks end now", metadata: ["coordinator.id": "\(self.identity)"])
+            // Whoever waits on a run (its client's link, a submission waiting for agents) is let go:
+            // the runs stay this coordinator's, resumed by its next start.
+            await self.state.stopWaiting()
             group.cancelAll()
         }
     }

@@ -86,6 +86,8 @@ actor CoordinatorState {
     private var agentWaits: [AgentWait] = []
     /// Agents a submission took while it places its run.
     private var reservedAgents: Set<String> = []
+    /// Set once the coordinator is stopping: nobody waits on a run any more.
+    private var stopping = false
 
     init(
         database: Database, options: CoordinatorOptions, logger: Logger, metrics: CoordinatorMetrics = CoordinatorMetrics(),
@@ -649,6 +651,7 @@ actor CoordinatorState {
     /// `--agent-wait` seconds. The client hears what the run waits for.
     private func waitForAgents(minimum: Int, client: MessageWriter) async -> [AgentEntry]? {
         if let agents = self.takeFreeAgents(minimum: minimum) { return agents }
+        if self.stopping { return nil }
         let (free, busy) = self.agentCounts()
         try? await client.write(.runProgress(RunProgress(
             runID: 0, line: "waiting for \(minimum) free agent(s): \(free) free, \(busy) busy in other runs (at most \(Int(self.options.agentWait)) s)")))
@@ -693,7 +696,7 @@ actor CoordinatorState {
 
     /// Until every shard of the run is set up; `false` if the setup deadline passed first.
     private func waitUntilReady(_ id: UInt64) async -> Bool {
-        guard let run = self.runs[id], !run.machine.allReady else { return true }
+        guard let run = self.runs[id], !run.machine.allReady, !self.stopping else { return true }
         await withCheckedContinuation { continuation in self.runs[id]?.readyWaiter = continuation }
         return self.runs[id]?.machine.allReady ?? true
     }
@@ -706,6 +709,7 @@ actor CoordinatorState {
     /// The run's final status, once it is settled.
     private func waitForFinish(_ id: UInt64) async -> (RunStatus, String?) {
         guard self.runs[id] != nil else { return self.finishedRuns[id] ?? (.failed, "run state lost") }
+        if self.stopping { return (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id") }
         return await withCheckedContinuation { continuation in self.runs[id]?.finishWaiters.append(continuation) }
     }
 
@@ -744,6 +748,24 @@ actor CoordinatorState {
 
     private func clientGone(_ id: UInt64) async {
         await self.perform(id, self.apply(id) { $0.clientGone() })
+    }
+
+    /// Lets go of everyone waiting on a run or for agents (the coordinator is stopping): the runs
+    /// themselves stay recorded as running, for this coordinator's next start to resume.
+    func stopWaiting() {
+        for wait in self.agentWaits { wait.continuation.resume(returning: nil) }
+        self.agentWaits = []
+        for id in self.runs.keys {
+            if let waiter = self.runs[id]?.readyWaiter {
+                self.runs[id]?.readyWaiter = nil
+                waiter.resume()
+            }
+            for waiter in self.runs[id]?.finishWaiters ?? [] {
+                waiter.resume(returning: (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id"))
+            }
+            self.runs[id]?.finishWaiters = []
+        }
+        self.stopping = true
     }
 
     // MARK: the clock and the actions
