@@ -69,6 +69,8 @@ struct ShardOwnership {
 
     private var owners: [Key: Owner] = [:]
     private var order: [Key] = []
+    /// Shards declared lost: their former agent's frames are acknowledged and dropped, never stored.
+    private var revoked: Set<Key> = []
     /// Owners remembered at most; the oldest go first.
     let capacity: Int
 
@@ -97,8 +99,19 @@ struct ShardOwnership {
 
     /// Whether a frame about shard `key` from `session` of agent `agentID` may be used.
     func permits(_ key: Key, agentID: String, session: Int) -> Bool {
-        guard let owner = self.owners[key] else { return false }
+        guard let owner = self.owners[key], !self.revoked.contains(key) else { return false }
         return owner.agentID == agentID && owner.session == session
+    }
+
+    /// The shard was declared lost: what its agent sends from now on is not stored (its requests
+    /// were accounted for, or handed to another agent).
+    mutating func revoke(_ key: Key) {
+        if self.owners[key] != nil { self.revoked.insert(key) }
+    }
+
+    /// Whether `agentID` held shard `key` before it was declared lost.
+    func wasRevoked(_ key: Key, from agentID: String) -> Bool {
+        self.revoked.contains(key) && self.owners[key]?.agentID == agentID
     }
 
     func owner(of key: Key) -> Owner? { self.owners[key] }

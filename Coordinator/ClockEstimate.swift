@@ -19,11 +19,17 @@ public struct ClockEstimate: Sendable, Equatable {
         let flight = t3 &- t0, turnaround = t2 &- t1
         guard flight >= 0, flight <= 60_000_000, turnaround >= 0, turnaround <= flight else { return }
         let rtt = flight - turnaround
+        // An agent clock more than a day off is a lie or a broken clock: never an offset to add.
+        let offset = ((t1 &- t0) / 2) &+ ((t2 &- t3) / 2)
+        guard offset.magnitude <= Self.largestOffset else { return }
         self.probes += 1
         guard rtt < self.rtt else { return }
         self.rtt = rtt
-        self.offset = ((t1 &- t0) / 2) &+ ((t2 &- t3) / 2)
+        self.offset = offset
     }
+
+    /// The largest offset believed, µs (a day).
+    static let largestOffset: UInt64 = 86_400_000_000
 
     /// Uncertainty of ``offset`` (half the best round trip), µs.
     public var uncertainty: Int64 { self.rtt == .max ? .max : self.rtt / 2 }

@@ -232,7 +232,7 @@ public final class CoordinatorServer: Service, Sendable {
                             try await outbound.write(.reject(Reject(code: .unauthorized, reason: "the agent's certificate names no subject (CN)")))
                             return
                         }
-                        if hello.agentID != subject { hello.agentID = "\(subject)/\(hello.agentID)" }
+                        hello.agentID = "\(subject)/\(hello.agentID)"
                     }
                     try await self.state.serveAgent(hello, address: address, messages: &messages, outbound: outbound)
                 case .submitRun(let submit):

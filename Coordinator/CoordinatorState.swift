@@ -34,6 +34,8 @@ actor CoordinatorState {
         var rate: Double = 0
         /// When its link closed, while it is closed (monotonic µs).
         var disconnectedAt: Int64?
+        /// When its current link was admitted (monotonic µs).
+        var connectedAt: Int64 = monotonicMicros()
     }
 
     /// What handing a lost shard over needs; kept for the run a client submitted (not for one
@@ -58,6 +60,12 @@ actor CoordinatorState {
         /// Until when its agents may set their shards up (monotonic µs).
         var setupDeadline: Int64?
         var readyWaiter: CheckedContinuation<Void, Never>?
+        /// The run is settled and its end could not be recorded yet: the tick tries again.
+        var finishPending = false
+        var finishing = false
+        var progressInFlight = false
+        /// When it was interrupted (monotonic µs): what its lost shards owed from then on was not due.
+        var abortedAt: Int64?
         var finishWaiters: [CheckedContinuation<(RunStatus, String?), Never>] = []
         var ticks = 0
 
@@ -178,6 +186,15 @@ actor CoordinatorState {
             }
             while let message = try await messages.next() {
                 await self.heard(hello.agentID)
+                // A shard declared lost: its agent came back too late. Its frames are acknowledged and
+                // dropped (the requests were accounted for or handed over), and it is told to stop.
+                if let shard = message.shardReference, await self.ownership.wasRevoked(shard, from: hello.agentID) {
+                    if case .sampleBatch(let batch) = message {
+                        try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                    }
+                    try await outbound.write(.abort(Abort(runID: shard.runID, reason: "this shard was declared lost; its requests were accounted for")))
+                    continue
+                }
                 // A frame about a shard is used only from the link that holds the shard.
                 if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)) {
                     try await self.refuseForeignFrame(message, shard: shard, agent: hello, address: address, outbound: outbound)
@@ -298,6 +315,7 @@ actor CoordinatorState {
         entry.writer = writer
         entry.address = address
         entry.disconnectedAt = nil
+        entry.connectedAt = monotonicMicros()
         self.agents[hello.agentID] = entry
         self.metrics.agentsConnected.set(Double(self.agents.values.filter { $0.writer != nil }.count))
         return self.nextSession
@@ -509,29 +527,37 @@ actor CoordinatorState {
         self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
         try? await self.database.recordEvent(
             runID: id, kind: "run_started", detail: "\(selected.count) agent(s): " + selected.map(\.hello.name).joined(separator: ", "))
-        try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
+        do {
+            try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
+        } catch {
+            await self.abandonRun(id, reason: "the submitting client went away before the run started")
+            throw error
+        }
 
         // Shards go out first; once every agent has set its shard up (probed the targets), all
         // start at one common instant, each told it on its own clock.
-        for (record, agent) in zip(records, selected) {
+        for record in records {
             let spec = record.spec
             let json = (try? JSONEncoder().encode(spec)) ?? Data()
             let assignment = ShardAssignment(
                 runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
                 spec: Array(json), secrets: submit.secrets, shardSecret: record.secret, allowTargets: self.options.allowTargets)
-            await self.shardAssigned(
-                ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: agent.hello.agentID, secret: record.secret)
-            try? await agent.writer?.write(.assignShard(assignment))
+            await self.shardAssigned(ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: record.agentID, secret: record.secret)
+            // The agent's link now (it may have reconnected since it was chosen).
+            try? await self.currentWriter(record.agentID)?.write(.assignShard(assignment))
         }
         if !(await self.waitUntilReady(id)) {
             self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
         }
+        // A coordinator stopping now starts nothing: the run stays its own, resumed at its next start.
+        if await self.isStopping { return }
         let start = coordinatorNow() + 1_000_000
         await self.keepForHandOver(id, HandOver(
             plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
             start: start))
         for agent in selected {
-            try? await agent.writer?.write(.startAt(StartAt(runID: id, startTime: start + agent.clock.offset)))
+            let offset = await self.agents[agent.hello.agentID]?.clock.offset ?? agent.clock.offset
+            try? await self.currentWriter(agent.hello.agentID)?.write(.startAt(StartAt(runID: id, startTime: start &+ offset)))
         }
         await self.started(id)
 
@@ -589,7 +615,11 @@ actor CoordinatorState {
                 var state = RunStateMachine.Shard(agentID: shard.agentID, agentName: shard.agentName)
                 // Done before the restart: complete once its last batches are stored (from agents
                 // resending them, or from the spool); counted on the first tick.
-                if shard.complete {
+                if shard.lost {
+                    // Lost before the restart; when its agent was last heard is not known now.
+                    state.phase = .lost
+                    state.lossAt = now
+                } else if shard.complete {
                     state.phase = .complete
                 } else if let batches = shard.batches {
                     state.phase = .done(batches: batches)
@@ -598,6 +628,12 @@ actor CoordinatorState {
                     state.phase = .running
                 }
                 shards[shard.index] = state
+            }
+            // Takeovers: the lost shard's heir, for the accounting of what it owed.
+            for shard in run.shards {
+                guard let lost = shard.tookOver else { continue }
+                shards[lost]?.heir = shard.agentName
+                shards[lost]?.heirShard = shard.index
             }
             let machine = RunStateMachine(
                 runID: run.id, shards: shards, silence: Self.silenceMicros, lostAfter: Int64(self.options.agentLostAfter * 1_000_000),
@@ -657,6 +693,7 @@ actor CoordinatorState {
             runID: 0, line: "waiting for \(minimum) free agent(s): \(free) free, \(busy) busy in other runs (at most \(Int(self.options.agentWait)) s)")))
         let deadline = monotonicMicros() + Int64(self.options.agentWait * 1_000_000)
         return await withCheckedContinuation { continuation in
+            if self.stopping { return continuation.resume(returning: nil) }
             self.agentWaits.append(AgentWait(minimum: minimum, deadline: deadline, continuation: continuation))
         }
     }
@@ -697,7 +734,10 @@ actor CoordinatorState {
     /// Until every shard of the run is set up; `false` if the setup deadline passed first.
     private func waitUntilReady(_ id: UInt64) async -> Bool {
         guard let run = self.runs[id], !run.machine.allReady, !self.stopping else { return true }
-        await withCheckedContinuation { continuation in self.runs[id]?.readyWaiter = continuation }
+        await withCheckedContinuation { continuation in
+            if self.stopping || self.runs[id] == nil { return continuation.resume() }
+            self.runs[id]?.readyWaiter = continuation
+        }
         return self.runs[id]?.machine.allReady ?? true
     }
 
@@ -710,7 +750,13 @@ actor CoordinatorState {
     private func waitForFinish(_ id: UInt64) async -> (RunStatus, String?) {
         guard self.runs[id] != nil else { return self.finishedRuns[id] ?? (.failed, "run state lost") }
         if self.stopping { return (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id") }
-        return await withCheckedContinuation { continuation in self.runs[id]?.finishWaiters.append(continuation) }
+        return await withCheckedContinuation { continuation in
+            guard !self.stopping, self.runs[id] != nil else {
+                return continuation.resume(returning: self.finishedRuns[id]
+                    ?? (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id"))
+            }
+            self.runs[id]?.finishWaiters.append(continuation)
+        }
     }
 
     private func shardReady(_ ready: ShardReady) async {
@@ -742,11 +788,25 @@ actor CoordinatorState {
 
     private func abortRun(_ id: UInt64, reason: String, byCoordinator: Bool = false) async {
         guard self.runs[id] != nil else { return }
+        if self.runs[id]?.abortedAt == nil { self.runs[id]?.abortedAt = monotonicMicros() }
         self.logger.info("aborting run", metadata: ["run.id": "\(id)", "reason": "\(reason)"])
         await self.perform(id, self.apply(id) { $0.abort(reason: reason, byCoordinator: byCoordinator) })
     }
 
+    private func abandonRun(_ id: UInt64, reason: String) async {
+        if self.runs[id] != nil, self.runs[id]?.abortedAt == nil { self.runs[id]?.abortedAt = monotonicMicros() }
+        await self.perform(id, self.apply(id) { $0.abandon(reason: reason) })
+    }
+
+    private func progressSent(_ id: UInt64) { self.runs[id]?.progressInFlight = false }
+
+    private var isStopping: Bool { self.stopping }
+
+    /// An agent's link now.
+    private func currentWriter(_ agentID: String) -> MessageWriter? { self.agents[agentID]?.writer }
+
     private func clientGone(_ id: UInt64) async {
+        if self.runs[id] != nil, self.runs[id]?.abortedAt == nil { self.runs[id]?.abortedAt = monotonicMicros() }
         await self.perform(id, self.apply(id) { $0.clientGone() })
     }
 
@@ -793,9 +853,9 @@ actor CoordinatorState {
             }
         }
         self.agentWaits = waiting
-        let views = self.agentViews()
         for id in self.runs.keys.sorted() {
             guard let run = self.runs[id] else { continue }
+            let views = self.agentViews(id)
             if let deadline = run.setupDeadline, now >= deadline, let waiter = run.readyWaiter {
                 self.runs[id]?.readyWaiter = nil
                 self.runs[id]?.setupDeadline = nil
@@ -806,17 +866,46 @@ actor CoordinatorState {
             {
                 await self.abortRun(id, reason: "stopped by the coordinator at its --max-duration of \(RunCeilings.number(limit)) s", byCoordinator: true)
             }
+            if self.runs[id]?.finishPending == true {
+                self.runs[id]?.finishPending = false
+                await self.finishRun(id)
+                continue
+            }
             await self.perform(id, self.apply(id) { $0.tick(now: now, agents: views) })
             guard self.runs[id] != nil else { continue }
             self.runs[id]!.ticks += 1
-            if self.runs[id]!.ticks % 4 == 0, let client = self.runs[id]?.client, let line = self.progressLine(id) {
-                try? await client.write(.runProgress(RunProgress(runID: id, line: line)))
+            // A client that stops reading never holds up the tick: one line in flight at most.
+            if self.runs[id]!.ticks % 4 == 0, !self.runs[id]!.progressInFlight, let client = self.runs[id]?.client,
+                let line = self.progressLine(id)
+            {
+                self.runs[id]?.progressInFlight = true
+                Task {
+                    try? await client.write(.runProgress(RunProgress(runID: id, line: line)))
+                    await self.progressSent(id)
+                }
             }
         }
     }
 
-    private func agentViews() -> [String: RunStateMachine.AgentView] {
-        self.agents.mapValues { RunStateMachine.AgentView(connected: $0.writer != nil, lastHeard: $0.lastHeard, disconnectedAt: $0.disconnectedAt) }
+    /// What run `id`'s machine knows of its agents: an agent is reachable for a shard only
+    /// through the link that holds the shard. A link of the same id that did not prove the shard
+    /// (a stranger after the real agent's link dropped, or the agent restarted without it) counts
+    /// as the agent gone since that link came.
+    private func agentViews(_ id: UInt64) -> [String: RunStateMachine.AgentView] {
+        guard let run = self.runs[id] else { return [:] }
+        var views: [String: RunStateMachine.AgentView] = [:]
+        for (index, shard) in run.machine.shards where !shard.phase.isSettled {
+            guard let entry = self.agents[shard.agentID] else { continue }
+            let holds = self.ownership.permits(ShardOwnership.Key(runID: id, shardIndex: index), agentID: shard.agentID, session: entry.session)
+            if holds {
+                views[shard.agentID] = RunStateMachine.AgentView(
+                    connected: entry.writer != nil, lastHeard: entry.lastHeard, disconnectedAt: entry.disconnectedAt)
+            } else if views[shard.agentID] == nil {
+                views[shard.agentID] = RunStateMachine.AgentView(
+                    connected: false, lastHeard: entry.lastHeard, disconnectedAt: entry.disconnectedAt ?? entry.connectedAt)
+            }
+        }
+        return views
     }
 
     /// An event applied to run `id`'s machine; the actions it returns.
@@ -833,6 +922,7 @@ actor CoordinatorState {
                 try? await self.database.recordEvent(runID: id, kind: kind, shardIndex: shard, detail: detail)
                 if kind == "agent_unreachable" { self.logger.warning("agent unreachable", metadata: ["run.id": "\(id)", "detail": "\(detail)"]) }
             case .setShardStatus(let shard, let status):
+                if status == .lost { self.ownership.revoke(ShardOwnership.Key(runID: id, shardIndex: shard)) }
                 try? await self.database.setShardStatus(runID: id, shardIndex: shard, status: status)
             case .countStoredBatches(let shard):
                 do {
@@ -853,7 +943,8 @@ actor CoordinatorState {
             case .tellAgentsToAbort(let reason):
                 let agentIDs = Set(self.runs[id]?.machine.shards.values.map(\.agentID) ?? [])
                 for agentID in agentIDs.sorted() {
-                    try? await self.agents[agentID]?.writer?.write(.abort(Abort(runID: id, reason: reason)))
+                    guard let writer = self.agents[agentID]?.writer else { continue }
+                    Task { try? await writer.write(.abort(Abort(runID: id, reason: reason))) }
                 }
             case .finish:
                 await self.finishRun(id)
@@ -863,12 +954,21 @@ actor CoordinatorState {
 
     /// Settles the final status, stores the results and lets whoever waits for the run go on.
     private func finishRun(_ id: UInt64) async {
-        guard self.runs[id] != nil else { return }
-        let status = await self.finalStatus(id)
+        guard self.runs[id] != nil, !(self.runs[id]?.finishing ?? false) else { return }
+        self.runs[id]?.finishing = true
+        defer { self.runs[id]?.finishing = false }
+        // The database must answer (counts, accounting) and record the end; if it cannot, the run
+        // stays and the next tick tries again.
+        guard let status = await self.finalStatus(id) else {
+            self.runs[id]?.finishPending = true
+            return
+        }
         do {
             try await self.closeRun(id, status: status)
         } catch {
-            self.logger.error("cannot record the run's end", metadata: ["run.id": "\(id)", "error": "\(error)"])
+            self.logger.error("cannot record the run's end; trying again", metadata: ["run.id": "\(id)", "error": "\(error)"])
+            self.runs[id]?.finishPending = true
+            return
         }
         try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0.rawValue + (status.1.map { ": \($0)" } ?? ""))
         self.logger.info("run settled", metadata: ["run.id": "\(id)", "status": "\(status.0.rawValue)"])
@@ -908,7 +1008,7 @@ actor CoordinatorState {
         let lossAt = Self.wallTime(ofMonotonic: run.machine.shards[lost]?.lossAt ?? monotonicMicros())
         let resumeAfter = max(0, lossAt - context.start)
         spec.shardIndex = Int(index)
-        spec.takeover = ShardSpec.Takeover(lostShard: Int(lost), resumeAfter: resumeAfter, runStart: context.start + heir.clock.offset)
+        spec.takeover = ShardSpec.Takeover(lostShard: Int(lost), resumeAfter: resumeAfter, runStart: context.start &+ heir.clock.offset)
         // The run knows the new shard before anything awaits, so it cannot look finished meanwhile.
         self.runs[id]?.machine.heirAssigned(lost: lost, heirShard: index, agentID: heir.hello.agentID, agentName: heir.hello.name)
         self.runs[id]?.handOver?.specs[index] = spec
@@ -940,22 +1040,23 @@ actor CoordinatorState {
     /// - `aborted`: stopped on request (or by the coordinator's `--max-duration`);
     /// - `partial`: any request `dropped`, `lost` or `not_sent`, or an agent shut down mid-run;
     /// - `completed` otherwise (a lost agent whose heir ran the rest of its shard included).
-    private func finalStatus(_ id: UInt64) async -> (RunStatus, String?) {
+    /// `nil` when the database could not tell (the run's end is tried again on the next tick).
+    private func finalStatus(_ id: UInt64) async -> (RunStatus, String?)? {
         guard let machine = self.runs[id]?.machine else { return (.failed, "run state lost") }
         let refused = machine.shards.values.compactMap { shard -> String? in
             guard case .refused(let reason) = shard.phase else { return nil }
             return "agent \(shard.agentName) refused its shard: \(reason)"
         }
         if !refused.isEmpty { return (.failed, refused.sorted().joined(separator: "; ")) }
-        await self.accountForLostShards(id)
+        guard let notDueLost = await self.accountForLostShards(id) else { return nil }
         let counts: [String: Int]
         do {
             counts = try await self.database.unfinishedRequests(runID: id)
         } catch {
-            self.logger.error("cannot count the run's unfinished requests", metadata: ["error": "\(error)"])
-            counts = [:]
+            self.logger.error("cannot count the run's unfinished requests; trying again", metadata: ["error": "\(error)"])
+            return nil
         }
-        let notDue = machine.shards.values.reduce(0) { $0 + Int($1.done?.notDue ?? 0) }
+        let notDue = notDueLost + machine.shards.values.reduce(0) { $0 + Int($1.done?.notDue ?? 0) }
         if machine.aborting {
             var reason = machine.abortReason ?? "stopped on request"
             let cancelled = counts["cancelled", default: 0]
@@ -974,6 +1075,11 @@ actor CoordinatorState {
         if let notSent = counts["not_sent"], notSent > 0 {
             problems.append("\(notSent) request(s) not sent: agent(s) \(lostAgents.joined(separator: ", ")) were lost and nobody ran the rest of their shards")
         }
+        // A lost agent nobody took over from leaves the run partial whatever the counts say.
+        let orphaned = machine.shards.values.filter { $0.phase == .lost && $0.heir == nil }.map(\.agentName).sorted()
+        if !orphaned.isEmpty && counts["lost", default: 0] == 0 && counts["not_sent", default: 0] == 0 {
+            problems.append("agent(s) \(orphaned.joined(separator: ", ")) lost mid-run and nobody ran the rest of their shards")
+        }
         let stopped = machine.shards.values.filter { $0.done?.aborted == true }.map(\.agentName)
         if !stopped.isEmpty {
             problems.append("agent(s) \(stopped.sorted().joined(separator: ", ")) shut down mid-run; every sample they fired is stored")
@@ -990,39 +1096,65 @@ actor CoordinatorState {
     /// Writes a row for every request a lost shard owed that no row accounts for (`lost` before
     /// the loss, `not_sent` from it on). Stored as one batch of the lost shard with a reserved
     /// number, so that doing it again (a restarted coordinator) stores nothing twice.
-    private func accountForLostShards(_ id: UInt64) async {
-        guard let machine = self.runs[id]?.machine else { return }
-        for (index, shard) in machine.shards where shard.phase == .lost {
+    /// - Returns: requests of lost lines not yet due at an interrupt (counted, not rowed); `nil`
+    ///   when the database could not be read or written (the run's end is tried again later).
+    private func accountForLostShards(_ id: UInt64) async -> Int? {
+        guard let run = self.runs[id] else { return 0 }
+        let machine = run.machine
+        var notDue = 0
+        let cutoff = run.abortedAt.map { Self.wallTime(ofMonotonic: $0) }
+        for (index, shard) in machine.shards.sorted(by: { $0.key < $1.key }) where shard.phase == .lost {
             do {
-                guard let spec = try await self.database.shardSpec(runID: id, shardIndex: index) else { continue }
-                let shards = [index] + (shard.heirShard.map { [$0] } ?? [])
-                let present = try await self.database.firstTurnRequests(runID: id, shardIndices: shards)
+                // A takeover's requests belong to the line of the shard it took over: counted there.
+                guard let spec = try await self.database.shardSpec(runID: id, shardIndex: index), spec.takeover == nil else { continue }
+                // The line: this shard, the agent that took it over, the one that took that over…
+                var lossTimes: [Int64?] = [Self.wallTime(ofMonotonic: shard.lossAt ?? monotonicMicros())]
+                var next = shard.heirShard
+                var seen: Set<UInt32> = [index]
+                while let heirIndex = next, let heir = machine.shards[heirIndex], seen.insert(heirIndex).inserted {
+                    lossTimes.append(heir.phase == .lost ? Self.wallTime(ofMonotonic: heir.lossAt ?? monotonicMicros()) : nil)
+                    next = heir.heirShard
+                }
+                // A request is one row wherever it came from: rows of any shard of the run count.
+                let present = try await self.database.firstTurnRequests(runID: id, shardIndices: nil)
                 let starts = try await self.database.stageStarts(runID: id)
-                let lossAt = Self.wallTime(ofMonotonic: shard.lossAt ?? monotonicMicros())
-                let owed = RunAccounting.owed(spec: spec, present: present, stageStarts: starts, lossAt: lossAt)
-                guard !owed.isEmpty else { continue }
-                let samples = owed.map { request in
-                    let due = starts[RunAccounting.StageKey(cell: request.key.cell, stage: request.key.stage)].map { $0 + request.offset } ?? lossAt
+                let accounting = RunAccounting.owed(spec: spec, present: present, stageStarts: starts, lossTimes: lossTimes, cutoff: cutoff)
+                notDue += accounting.notDue
+                guard !accounting.owed.isEmpty else { continue }
+                let fallback = lossTimes.first.flatMap { $0 } ?? coordinatorNow()
+                let samples = accounting.owed.map { request in
+                    let due = starts[RunAccounting.StageKey(cell: request.key.cell, stage: request.key.stage)].map { $0 &+ request.offset } ?? fallback
                     return Sample(
-                        requestIndex: UInt64(request.key.index), cellIndex: UInt32(request.key.cell), stageIndex: UInt16(request.key.stage),
+                        requestIndex: UInt64(request.key.index), cellIndex: UInt32(request.key.cell), stageIndex: UInt16(clamping: request.key.stage),
                         userIndex: UInt32(clamping: request.user), intendedAt: due, sentAt: due,
                         promptTokensRequested: Int32(clamping: request.promptTokens), errorClass: request.errorClass,
                         errorDetail: request.errorClass == .lost
-                            ? "agent \(shard.agentName) was lost before this request's sample arrived"
+                            ? "agent \(shard.agentName) (or the agent that took its shard over) was lost before this request's sample arrived"
                             : "agent \(shard.agentName) was lost and no agent ran this request")
                 }
-                let batch = SampleBatch(runID: id, shardIndex: index, batchSeq: RunAccounting.accountingBatch, samples: samples)
-                if try await self.writer(for: batch).store(batch, clockOffset: 0) {
+                // In batches of reserved numbers, so that doing it again stores nothing twice.
+                var written = 0
+                for (chunk, start) in stride(from: 0, to: samples.count, by: Self.accountingBatchSize).enumerated() {
+                    let part = Array(samples[start..<min(start + Self.accountingBatchSize, samples.count)])
+                    let batch = SampleBatch(runID: id, shardIndex: index, batchSeq: RunAccounting.accountingBatch + UInt64(chunk), samples: part)
+                    if try await self.writer(for: batch).store(batch, clockOffset: 0) { written += part.count }
+                }
+                if written > 0 {
                     let lost = samples.filter { $0.errorClass == .lost }.count
                     try? await self.database.recordEvent(
                         runID: id, kind: "requests_accounted", shardIndex: index,
                         detail: "accounted for agent \(shard.agentName)'s shard: \(lost) request(s) lost, \(samples.count - lost) not sent")
                 }
             } catch {
-                self.logger.error("cannot account for a lost shard's requests", metadata: ["shard.index": "\(index)", "error": "\(error)"])
+                self.logger.error("cannot account for a lost shard's requests; trying again", metadata: ["shard.index": "\(index)", "error": "\(error)"])
+                return nil
             }
         }
+        return notDue
     }
+
+    /// Rows written for a lost shard per batch.
+    static let accountingBatchSize = 10_000
 
     /// The client's progress line: what was stored, and each agent's state from its heartbeats
     /// (its own histogram's running TTFT percentiles, not the fleet's exact ones).

@@ -228,7 +228,8 @@ public actor Database {
     public func storedBatches(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Int {
         try self.with { db throws(DatabaseError) in
             let rows = try db.query(
-                "SELECT count(*) FROM sample_batches WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)])
+                "SELECT count(*) FROM sample_batches WHERE run_id = $1 AND shard_index = $2 AND batch_seq < $3",
+                [String(runID), String(shardIndex), String(RunAccounting.accountingBatch)])
             return rows.first?[0].flatMap { Int($0) } ?? 0
         }
     }
@@ -257,12 +258,13 @@ public actor Database {
     }
 
     /// The first-turn requests of the given shards that have a row.
-    func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]) throws(DatabaseError) -> Set<RunAccounting.RequestKey> {
+    /// - Parameter shardIndices: `nil`: every shard of the run.
+    func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]?) throws(DatabaseError) -> Set<RunAccounting.RequestKey> {
         try self.with { db throws(DatabaseError) in
             var keys = Set<RunAccounting.RequestKey>()
-            let list = "{" + shardIndices.map(String.init).joined(separator: ",") + "}"
+            let list = shardIndices.map { "{" + $0.map(String.init).joined(separator: ",") + "}" }
             for row in try db.query(
-                "SELECT cell_index, stage_index, request_index FROM samples WHERE run_id = $1 AND shard_index = ANY($2::int[]) AND turn_index = 0",
+                "SELECT cell_index, stage_index, request_index FROM samples WHERE run_id = $1 AND ($2::int[] IS NULL OR shard_index = ANY($2::int[])) AND turn_index = 0",
                 [String(runID), list])
             {
                 guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let index = row[2].flatMap({ Int($0) })
@@ -301,7 +303,10 @@ public actor Database {
                     """,
                     [String(done.runID), String(done.shardIndex), (done.aborted ? ShardStatus.aborted : .done).rawValue, String(done.fired),
                      String(done.succeeded), String(done.failed), String(done.late), String(done.dropped), String(done.batches)])
-                guard !done.cells.isEmpty else { return }
+                // One row per cell: a repeated cell (a faulty agent) keeps its last figures.
+                let cells = Array(Dictionary(done.cells.map { ($0.cellIndex, $0) }, uniquingKeysWith: { $1 }).values)
+                    .sorted { $0.cellIndex < $1.cellIndex }
+                guard !cells.isEmpty else { return }
                 // Peer-supplied figures: stored as given, in arrays (one statement), NaN and
                 // infinities as 1 (fully busy), never trapping.
                 func list<T>(_ values: [T]) -> String { "{" + values.map { "\($0)" }.joined(separator: ",") + "}" }
@@ -313,9 +318,9 @@ public actor Database {
                             busy_fraction = EXCLUDED.busy_fraction
                     """,
                     [String(done.runID), String(done.shardIndex),
-                     list(done.cells.map { Int32(bitPattern: $0.cellIndex) }), list(done.cells.map(\.sendLagP99Micros)),
-                     list(done.cells.map { Int64(bitPattern: $0.late) }), list(done.cells.map { Int64(bitPattern: $0.dropped) }),
-                     list(done.cells.map { $0.busyFraction.isFinite ? $0.busyFraction : 1 })])
+                     list(cells.map { Int32(bitPattern: $0.cellIndex) }), list(cells.map(\.sendLagP99Micros)),
+                     list(cells.map { Int64(bitPattern: $0.late) }), list(cells.map { Int64(bitPattern: $0.dropped) }),
+                     list(cells.map { $0.busyFraction.isFinite ? $0.busyFraction : 1 })])
             }
         }
     }
@@ -341,8 +346,9 @@ public actor Database {
         public var id: UInt64
         public var plan: Plan
         /// Per shard: its agent, name, the batch count the agent reported when done (nil: not
-        /// done), and whether every batch is stored.
-        public var shards: [(index: UInt32, agentID: String, agentName: String, batches: UInt64?, complete: Bool)]
+        /// done), whether every batch is stored, whether it was lost, and for a takeover the
+        /// shard it took over.
+        public var shards: [(index: UInt32, agentID: String, agentName: String, batches: UInt64?, complete: Bool, lost: Bool, tookOver: UInt32?)]
     }
 
     /// The runs `coordinatorID` left marked running, oldest first.
@@ -354,12 +360,15 @@ public actor Database {
                     let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
                 else { continue }
                 let shards = try db.query("""
-                    SELECT sh.shard_index, sh.agent_id, a.name, CASE WHEN sh.status = 'done' THEN sh.batches END,
+                    SELECT sh.shard_index, sh.agent_id, a.name, CASE WHEN sh.status IN ('done', 'aborted') THEN sh.batches END,
                            sh.batches IS NOT NULL AND sh.batches = (SELECT count(*) FROM sample_batches b
-                                                                     WHERE b.run_id = sh.run_id AND b.shard_index = sh.shard_index)
+                                                                     WHERE b.run_id = sh.run_id AND b.shard_index = sh.shard_index
+                                                                       AND b.batch_seq < $2),
+                           sh.status = 'lost', sh.spec->'takeover'->>'lostShard'
                     FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1 ORDER BY sh.shard_index
-                    """, [String(id)]).map { r in
-                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3].flatMap { UInt64($0) }, r[3] != nil && r[4] == "t")
+                    """, [String(id), String(RunAccounting.accountingBatch)]).map { r in
+                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3].flatMap { UInt64($0) }, r[3] != nil && r[4] == "t",
+                     r[5] == "t", r[6].flatMap { UInt32($0) })
                 }
                 out.append(InterruptedRun(id: id, plan: plan, shards: shards))
             }

@@ -189,6 +189,16 @@ struct RunStateMachine {
         self.abort(reason: "the submitting client disconnected")
     }
 
+    /// The run ends before it started (its client went away while it was being set up): its
+    /// agents are told to drop it and the run finishes `aborted`.
+    mutating func abandon(reason: String) -> [Action] {
+        guard self.state != .finished else { return [] }
+        self.aborting = true
+        self.abortReason = reason
+        self.state = .finished
+        return [.tellAgentsToAbort(reason), .finish]
+    }
+
     /// The rest of lost shard `lost` went to agent `agentID` as shard `heirShard`.
     mutating func heirAssigned(lost: UInt32, heirShard: UInt32, agentID: String, agentName: String) {
         self.shards[lost]?.heir = agentName
@@ -216,8 +226,9 @@ struct RunStateMachine {
                     : "agent \(shard.agentName) is back"
                 actions.append(.recordEvent(kind: unreachable ? "agent_unreachable" : "agent_back", shard: index, detail: detail))
             }
-            // An agent not back since a restart counts as disconnected from the moment of the restart.
-            let since = agent?.disconnectedAt ?? (agent == nil ? self.resumedAt : nil)
+            // An agent not back since a restart counts as disconnected from the moment of the
+            // restart; one connected but silent, from when it was last heard.
+            let since = agent?.disconnectedAt ?? (agent == nil ? self.resumedAt : (unreachable ? agent?.lastHeard : nil))
             let gone = (agent == nil && self.resumedAt == nil) || since.map { now - $0 > self.lostAfter } ?? false
             if gone {
                 self.shards[index]?.phase = .lost

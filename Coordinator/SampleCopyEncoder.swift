@@ -83,9 +83,12 @@ struct SampleCopyEncoder {
     private mutating func optionalInt8(_ v: Int64) { if v < 0 { self.null() } else { self.int8(v) } }
     private mutating func optionalInt4(_ v: Int32) { if v < 0 { self.null() } else { self.int4(v) } }
 
+    /// Text from a peer: PostgreSQL refuses NUL in `text`, which would refuse the whole batch
+    /// (and the agent would resend it forever), so NUL bytes are left out.
     private mutating func text(_ v: String) {
-        self.buffer.writeInteger(Int32(v.utf8.count))
-        self.buffer.writeString(v)
+        let bytes = v.utf8.contains(0) ? Array(v.utf8.filter { $0 != 0 }) : Array(v.utf8)
+        self.buffer.writeInteger(Int32(bytes.count))
+        self.buffer.writeBytes(bytes)
     }
 
     /// One-dimensional `int4[]` in PostgreSQL's binary array format.

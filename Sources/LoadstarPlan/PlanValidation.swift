@@ -437,7 +437,7 @@ struct PlanChecker {
         // With history, a turn resends every earlier exchange: bound the largest request.
         if session.history, turnsOK, let prompt = workload.promptTokens.upperBound, let output = workload.outputTokens.upperBound {
             let turns = min(Workload.Session.maxTurns, session.turns.upperBound ?? Workload.Session.maxTurns)
-            let largest = Double(turns) * Double(prompt + output)
+            let largest = Double(turns) * (Double(prompt) + Double(output))
             if largest > Double(PlanLimits.maxConversationTokens) {
                 self.report(
                     "\(path).session",

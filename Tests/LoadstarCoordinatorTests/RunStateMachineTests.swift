@@ -132,6 +132,24 @@ import Testing
         #expect(run.tick(now: 3 * Self.second, agents: Self.heard(["a"], at: 3 * Self.second)) == [])
     }
 
+    @Test func anAgentConnectedButSilentIsLostToo() {
+        var run = Self.machine(agents: ["a"])
+        _ = run.started()
+        // Its link never closes (a hung process, a partition without a reset); it was last heard at 1 s.
+        let silent = ["id-a": RunStateMachine.AgentView(connected: true, lastHeard: Self.second)]
+        #expect(run.tick(now: 5 * Self.second, agents: silent).first?.isEvent("agent_unreachable") == true)
+        #expect(run.tick(now: 10 * Self.second, agents: silent) == [])
+        #expect(run.tick(now: 11_500_000, agents: silent).contains(.setShardStatus(0, .lost)))
+        #expect(run.shards[0]?.lossAt == Self.second)
+    }
+
+    @Test func aRunAbandonedBeforeItStartedFinishesAborted() {
+        var run = Self.machine()
+        #expect(run.abandon(reason: "client gone") == [.tellAgentsToAbort("client gone"), .finish])
+        #expect(run.isFinished && run.aborting && run.abortReason == "client gone")
+        #expect(run.abandon(reason: "again") == [])
+    }
+
     @Test func aLateBatchAfterTheRunEndedChangesNothing() {
         var run = Self.machine(agents: ["a"])
         _ = run.started()
@@ -153,5 +171,12 @@ import Testing
         _ = run.started()
         _ = run.shardDone(Self.done(0, batches: 0))
         #expect(run.storedBatchesCounted(0, count: 0) == [.finish])
+    }
+}
+
+extension RunStateMachine.Action {
+    func isEvent(_ kind: String) -> Bool {
+        if case .recordEvent(let k, _, _) = self { return k == kind }
+        return false
     }
 }

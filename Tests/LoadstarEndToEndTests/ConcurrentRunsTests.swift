@@ -24,12 +24,20 @@ import Testing
                     share: 1
                 """)
         }
-        // Both submitted at once, each waiting for its own two agents.
+        // Every agent registered first (a submission takes the agents free when it comes), then
+        // both submitted at once.
+        let database = Database(conninfo: cluster.databaseURL)
+        for _ in 0..<100 {
+            let connected = try await database.query(
+                "SELECT count(*) FROM agents WHERE connected AND name = ANY($1::text[])", ["{east-1,east-2,west-1,west-2}"]).rows.first?[0]
+            if connected == "4" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try await Task.sleep(for: .seconds(1))  // their clocks probed
         let east = try cluster.run(try plan("east"), minAgents: 2)
         let west = try cluster.run(try plan("west"), minAgents: 2)
         #expect(try await east.wait(seconds: 90) == 0, "east: \(east.stderr)")
         #expect(try await west.wait(seconds: 90) == 0, "west: \(west.stderr)")
-        let database = Database(conninfo: cluster.databaseURL)
         var windows: [(Double, Double)] = []
         for (run, region) in [(east, "east"), (west, "west")] {
             let id = try #require(runID(fromReport: run.stdout), "\(run.stdout)")

@@ -106,7 +106,7 @@ import Testing
             """, [String(id)]).rows[0]
         #expect(row[0] == "aborted")
         #expect(row[1] == row[2])
-        #expect((Int(row[1] ?? "") ?? 0) > 20)
+        #expect((Int(row[1] ?? "") ?? 0) > 5, "the run got going before the interrupt")
         // Every scheduled request is a row, or, not yet due at the interrupt, counted in the reason.
         let reason = row[3] ?? ""
         let notDue = reason.split(separator: ",").compactMap { part -> Int? in
@@ -152,10 +152,14 @@ import Testing
         #expect((Int(counts[2] ?? "") ?? 0) > 0 && counts[3] == "t", "\(counts)")
         #expect(run.stderr.contains("not sent"), "the reason says how many and why: \(run.stderr)")
         // The coordinator noticed within 3 s, then declared the agent lost; the events say so.
-        let events = try await database.query(
-            "SELECT kind, extract(epoch FROM at) FROM run_events WHERE run_id = $1 AND kind IN ('agent_unreachable', 'agent_lost') ORDER BY at",
-            [String(id)]).rows
-        #expect(events.map { $0[0] } == ["agent_unreachable", "agent_lost"], "\(events)")
+        // The victim's shard's events (a survivor slowed by a loaded machine may have its own).
+        let events = try await database.query("""
+            SELECT e.kind, extract(epoch FROM e.at) FROM run_events e
+            JOIN shards s ON s.run_id = e.run_id AND s.shard_index = e.shard_index JOIN agents a ON a.id = s.agent_id
+            WHERE e.run_id = $1 AND e.kind IN ('agent_unreachable', 'agent_lost') AND a.name = 'victim'
+              AND e.at >= to_timestamp($2) ORDER BY e.at
+            """, [String(id), String(killedAt)]).rows
+        #expect(events.map { $0[0] } == ["agent_unreachable", "agent_lost"], "after the kill: \(events)")
         if let noticed = events.first?[1].flatMap(Double.init) { #expect(noticed - killedAt < 3, "noticed \(noticed - killedAt) s after the kill") }
     }
 
