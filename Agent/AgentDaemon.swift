@@ -28,7 +28,8 @@ public struct AgentOptions: Sendable {
     public var spoolDiskBytes: Int
     /// Whether an agent that leaves without its coordinator keeps its unacknowledged batches in
     /// ``spoolDirectory`` for the next process with its identity (`--id`) to resend. By default,
-    /// when the spool directory was given explicitly.
+    /// when the spool directory was given explicitly or the agent id is not a UUID (a generated
+    /// id is one; a process with a new id could never claim what this one left).
     public var keepsUnacknowledged: Bool
 
     public init(
@@ -36,7 +37,7 @@ public struct AgentOptions: Sendable {
         exitAfterShard: Bool = false, recordPath: String? = nil, tls: LinkTLS? = nil, spoolDirectory: String? = nil,
         spoolMemoryBytes: Int = 64 << 20, spoolDiskBytes: Int = 4 << 30, keepsUnacknowledged: Bool? = nil
     ) {
-        self.keepsUnacknowledged = keepsUnacknowledged ?? (spoolDirectory != nil)
+        self.keepsUnacknowledged = keepsUnacknowledged ?? (spoolDirectory != nil || UUID(uuidString: hello.agentID) == nil)
         self.tls = tls
         self.spoolDirectory = spoolDirectory ?? NSTemporaryDirectory() + "loadstar-spool-\(hello.agentID)"
         self.spoolMemoryBytes = spoolMemoryBytes

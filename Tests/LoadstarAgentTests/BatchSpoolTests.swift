@@ -64,4 +64,13 @@ import Testing
         #expect(BatchSpool.restoreAll(under: root, memoryBudget: 1, diskBound: 1).shards.isEmpty)
         #expect(BatchSpool.restoreAll(under: root + "/absent", memoryBudget: 1, diskBound: 1).shards.isEmpty)
     }
+
+    @Test func unacknowledgedBatchesAreKeptAcrossRestartsOnlyForAnIdentityThatCanComeBack() {
+        func options(id: String, spool: String? = nil) -> AgentOptions {
+            AgentOptions(host: "127.0.0.1", port: 1, hello: Hello(agentID: id, name: "a", region: "r", softwareVersion: "0"), spoolDirectory: spool)
+        }
+        #expect(options(id: "edge-7").keepsUnacknowledged, "a stable --id")
+        #expect(options(id: UUID().uuidString, spool: "/var/lib/loadstar").keepsUnacknowledged, "an explicit --spool-dir")
+        #expect(!options(id: UUID().uuidString).keepsUnacknowledged, "a generated id: no later process could claim them")
+    }
 }
