@@ -26,12 +26,18 @@ public struct AgentOptions: Sendable {
     public var spoolDirectory: String
     public var spoolMemoryBytes: Int
     public var spoolDiskBytes: Int
+    /// Whether an agent that leaves without its coordinator keeps its unacknowledged batches in
+    /// ``spoolDirectory`` for the next process with its identity (`--id`) to resend. By default,
+    /// when the spool directory was given explicitly or the agent id is not a UUID (a generated
+    /// id is one; a process with a new id could never claim what this one left).
+    public var keepsUnacknowledged: Bool
 
     public init(
         host: String, port: Int, hello: Hello, firstConnectTimeout: Double = 30, reconnectTimeout: Double = 600,
         exitAfterShard: Bool = false, recordPath: String? = nil, tls: LinkTLS? = nil, spoolDirectory: String? = nil,
-        spoolMemoryBytes: Int = 64 << 20, spoolDiskBytes: Int = 4 << 30
+        spoolMemoryBytes: Int = 64 << 20, spoolDiskBytes: Int = 4 << 30, keepsUnacknowledged: Bool? = nil
     ) {
+        self.keepsUnacknowledged = keepsUnacknowledged ?? (spoolDirectory != nil || UUID(uuidString: hello.agentID) == nil)
         self.tls = tls
         self.spoolDirectory = spoolDirectory ?? NSTemporaryDirectory() + "loadstar-spool-\(hello.agentID)"
         self.spoolMemoryBytes = spoolMemoryBytes
@@ -69,56 +75,37 @@ public enum AgentError: Error, CustomStringConvertible {
 
 /// The long-lived agent: keeps a link to the coordinator (reconnecting with backoff), runs the
 /// shards it is given, and streams samples back in numbered batches that it keeps until acked.
+/// What happens to its shards is decided by ``ShardLifecycle``; this actor carries out its actions.
 public actor AgentDaemon: Service {
     private let options: AgentOptions
     private let logger: Logger
     private var writer: NIOAsyncChannelOutboundWriter<Message>?
-    /// The shards this agent runs: its own, and any it took over from a lost agent.
-    private var shards: [ShardKey: ShardState] = [:]
-    private var finishedShards = 0
+    private var lifecycle: ShardLifecycle
+    /// What carrying out the lifecycle's actions needs for each shard it holds.
+    private var runtime: [ShardKey: ShardRuntime] = [:]
     private var record: FileHandle?
-    private var shuttingDown = false
-    /// When graceful shutdown began (monotonic µs).
-    private var shutdownStartedAt: Int64 = 0
 
     /// On graceful shutdown, how long a linked agent waits for the coordinator to acknowledge
-    /// its last batches before it leaves without them. An agent without a link leaves at once:
-    /// its coordinator may be gone for good (`loadstar run` was killed), and nothing it could
-    /// wait for would come.
+    /// its last batches before it leaves without them. An agent without a link leaves at once
+    /// (after its runners stop, when it keeps its batches on disk): its coordinator may be gone
+    /// for good (`loadstar run` was killed), and nothing it could wait for would come.
     static let shutdownDrainMicros: Int64 = 10_000_000
 
-    /// Samples are sent at most this far apart…
-    static let batchInterval: Int64 = 100_000
-    /// …or when this many are waiting.
-    static let batchSize = 1_000
-
-    struct ShardKey: Hashable, Comparable {
-        var runID: UInt64
-        var shardIndex: UInt32
-        static func < (a: Self, b: Self) -> Bool { (a.runID, a.shardIndex) < (b.runID, b.shardIndex) }
-    }
-
-    struct ShardState {
-        var assignment: ShardAssignment
-        var spec: ShardSpec
+    struct ShardRuntime {
+        var assignment: ShardAssignment?
+        var spec: ShardSpec?
+        var allowTargets = TargetAllowList.anything
         /// The coordinator's `--allow-targets`, its names resolved by this agent.
-        var allowList: ResolvedAllowList
+        var allowList = ResolvedAllowList.anything
         var stats = EngineStats()
-        var started = false
-        var pending: [Sample] = []
-        var pendingSince: Int64 = 0
-        var nextSeq: UInt64 = 0
         /// Sent and not yet committed by the coordinator: memory first, then disk.
-        var unacked: BatchSpool
-        var done: ShardDone?
-        /// Set once the targets are probed (``PromptCalibrator``).
-        var calibrations: [PromptCalibration]?
-        var spoolFullReported = false
+        var spool: BatchSpool
     }
 
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
+        self.lifecycle = ShardLifecycle(exitAfterShard: options.exitAfterShard, drainBound: Self.shutdownDrainMicros)
     }
 
     /// Runs until the process is stopped, or (with `exitAfterShard`) until one shard is complete.
@@ -133,12 +120,24 @@ public actor AgentDaemon: Service {
         }
     }
 
-    private func beginShutdown() {
-        self.shuttingDown = true
-        self.shutdownStartedAt = AgentClock.monotonicMicros()
-        for shard in self.shards.values {
-            self.logger.info("shutting down: stopping the shard and sending its samples", metadata: ["run.id": "\(shard.assignment.runID)"])
-            shard.stats.requestAbort()
+    private func beginShutdown() async {
+        if !self.runtime.isEmpty { self.logger.info("shutting down: stopping the shards and sending their samples") }
+        await self.perform(self.lifecycle.shutdown(now: AgentClock.monotonicMicros()))
+    }
+
+    /// Shards an earlier process with this identity left on disk: held again, resent once linked.
+    private func restoreSpool() {
+        let (restored, problems) = BatchSpool.restoreAll(
+            under: self.options.spoolDirectory, memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes)
+        for problem in problems { self.logger.error("cannot read a shard left in the spool", metadata: ["reason": "\(problem)"]) }
+        for shard in restored {
+            let key = ShardKey(runID: shard.claim.runID, shardIndex: shard.claim.shardIndex)
+            self.runtime[key] = ShardRuntime(spool: shard.spool)
+            _ = self.lifecycle.restored(key, secret: shard.claim.secret, batches: shard.spool.sequences, done: shard.done)
+            self.logger.notice("resending what an earlier process of this agent left unacknowledged", metadata: [
+                "run.id": "\(key.runID)", "shard.index": "\(key.shardIndex)", "batches": "\(shard.spool.count)",
+                "shard.done": "\(shard.done != nil)",
+            ])
         }
     }
 
@@ -152,6 +151,7 @@ public actor AgentDaemon: Service {
         if self.options.tls == nil, !self.options.hello.auth.isEmpty, !hostIsLoopback(self.options.host) {
             throw AgentError.credentialOverPlaintext(address: address)
         }
+        self.restoreSpool()
         var everConnected = false
         var disconnectedSince = AgentClock.monotonicMicros()
         var delay = 0.2
@@ -161,13 +161,13 @@ public actor AgentDaemon: Service {
                 everConnected = true
                 delay = 0.2
                 disconnectedSince = AgentClock.monotonicMicros()
-                if self.shouldExit { return }
-                if self.shuttingDown { return self.leaveUnacknowledged() }
+                if self.lifecycle.shouldExit { return }
+                if self.lifecycle.shuttingDown { return await self.leave() }
                 self.logger.info("link to coordinator closed; reconnecting", metadata: ["coordinator": "\(address)"])
             } catch let error as AgentError {
                 throw error
             } catch {
-                if self.shuttingDown { return self.leaveUnacknowledged() }
+                if self.lifecycle.shuttingDown { return await self.leave() }
                 let limit = everConnected ? self.options.reconnectTimeout : self.options.firstConnectTimeout
                 let down = Double(AgentClock.monotonicMicros() - disconnectedSince) / 1_000_000
                 if down >= limit {
@@ -178,20 +178,23 @@ public actor AgentDaemon: Service {
             // In short steps, so that a shutdown asked for meanwhile is not kept waiting.
             let wake = AgentClock.monotonicMicros() + Int64(delay * Double.random(in: 0.8...1.2) * 1_000_000)
             while AgentClock.monotonicMicros() < wake {
-                if self.shuttingDown { return self.leaveUnacknowledged() }
+                if self.lifecycle.shuttingDown { return await self.leave() }
                 try await Task.sleep(for: .milliseconds(50))
             }
             delay = min(delay * 2, 5)
         }
     }
 
-    /// Shutting down without a coordinator to take the rest: say what is left behind.
-    private func leaveUnacknowledged() {
-        let batches = self.shards.values.reduce(0) { $0 + $1.unacked.count }
-        guard !self.shards.isEmpty else { return }
-        self.logger.warning("shutting down without the coordinator's acknowledgement of every batch", metadata: [
-            "shards": "\(self.shards.count)", "batches.unacknowledged": "\(batches)",
-        ])
+    /// Shutting down without a coordinator to take the rest. Keeping batches on disk, the agent
+    /// first lets its runners finish (bounded) so that their last samples and `shardDone` are kept.
+    private func leave() async {
+        if self.options.keepsUnacknowledged {
+            while !self.lifecycle.runnersStopped, !self.lifecycle.drainExpired(now: AgentClock.monotonicMicros()) {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        await self.perform(self.lifecycle.leave(persisting: self.options.keepsUnacknowledged))
+        try? self.record?.synchronize()
     }
 
     private func session() async throws {
@@ -208,11 +211,9 @@ public actor AgentDaemon: Service {
                 }
             }
         // The shards this agent holds, each proved by its secret: they stay this agent's after a
-        // reconnect, and nobody else's batches for them are accepted.
+        // reconnect (or a restart with the same --id), and nobody else's batches for them are accepted.
         var hello = self.options.hello
-        hello.claims = self.shards.keys.sorted().compactMap { key in
-            self.shards[key].map { ShardClaim(runID: key.runID, shardIndex: key.shardIndex, secret: $0.assignment.shardSecret) }
-        }
+        hello.claims = self.lifecycle.claims
         try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(.hello(hello))
             var messages = inbound.makeAsyncIterator()
@@ -234,13 +235,13 @@ public actor AgentDaemon: Service {
                         try await Task.sleep(for: .milliseconds(50))
                         ticks += 1
                         try await self.tick(heartbeat: ticks % 20 == 0)
-                        if await self.shouldExit {
+                        if await self.lifecycle.shouldExit {
                             // Say goodbye and close: the read loop below then ends.
                             try? await outbound.write(.goodbye(Goodbye(reason: "agent shutting down")))
                             outbound.finish()
                             return
                         }
-                        if await self.drainExpired {
+                        if await self.lifecycle.drainExpired(now: AgentClock.monotonicMicros()) {
                             // The coordinator had its time: leave, even if it never closes its side.
                             try? await outbound.write(.goodbye(Goodbye(reason: "agent shutting down")))
                             outbound.finish()
@@ -251,44 +252,115 @@ public actor AgentDaemon: Service {
                 }
                 while let message = try await messages.next(isolation: #isolation) {
                     try await self.handle(message)
-                    if self.shouldExit { break }
+                    if self.lifecycle.shouldExit { break }
                 }
                 group.cancelAll()
             }
         }
     }
 
-    /// Shutting down, linked, and the coordinator has had ``shutdownDrainMicros`` to acknowledge.
-    private var drainExpired: Bool {
-        self.shuttingDown && AgentClock.monotonicMicros() - self.shutdownStartedAt >= Self.shutdownDrainMicros
-    }
-
-    /// Done: the shard of `--once` is complete (with any it took over), or shutdown was asked and
-    /// nothing is pending.
-    private var shouldExit: Bool {
-        self.shards.isEmpty && ((self.options.exitAfterShard && self.finishedShards > 0) || self.shuttingDown)
-    }
-
     private func attach(_ writer: NIOAsyncChannelOutboundWriter<Message>) async {
         self.writer = writer
-        // Everything not yet acknowledged goes again; the coordinator discards what it already has.
-        for key in self.shards.keys.sorted() {
-            guard let shard = self.shards[key] else { continue }
-            do {
-                for batch in try shard.unacked.all() { try? await writer.write(.sampleBatch(batch)) }
-            } catch {
-                self.logger.error("cannot read a spooled batch back", metadata: ["error": "\(error)"])
-            }
-            if let done = shard.done { try? await writer.write(.shardDone(done)) }
-        }
+        await self.perform(self.lifecycle.linkIsUp())
     }
 
-    private func detach() { self.writer = nil }
+    private func detach() {
+        self.writer = nil
+        _ = self.lifecycle.linkIsDown()
+    }
 
     private func send(_ message: Message) async {
         guard let writer = self.writer else { return }
         do { try await writer.write(message) } catch { self.writer = nil }
     }
+
+    // MARK: carrying out the lifecycle's actions
+
+    private func perform(_ actions: [ShardLifecycle.Action]) async {
+        for action in actions {
+            switch action {
+            case .resolveAllowList(let key):
+                guard let targets = self.runtime[key]?.allowTargets else { continue }
+                // Names in the allow-list are resolved here, by this agent: the addresses it
+                // connects to are what is checked.
+                Task {
+                    let allowList = await AgentAllowList.resolve(targets)
+                    await self.allowListResolved(key, allowList)
+                }
+            case .calibrate(let key):
+                guard let runtime = self.runtime[key], let spec = runtime.spec, let assignment = runtime.assignment else { continue }
+                // Probe the targets before the start, then tell the coordinator the shard is ready.
+                let plan = spec.plan
+                let secrets = assignment.secrets
+                let allowList = runtime.allowList
+                Task {
+                    let calibrations = await withCheckedContinuation { continuation in
+                        Thread { continuation.resume(returning: PromptCalibrator.calibrate(
+                            plan: plan, secrets: secrets, allowList: allowList, runID: key.runID, shardIndex: key.shardIndex)) }.start()
+                    }
+                    await self.calibrated(key, calibrations)
+                }
+            case .startRunner(let key, let startWall, let calibrations):
+                guard let runtime = self.runtime[key], let spec = runtime.spec else { continue }
+                let outputs = ShardRunner.start(
+                    spec: spec, secrets: runtime.assignment?.secrets ?? [:], startWall: startWall, stats: runtime.stats,
+                    calibrations: calibrations, allowList: runtime.allowList)
+                Task { await self.pump(outputs, key: key) }
+            case .stopRunner(let key):
+                self.runtime[key]?.stats.requestAbort()
+            case .keep(let batch):
+                let key = ShardKey(runID: batch.runID, shardIndex: batch.shardIndex)
+                guard let spool = self.runtime[key]?.spool else { continue }
+                do {
+                    try spool.keep(batch)
+                } catch {
+                    self.logger.error("cannot spool a batch to disk; keeping it in memory", metadata: ["error": "\(error)"])
+                }
+                self.writeRecord(batch)
+                if spool.isFull {
+                    let stop = self.lifecycle.spoolFull(key)
+                    if !stop.isEmpty {
+                        self.logger.error("spool full: the coordinator has not acknowledged \(spool.diskBytes / 1_000_000) MB of samples; stopping the shard")
+                    }
+                    await self.perform(stop)
+                }
+            case .send(let message):
+                await self.send(message)
+            case .resend(let key):
+                guard let spool = self.runtime[key]?.spool else { continue }
+                do {
+                    for batch in try spool.all() { await self.send(.sampleBatch(batch)) }
+                } catch {
+                    self.logger.error("cannot read a spooled batch back", metadata: ["error": "\(error)"])
+                }
+            case .acknowledge(let key, let seq):
+                self.runtime[key]?.spool.acknowledge(seq)
+            case .forget(let key):
+                self.runtime.removeValue(forKey: key)?.spool.discard()
+                try? self.record?.synchronize()
+            case .persist(let key, let secret, let done):
+                guard let spool = self.runtime.removeValue(forKey: key)?.spool else { continue }
+                do {
+                    try spool.persist(claim: ShardClaim(runID: key.runID, shardIndex: key.shardIndex, secret: secret), done: done)
+                    self.logger.warning("leaving without the coordinator: unacknowledged batches stay on disk for the next start with this --id", metadata: [
+                        "run.id": "\(key.runID)", "shard.index": "\(key.shardIndex)", "batches.unacknowledged": "\(spool.count)",
+                        "spool": "\(self.options.spoolDirectory)",
+                    ])
+                } catch {
+                    self.logger.error("cannot keep unacknowledged batches on disk; they are lost", metadata: [
+                        "run.id": "\(key.runID)", "shard.index": "\(key.shardIndex)", "error": "\(error)",
+                    ])
+                }
+            case .abandon(let key, let batches):
+                self.runtime.removeValue(forKey: key)?.spool.discard()
+                self.logger.warning("shutting down without the coordinator's acknowledgement of every batch", metadata: [
+                    "run.id": "\(key.runID)", "shard.index": "\(key.shardIndex)", "batches.unacknowledged": "\(batches)",
+                ])
+            }
+        }
+    }
+
+    // MARK: events
 
     private func handle(_ message: Message) async throws {
         switch message {
@@ -299,7 +371,7 @@ public actor AgentDaemon: Service {
                 agentSendTime: AgentClock.wallMicros())))
         case .assignShard(let assignment):
             let key = ShardKey(runID: assignment.runID, shardIndex: assignment.shardIndex)
-            if self.shards[key] != nil { return }  // a repeat after reconnecting: keep the shard we are running
+            if self.lifecycle.holds(key) { return }  // a repeat after reconnecting: keep the shard we are running
             let spec: ShardSpec
             let allowTargets: TargetAllowList
             do {
@@ -310,63 +382,31 @@ public actor AgentDaemon: Service {
                 self.logger.error("refusing a shard that fails validation", metadata: [
                     "run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)", "reason": "\(error)",
                 ])
-                await self.send(.shardReady(ShardReady(
-                    runID: assignment.runID, shardIndex: assignment.shardIndex, calibrations: [], refusal: "\(error)")))
+                await self.perform(self.lifecycle.assignmentRefused(assignment, reason: "\(error)"))
                 return
             }
-            // Names in the allow-list are resolved here, by this agent: the addresses it connects
-            // to are what is checked.
-            let allowList = await AgentAllowList.resolve(allowTargets)
-            if self.shards[key] != nil { return }
-            let spool = BatchSpool(
-                directory: "\(self.options.spoolDirectory)/run-\(assignment.runID)-shard-\(assignment.shardIndex)",
-                memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes)
-            self.shards[key] = ShardState(assignment: assignment, spec: spec, allowList: allowList, unacked: spool)
+            self.runtime[key] = ShardRuntime(
+                assignment: assignment, spec: spec, allowTargets: allowTargets,
+                spool: BatchSpool(
+                    directory: "\(self.options.spoolDirectory)/run-\(assignment.runID)-shard-\(assignment.shardIndex)",
+                    memoryBudget: self.options.spoolMemoryBytes, diskBound: self.options.spoolDiskBytes))
             if let takeover = spec.takeover {
-                // The rest of a lost agent's shard, beside this agent's own: it starts at once
-                // (from the run's start, skipping what was due before the takeover) with the
-                // prompt calibration this agent's own shard of the run learnt.
                 self.logger.warning("taking over the rest of a lost agent's shard", metadata: [
                     "run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)", "lost.shard": "\(takeover.lostShard)",
                 ])
-                let calibrations = self.shards.first { $0.key.runID == key.runID && $0.key != key }?.value.calibrations ?? []
-                self.shards[key]?.calibrations = calibrations
-                self.shards[key]?.started = true
-                let outputs = ShardRunner.start(
-                    spec: spec, secrets: assignment.secrets, startWall: takeover.runStart, stats: self.shards[key]!.stats,
-                    calibrations: calibrations, allowList: allowList)
-                Task { await self.pump(outputs, key: key) }
-                return
+            } else {
+                self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
             }
-            self.logger.info("shard assigned", metadata: ["run.id": "\(assignment.runID)", "shard.index": "\(assignment.shardIndex)"])
-            // Probe the targets before the start, then tell the coordinator the shard is ready.
-            let plan = spec.plan
-            let secrets = assignment.secrets
-            Task {
-                let calibrations = await withCheckedContinuation { continuation in
-                    Thread { continuation.resume(returning: PromptCalibrator.calibrate(
-                        plan: plan, secrets: secrets, allowList: allowList, runID: assignment.runID, shardIndex: assignment.shardIndex)) }.start()
-                }
-                await self.calibrated(assignment, calibrations)
-            }
+            await self.perform(self.lifecycle.assigned(key, secret: assignment.shardSecret, takeoverStart: spec.takeover?.runStart))
         case .startAt(let start):
-            // Every shard of the run not yet started (a takeover starts itself when assigned).
-            for (key, shard) in self.shards where key.runID == start.runID && !shard.started {
-                self.shards[key]?.started = true
-                let outputs = ShardRunner.start(
-                    spec: shard.spec, secrets: shard.assignment.secrets, startWall: start.startTime, stats: shard.stats,
-                    calibrations: shard.calibrations ?? [], allowList: shard.allowList)
-                Task { await self.pump(outputs, key: key) }
-            }
+            await self.perform(self.lifecycle.startAt(start))
         case .batchAck(let ack):
-            let key = ShardKey(runID: ack.runID, shardIndex: ack.shardIndex)
-            self.shards[key]?.unacked.acknowledge(ack.batchSeq)
-            self.finishIfComplete(key)
+            await self.perform(self.lifecycle.batchAcknowledged(ack))
         case .abort(let abort):
-            for (key, shard) in self.shards where key.runID == abort.runID {
+            if self.lifecycle.shards.keys.contains(where: { $0.runID == abort.runID }) {
                 self.logger.info("run aborted by coordinator", metadata: ["reason": "\(abort.reason)"])
-                shard.stats.requestAbort()
             }
+            await self.perform(self.lifecycle.abort(runID: abort.runID))
         case .goodbye:
             throw CancellationError()
         default:
@@ -374,12 +414,16 @@ public actor AgentDaemon: Service {
         }
     }
 
-    private func calibrated(_ assignment: ShardAssignment, _ calibrations: [PromptCalibration]) async {
-        let key = ShardKey(runID: assignment.runID, shardIndex: assignment.shardIndex)
-        guard let shard = self.shards[key] else { return }
-        self.shards[key]?.calibrations = calibrations
+    private func allowListResolved(_ key: ShardKey, _ allowList: ResolvedAllowList) async {
+        guard self.runtime[key] != nil else { return }
+        self.runtime[key]?.allowList = allowList
+        await self.perform(self.lifecycle.allowListResolved(key))
+    }
+
+    private func calibrated(_ key: ShardKey, _ calibrations: [PromptCalibration]) async {
+        guard let spec = self.runtime[key]?.spec else { return }
         for calibration in calibrations {
-            let target = shard.spec.plan.targets[Int(calibration.targetIndex)].name
+            let target = spec.plan.targets[Int(calibration.targetIndex)].name
             if calibration.problem.isEmpty {
                 self.logger.info("prompt calibrated", metadata: [
                     "target": "\(target)", "tokens_per_word": "\(calibration.tokensPerWord)", "overhead_tokens": "\(calibration.overheadTokens)",
@@ -390,90 +434,39 @@ public actor AgentDaemon: Service {
                 ])
             }
         }
-        await self.send(.shardReady(ShardReady(runID: assignment.runID, shardIndex: assignment.shardIndex, calibrations: calibrations)))
+        await self.perform(self.lifecycle.calibrated(key, calibrations))
     }
 
-    /// Moves engine output into batches until the shard finishes.
+    /// Moves engine output into the lifecycle (and so into batches) until the shard finishes.
     private func pump(_ outputs: AsyncStream<EngineOutput>, key: ShardKey) async {
         for await output in outputs {
             switch output {
             case .samples(let samples):
-                guard self.shards[key] != nil else { return }
-                if self.shards[key]!.pending.isEmpty { self.shards[key]!.pendingSince = AgentClock.monotonicMicros() }
-                self.shards[key]!.pending.append(contentsOf: samples)
-                while (self.shards[key]?.pending.count ?? 0) >= Self.batchSize { await self.sendBatch(key, limit: Self.batchSize) }
                 // Batches are cut on time as samples come, linked or not, so that they reach the
                 // spool while the link is down (the link's tick only flushes an idle batch).
-                if let since = self.shards[key]?.pendingSince, AgentClock.monotonicMicros() - since >= Self.batchInterval {
-                    await self.sendBatch(key, limit: Self.batchSize)
-                }
+                await self.perform(self.lifecycle.samples(key, samples, now: AgentClock.monotonicMicros()))
             case .finished(let outcome):
-                await self.sendBatch(key, limit: Int.max)
-                guard let shard = self.shards[key] else { return }
-                let done = ShardDone(
-                    runID: key.runID, shardIndex: key.shardIndex, fired: outcome.fired,
-                    succeeded: outcome.succeeded, failed: outcome.failed, late: outcome.late, dropped: outcome.dropped,
-                    batches: shard.nextSeq, aborted: outcome.aborted, notDue: outcome.notDue, cells: outcome.cells)
-                self.shards[key]?.done = done
                 self.logger.info(
                     "shard finished", metadata: ["shard.index": "\(key.shardIndex)", "fired": "\(outcome.fired)", "failed": "\(outcome.failed)"])
-                await self.send(.shardDone(done))
-                self.finishIfComplete(key)
+                await self.perform(self.lifecycle.runnerFinished(key, outcome))
             }
         }
     }
 
-    private func sendBatch(_ key: ShardKey, limit: Int) async {
-        // Taken out of the table while it changes (and put back before any suspension), so that
-        // its pending samples are not copied.
-        guard self.shards[key]?.pending.isEmpty == false, var shard = self.shards.removeValue(forKey: key) else { return }
-        let count = min(limit, shard.pending.count)
-        let batch = SampleBatch(
-            runID: shard.assignment.runID, shardIndex: shard.assignment.shardIndex, batchSeq: shard.nextSeq,
-            samples: Array(shard.pending.prefix(count)))
-        shard.pending.removeFirst(count)
-        shard.pendingSince = AgentClock.monotonicMicros()
-        shard.nextSeq += 1
-        do {
-            try shard.unacked.keep(batch)
-        } catch {
-            self.logger.error("cannot spool a batch to disk; keeping it in memory", metadata: ["error": "\(error)"])
-        }
-        if shard.unacked.isFull && !shard.spoolFullReported {
-            // Nothing fired may be lost: stop firing until the coordinator takes what it has.
-            shard.spoolFullReported = true
-            self.logger.error("spool full: the coordinator has not acknowledged \(shard.unacked.diskBytes / 1_000_000) MB of samples; stopping the shard")
-            shard.stats.requestAbort()
-        }
-        self.shards[key] = shard
-        self.writeRecord(batch)
-        await self.send(.sampleBatch(batch))
-    }
-
     private func tick(heartbeat: Bool) async throws {
-        for (key, shard) in self.shards where !shard.pending.isEmpty {
-            if AgentClock.monotonicMicros() - shard.pendingSince >= Self.batchInterval { await self.sendBatch(key, limit: Self.batchSize) }
-        }
+        await self.perform(self.lifecycle.tick(now: AgentClock.monotonicMicros()))
         guard heartbeat else { return }
         // Counts over every shard; running TTFT percentiles from the agent's own shard (the first).
-        let stats = self.shards.keys.sorted().compactMap { self.shards[$0]?.stats }
+        let keys = self.lifecycle.shards.keys.sorted()
+        let stats = keys.compactMap { self.runtime[$0]?.stats }
         let ttft = stats.first?.ttftPercentiles() ?? (p50: -1, p99: -1)
         func total(_ counter: (EngineStats) -> UInt64) -> UInt64 { stats.reduce(0) { $0 &+ counter($1) } }
         await self.send(.heartbeat(Heartbeat(
-            agentTime: AgentClock.wallMicros(), runID: self.shards.keys.min()?.runID ?? 0,
+            agentTime: AgentClock.wallMicros(), runID: keys.first?.runID ?? 0,
             fired: total { $0.fired.load(ordering: .relaxed) }, completed: total { $0.completed.load(ordering: .relaxed) },
             errors: total { $0.errors.load(ordering: .relaxed) },
             inFlight: stats.reduce(0) { $0 &+ $1.inFlight.load(ordering: .relaxed) },
             ttftP50: ttft.p50, ttftP99: ttft.p99)))
-    }
-
-    /// A shard is complete when it is done and every batch is acknowledged.
-    private func finishIfComplete(_ key: ShardKey) {
-        guard let shard = self.shards[key], shard.done != nil, shard.unacked.isEmpty else { return }
-        shard.unacked.removeAll()
-        self.shards[key] = nil
-        self.finishedShards += 1
-        try? self.record?.synchronize()
     }
 
     private func writeRecord(_ batch: SampleBatch) {

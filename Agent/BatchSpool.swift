@@ -79,6 +79,100 @@ final class BatchSpool {
         self.diskBytes = 0
     }
 
+    /// Deletes everything kept for the shard, its directory included (the shard is finished).
+    func discard() {
+        self.removeAll()
+        for name in [Self.claimFile, Self.doneFile] { try? FileManager.default.removeItem(atPath: "\(self.directory)/\(name)") }
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+
+    /// The sequence numbers kept, in order.
+    var sequences: [UInt64] { (Array(self.inMemory.keys) + Array(self.onDisk.keys)).sorted() }
+
+    // MARK: across agent restarts
+
+    /// Writes every batch still in memory to disk, beside the shard's claim (its secret, readable
+    /// by this user only) and its `shardDone`: what a later process with this agent's identity
+    /// needs to resend them (``restoreAll(under:memoryBudget:diskBound:)``). The disk bound does
+    /// not apply: nothing fired is dropped.
+    func persist(claim: ShardClaim, done: ShardDone?) throws {
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        for seq in self.inMemory.keys.sorted() {
+            guard let batch = self.inMemory[seq] else { continue }
+            try self.write(.sampleBatch(batch), to: self.path(seq))
+            self.inMemory[seq] = nil
+            self.memoryBytes -= Self.encodedSize(batch)
+            let size = (try? FileManager.default.attributesOfItem(atPath: self.path(seq))[.size] as? Int) ?? 0
+            self.onDisk[seq] = size
+            self.diskBytes += size
+        }
+        if let done { try self.write(.shardDone(done), to: "\(self.directory)/\(Self.doneFile)") }
+        let text = "\(claim.runID) \(claim.shardIndex) \(claim.secret)\n"
+        let claimPath = "\(self.directory)/\(Self.claimFile)"
+        try? FileManager.default.removeItem(atPath: claimPath)
+        guard FileManager.default.createFile(atPath: claimPath, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw SpoolError("cannot write \(claimPath)")
+        }
+    }
+
+    /// A shard an earlier process left on disk.
+    struct Restored {
+        var spool: BatchSpool
+        var claim: ShardClaim
+        var done: ShardDone?
+    }
+
+    /// Every shard an earlier process of this agent persisted under `directory` (one
+    /// subdirectory per shard, with its claim), its batches left on disk until acknowledged.
+    /// Unreadable leftovers are skipped and named in `problems`.
+    static func restoreAll(under directory: String, memoryBudget: Int, diskBound: Int) -> (shards: [Restored], problems: [String]) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return ([], []) }
+        var shards: [Restored] = []
+        var problems: [String] = []
+        for name in names.sorted() {
+            let shardDirectory = "\(directory)/\(name)"
+            guard let data = FileManager.default.contents(atPath: "\(shardDirectory)/\(Self.claimFile)") else { continue }
+            let words = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+            guard words.count == 2 || words.count == 3, let runID = UInt64(words[0]), let shardIndex = UInt32(words[1]) else {
+                problems.append("\(shardDirectory)/\(Self.claimFile) cannot be read")
+                continue
+            }
+            let spool = BatchSpool(directory: shardDirectory, memoryBudget: memoryBudget, diskBound: diskBound)
+            var done: ShardDone?
+            do {
+                for file in try FileManager.default.contentsOfDirectory(atPath: shardDirectory) {
+                    guard file.hasPrefix("batch-"), file.hasSuffix(".frame"),
+                        let seq = UInt64(file.dropFirst("batch-".count).dropLast(".frame".count))
+                    else { continue }
+                    let size = (try FileManager.default.attributesOfItem(atPath: "\(shardDirectory)/\(file)")[.size] as? Int) ?? 0
+                    spool.onDisk[seq] = size
+                    spool.diskBytes += size
+                }
+                if let data = FileManager.default.contents(atPath: "\(shardDirectory)/\(Self.doneFile)") {
+                    var buffer = ByteBuffer(bytes: data)
+                    guard case .shardDone(let message)? = try Frame.decode(from: &buffer) else { throw SpoolError("\(Self.doneFile) is not a shardDone") }
+                    done = message
+                }
+            } catch {
+                problems.append("\(shardDirectory): \(error)")
+                continue
+            }
+            shards.append(Restored(spool: spool, claim: ShardClaim(runID: runID, shardIndex: shardIndex, secret: words.count == 3 ? String(words[2]) : ""), done: done))
+        }
+        return (shards, problems)
+    }
+
+    private func write(_ message: Message, to path: String) throws {
+        var buffer = ByteBuffer()
+        Frame.encode(message, into: &buffer)
+        guard FileManager.default.createFile(atPath: path, contents: Data(buffer.readableBytesView)) else {
+            throw SpoolError("cannot write \(path)")
+        }
+    }
+
+    static let claimFile = "claim"
+    static let doneFile = "done.frame"
+
     private func path(_ seq: UInt64) -> String { "\(self.directory)/batch-\(seq).frame" }
 
     /// Bytes of a batch on the wire (fixed part and gaps), without encoding it.
