@@ -131,7 +131,10 @@ extension Loadstar {
             let options = AgentOptions(
                 host: address.host, port: address.port, hello: hello, firstConnectTimeout: self.connectTimeout,
                 exitAfterShard: self.once, recordPath: self.record, tls: self.tls.link, spoolDirectory: self.spoolDir,
-                spoolMemoryBytes: max(0, self.spoolMemoryMb) << 20, spoolDiskBytes: max(1, self.spoolDiskMb) << 20)
+                spoolMemoryBytes: max(0, self.spoolMemoryMb) << 20, spoolDiskBytes: max(1, self.spoolDiskMb) << 20,
+                // A stable identity (or a spool directory given) keeps unacknowledged batches on
+                // disk across a restart, to be resent when this agent comes back.
+                keepsUnacknowledged: self.id != nil || self.spoolDir != nil)
             let logger = Logger(label: "loadstar.agent")
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 // With --once the agent ends by itself, and that is success.
