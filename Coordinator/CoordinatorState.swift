@@ -195,6 +195,22 @@ actor CoordinatorState {
                     try await outbound.write(.abort(Abort(runID: shard.runID, reason: "this shard was declared lost; its requests were accounted for")))
                     continue
                 }
+                // A shard no database row knows (an agent's spool from another database, or a
+                // made-up one): nothing to store and nobody to wrong; acknowledged and dropped, so
+                // that the agent forgets it instead of resending it forever.
+                if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)),
+                    await self.ownership.owner(of: shard) == nil,
+                    (try? await self.database.shardExists(runID: shard.runID, shardIndex: shard.shardIndex)) == false
+                {
+                    self.logger.warning("dropped a frame for a shard no run has", metadata: [
+                        "agent.name": "\(hello.name)", "peer": "\(address)", "run.id": "\(shard.runID)", "shard.index": "\(shard.shardIndex)",
+                    ])
+                    if case .sampleBatch(let batch) = message {
+                        try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                    }
+                    try await outbound.write(.abort(Abort(runID: shard.runID, reason: "no run of this coordinator's database has this shard")))
+                    continue
+                }
                 // A frame about a shard is used only from the link that holds the shard.
                 if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)) {
                     try await self.refuseForeignFrame(message, shard: shard, agent: hello, address: address, outbound: outbound)

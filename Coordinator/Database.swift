@@ -212,6 +212,13 @@ public actor Database {
              String(shard.clockOffset), String(shard.clockRTT), shard.secret])
     }
 
+    /// Whether the database has shard `shardIndex` of run `runID` at all.
+    func shardExists(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Bool {
+        try self.with { db throws(DatabaseError) in
+            try !db.query("SELECT 1 FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)]).isEmpty
+        }
+    }
+
     /// Whether shard `shardIndex` of run `runID` was assigned to agent `agentID` with `secret`
     /// (for a claim this coordinator has no memory of: a run from before a restart).
     public func shardSecretMatches(runID: UInt64, shardIndex: UInt32, agentID: String, secret: String) throws(DatabaseError) -> Bool {
