@@ -5,7 +5,7 @@ import NIOPosix
 import Synchronization
 
 /// Why `loadstar run` could not get a result, in words a user can act on.
-public enum RunClientError: Error, CustomStringConvertible {
+enum RunClientError: Error, CustomStringConvertible {
     case coordinatorUnreachable(address: String, underlying: String)
     case rejected(Reject)
     case connectionLost(address: String)
@@ -33,7 +33,7 @@ public enum RunClientError: Error, CustomStringConvertible {
 }
 
 /// Submits a plan to a coordinator and follows it to the end.
-public enum RunClient {
+enum RunClient {
     /// Values of the `${NAME}` placeholders the plan uses, from `environment`.
     public static func secrets(for planYAML: String, environment: [String: String]) throws -> [String: String] {
         var names = Set<String>()

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import LoadstarCoordinator
+import LoadstarPlan
+
+extension Loadstar {
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a run's report again, from SQL: a table, JSON, CSV or a self-contained HTML file with charts.",
+            discussion: "Exit status: non-zero when the run missed an SLO of its plan (the failing figures are printed).")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case table, json, csv, html
+        }
+
+        @Argument(help: "The run id.") var runID: UInt64
+        @Option(help: "table, json, csv or html.") var format: Format = .table
+        @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.") var output: String?
+        @Flag(help: "Compute the run's results from its samples again (the coordinator does it when a run ends).") var refresh = false
+        @Flag(help: "Every column in the table (per-request mean gaps, estimated outputs, output asked against delivered, unfinished requests).")
+        var wide = false
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            let misses: [String]
+            do {
+                let db = Database(conninfo: try self.database.resolve())
+                if self.refresh { try await db.materializeResults(runID: self.runID) }
+                let text: String
+                switch self.format {
+                case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID, wide: self.wide)
+                case .json: text = try await LoadstarCoordinator.Report.json(database: db, runID: self.runID)
+                case .csv: text = try await LoadstarCoordinator.Report.csv(database: db, runID: self.runID)
+                case .html: text = try await HTMLReport.render(database: db, runID: self.runID)
+                }
+                if let output = self.output {
+                    try text.write(toFile: output, atomically: true, encoding: .utf8)
+                } else {
+                    print(text, terminator: "")
+                }
+                misses = try await LoadstarCoordinator.Report.sloMisses(
+                    database: db, runID: self.runID, slos: try await LoadstarCoordinator.Report.slos(database: db, runID: self.runID))
+            } catch {
+                throw fail("\(error)")
+            }
+            if !misses.isEmpty { throw fail(misses.joined(separator: "\nloadstar: ")) }
+        }
+    }
+}
