@@ -163,6 +163,9 @@ final class ShardEngine {
     /// The users of the running closed-loop stage, and which stage that is.
     private var roster: ClosedLoopRoster?
     private var closedStage: (cell: Int, stage: Int)?
+    /// Closed loop: each user's next request body, written while its previous request was out
+    /// (keyed by user; used when the session and turn match).
+    private var nextBodies: [Int: (session: Int, turn: Int, body: String)] = [:]
     /// Per cell run: this worker's send lags, late and dropped requests, busy fraction.
     private var meters: [Int: CellClientMeter] = [:]
     /// µs this worker has spent waiting in `curl_multi_poll` (its idle time).
@@ -421,9 +424,11 @@ final class ShardEngine {
             joins: joins, retireAt: retireAt, totalUsers: total, limit: stage.requests, think: think, sessionThink: sessionThink,
             turns: { shape.turns(session: $0) })
         self.closedStage = (cell.index, stageIndex)
+        self.nextBodies = [:]
         defer {
             self.roster = nil
             self.closedStage = nil
+            self.nextBodies = [:]
         }
         self.backlog.serviced()
         while !self.aborted, self.roster?.isFinished == false {
@@ -432,8 +437,23 @@ final class ShardEngine {
             let (launches, earliest) = self.roster!.due(now: now)
             for launch in launches {
                 let request = shape.turn(session: launch.session, turn: launch.turn, offset: launch.due - start)
-                self.launch(request, cell: cell, stageIndex: stageIndex, user: launch.user, due: launch.due, cellStart: cellStart)
+                let prepared = self.nextBodies.removeValue(forKey: launch.user)
+                let body = prepared.flatMap { $0.session == launch.session && $0.turn == launch.turn ? $0.body : nil }
+                self.launch(request, cell: cell, stageIndex: stageIndex, user: launch.user, due: launch.due, cellStart: cellStart, body: body)
                 if self.backlog.launched(now: AgentClock.monotonicMicros()) { self.service() }
+            }
+            // While the requests are out, each user's next body is written, so that it is ready
+            // before the user is due again: its session's next turn, or its next session.
+            for launch in launches where self.nextBodies[launch.user] == nil {
+                let next: (session: Int, turn: Int)
+                if launch.turn + 1 < shape.turns(session: launch.session) {
+                    next = (launch.session, launch.turn + 1)
+                } else {
+                    next = (launch.session + total, 0)
+                    if let limit = stage.requests, next.session >= limit { continue }
+                }
+                let request = shape.turn(session: next.session, turn: next.turn, offset: 0)
+                self.nextBodies[launch.user] = (next.session, next.turn, self.body(for: request, cell: cell, stageIndex: stageIndex))
             }
             var wait = earliest.map { max(0, $0 - AgentClock.monotonicMicros()) } ?? 10_000
             if let end { wait = min(wait, max(0, end - AgentClock.monotonicMicros())) }
