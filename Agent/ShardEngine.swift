@@ -184,6 +184,8 @@ final class ShardEngine {
         var cell: Cell
         var stageIndex: Int
         var request: ScheduledRequest
+        /// Written when the turn is scheduled, during the think time before it is due.
+        var body: String
     }
 
     private let timer = WaitTimer()
@@ -595,7 +597,8 @@ final class ShardEngine {
             let think = Int64((workload.session?.thinkTime ?? 0) * 1_000_000)
             let next = self.shape(cell: session.cell.index, stage: session.stageIndex).turn(session: session.request.index, turn: session.request.turn + 1, offset: 0)
             self.followUps.append(FollowUp(
-                due: AgentClock.monotonicMicros() + think, cell: session.cell, stageIndex: session.stageIndex, request: next))
+                due: AgentClock.monotonicMicros() + think, cell: session.cell, stageIndex: session.stageIndex, request: next,
+                body: self.body(for: next, cell: session.cell, stageIndex: session.stageIndex)))
         }
     }
 
@@ -614,7 +617,7 @@ final class ShardEngine {
             if followUp.due <= now {
                 self.launch(
                     followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
-                    cellStart: self.cellStart)
+                    cellStart: self.cellStart, body: followUp.body)
             } else {
                 waiting.append(followUp)
             }
