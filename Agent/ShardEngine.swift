@@ -163,6 +163,10 @@ final class ShardEngine {
     /// The users of the running closed-loop stage, and which stage that is.
     private var roster: ClosedLoopRoster?
     private var closedStage: (cell: Int, stage: Int)?
+    /// The earliest instant a closed-loop user came due (a completion freed it) since the stage
+    /// loop last asked the roster: the wait in ``turn(timeoutMicros:beforeWait:)`` ends by then, so
+    /// that a freed user sends its next request at once instead of after the next socket event.
+    private var rosterDueAt: Int64 = .max
     /// Per cell run: this worker's send lags, late and dropped requests, busy fraction.
     private var meters: [Int: CellClientMeter] = [:]
     /// µs this worker has spent waiting in `curl_multi_poll` (its idle time).
@@ -424,11 +428,13 @@ final class ShardEngine {
         defer {
             self.roster = nil
             self.closedStage = nil
+            self.rosterDueAt = .max
         }
         self.backlog.serviced()
         while !self.aborted, self.roster?.isFinished == false {
             let now = AgentClock.monotonicMicros()
             if let end, now >= end { break }
+            self.rosterDueAt = .max
             let (launches, earliest) = self.roster!.due(now: now)
             for launch in launches {
                 let request = shape.turn(session: launch.session, turn: launch.turn, offset: launch.due - start)
@@ -559,7 +565,7 @@ final class ShardEngine {
         self.stats.completed.add(1, ordering: .relaxed)
         self.completed.append(sample)
         let now = AgentClock.monotonicMicros()
-        if sample.errorClass != .dropped { self.roster?.slotFreed(now: now) }
+        if sample.errorClass != .dropped, let due = self.roster?.slotFreed(now: now) { self.rosterDueAt = min(self.rosterDueAt, due) }
         if let closed = self.closedStage, Int(sample.cellIndex) == closed.cell, Int(sample.stageIndex) == closed.stage,
             self.roster?.contains(Int(sample.userIndex)) == true
         {
@@ -567,8 +573,8 @@ final class ShardEngine {
             // conversation); a dropped one frees its user at once.
             if sample.errorClass == .dropped {
                 self.roster?.dropped(user: Int(sample.userIndex))
-            } else {
-                self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now)
+            } else if let due = self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now) {
+                self.rosterDueAt = min(self.rosterDueAt, due)
             }
         } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
             let workload = self.cellWorkloads[session.cell.index]
@@ -654,6 +660,7 @@ final class ShardEngine {
         beforeWait?()
         var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
         if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
+        if self.rosterDueAt != .max { wait = min(wait, max(0, self.rosterDueAt - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
         // the exact microsecond a request is due, so the loop neither spins nor sends late.
