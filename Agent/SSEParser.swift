@@ -220,7 +220,12 @@ enum FastEventScan {
         switch kind {
         case .openAIChat, .openAICompletions, .genericSSE:
             if let usage = find(data, #""usage""#), let value = valueStart(data, after: usage), data[value] != UInt8(ascii: "n") {
-                return nil  // usage present: read it exactly
+                // Usage present: read it exactly, by the byte scan when it has the plain shape.
+                guard let counts = UsageScan.read(data, objectAt: value) else { return nil }
+                event.promptTokens = counts.prompt
+                event.completionTokens = counts.completion
+                event.cachedTokens = counts.cached
+                event.reasoningTokens = counts.reasoning
             }
             if kind == .openAICompletions {
                 event.carriesAnswer = nonEmptyString(data, key: #""text""#)

@@ -151,8 +151,32 @@ let chatStream = """
         }
     }
 
-    @Test func usageErrorsAndGarbageGoToTheFullParser() {
-        #expect(FastEventScan.interpret(Array(#"{"choices":[],"usage":{"prompt_tokens":1}}"#.utf8), kind: .openAIChat) == nil)
+    @Test func plainUsageIsReadByTheScanAsTheFullParserReadsIt() throws {
+        let events = [
+            #"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":8,"completion_tokens":16,"total_tokens":24}}"#,
+            #"{"choices": [], "usage": {"prompt_tokens": 1200, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0}}}"#,
+            #"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":null,"prompt_tokens_details":null}}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+            #"{"choices":[],"usage":{}}"#,
+        ]
+        for text in events {
+            let data = Array(text.utf8)
+            let fast = try #require(FastEventScan.interpret(data, kind: .openAIChat), "\(text)")
+            #expect(fast == SSEParser.interpretFully(data: data, eventName: "", kind: .openAIChat), "\(text)")
+        }
+        let counts = try #require(FastEventScan.interpret(Array(events[1].utf8), kind: .openAIChat))
+        #expect(counts.promptTokens == 1200 && counts.completionTokens == 3 && counts.cachedTokens == 1024 && counts.reasoningTokens == 2)
+    }
+
+    @Test func unusualUsageErrorsAndGarbageGoToTheFullParser() {
+        for text in [
+            #"{"choices":[],"usage":{"prompt_tokens":1.0}}"#, #"{"choices":[],"usage":{"prompt_tokens":"1"}}"#,
+            #"{"choices":[],"usage":{"prompt_tokens":1e3}}"#, #"{"choices":[],"usage":{"a":{"b":{"c":1}}}}"#,
+            #"{"choices":[],"usage":{"x":[1]}}"#, #"{"choices":[],"usage":{"prompt_\u0074okens":1}}"#, #"{"choices":[],"usage":{"prompt_tokens":1"#,
+            #"{"choices":[],"usage":{"prompt_tokens":99999999999999999999}}"#,
+        ] {
+            #expect(FastEventScan.interpret(Array(text.utf8), kind: .openAIChat) == nil, "\(text)")
+        }
         #expect(FastEventScan.interpret(Array(#"{"error":{"message":"x"}}"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"choices": [malformed"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"type":"message_stop"}"#.utf8), kind: .anthropicMessages) == nil)
