@@ -154,6 +154,9 @@ final class ShardEngine {
     private let output: AsyncStream<EngineOutput>.Continuation
     private let multi: UnsafeMutableRawPointer
     private var inFlight: [ObjectIdentifier: Transfer] = [:]
+    /// Per target: easy handles of finished transfers, set up for that target, for the next
+    /// requests (see ``EasyHandle``). At most as many as were in flight at once.
+    private var idleHandles: [[EasyHandle]]
     private var completed: [Sample] = []
     private var outcome = ShardOutcome()
     private var anchor = ClockAnchor()
@@ -239,6 +242,7 @@ final class ShardEngine {
         }
         self.cellMicros = plan.load.cellSeconds.map { Int64($0 * 1_000_000) }
         self.calibrations = plan.targets.indices.map { index in calibrations.first { Int($0.targetIndex) == index } }
+        self.idleHandles = plan.targets.map { _ in [] }
         curlGlobalInit
         self.multi = curl_multi_init()
         _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, self.maxInFlight)
@@ -524,15 +528,17 @@ final class ShardEngine {
             self.meters[cell.index, default: CellClientMeter()].late += 1
         }
         guard
-            let transfer = Transfer(
-                url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now,
-                allowList: self.allowList, redactor: self.redactor)
+            let handle = self.idleHandles[cell.targetIndex].popLast()
+                ?? EasyHandle(url: endpoint.url, headers: endpoint.headers, target: target, allowList: self.allowList, key: cell.targetIndex)
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"
             self.record(sample)
             return
         }
+        let transfer = Transfer(
+            handle: handle, body: body, target: target, sample: sample, sentAtMonotonic: now, allowList: self.allowList,
+            redactor: self.redactor)
         transfer.session = request.turns > 1 ? (request, cell, stageIndex) : nil
         self.inFlight[ObjectIdentifier(transfer)] = transfer
         self.outcome.fired += 1
@@ -691,7 +697,9 @@ final class ShardEngine {
             guard let context else { continue }
             let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
             self.inFlight[ObjectIdentifier(transfer)] = nil
-            self.record(transfer.finish(result: result, at: AgentClock.monotonicMicros()), session: transfer.session)
+            let sample = transfer.finish(result: result, at: AgentClock.monotonicMicros())
+            self.idleHandles[transfer.handle.key].append(transfer.handle)  // curl is done with it
+            self.record(sample, session: transfer.session)
         }
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }
@@ -712,7 +720,9 @@ final class ShardEngine {
         transfer.forcedError = errorClass
         curl_multi_remove_handle(self.multi, transfer.easy)
         self.inFlight[ObjectIdentifier(transfer)] = nil
-        self.record(transfer.finish(result: CURLE_ABORTED_BY_CALLBACK, at: AgentClock.monotonicMicros()))
+        let sample = transfer.finish(result: CURLE_ABORTED_BY_CALLBACK, at: AgentClock.monotonicMicros())
+        self.idleHandles[transfer.handle.key].append(transfer.handle)
+        self.record(sample)
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }
 
