@@ -168,6 +168,28 @@ let chatStream = """
         #expect(counts.promptTokens == 1200 && counts.completionTokens == 3 && counts.cachedTokens == 1024 && counts.reasoningTokens == 2)
     }
 
+    @Test func findAgreesWithANaiveSearch() {
+        func naive(_ data: [UInt8], _ pattern: [UInt8], from start: Int) -> Int? {
+            guard pattern.count <= data.count else { return nil }
+            var i = start
+            while i <= data.count - pattern.count {
+                if Array(data[i..<(i + pattern.count)]) == pattern { return i + pattern.count }
+                i += 1
+            }
+            return nil
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array(#""usage:ce{} "#.utf8)
+        for _ in 0..<2_000 {
+            let data = (0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
+            let start = Int.random(in: 0...max(0, data.count), using: &rng)
+            #expect(FastEventScan.find(data, #""usage""#, from: start) == naive(data, Array(#""usage""#.utf8), from: start), "\(data) \(start)")
+            #expect(FastEventScan.find(data, #""e""#, from: start) == naive(data, Array(#""e""#.utf8), from: start), "\(data) \(start)")
+        }
+        #expect(FastEventScan.find(Array(#"{"usage":1}"#.utf8), #""usage""#) == 8)
+        #expect(FastEventScan.find(Array(#""usag"#.utf8), #""usage""#) == nil)
+    }
+
     @Test func unusualUsageErrorsAndGarbageGoToTheFullParser() {
         for text in [
             #"{"choices":[],"usage":{"prompt_tokens":1.0}}"#, #"{"choices":[],"usage":{"prompt_tokens":"1"}}"#,
