@@ -124,12 +124,15 @@ struct ClosedLoopRoster {
         self.waiting.remove(user)
     }
 
-    /// The request of `user` ended (it was sent); a failure ends its session.
-    mutating func completed(user: Int, failed: Bool, now: Int64) {
-        guard self.users[user] != nil else { return }
+    /// The request of `user` ended (it was sent); a failure ends its session. Returns when the
+    /// user's next request is due (nil for a user not in the stage).
+    @discardableResult
+    mutating func completed(user: Int, failed: Bool, now: Int64) -> Int64? {
+        guard self.users[user] != nil else { return nil }
         if failed { self.sessions[user] = nil }
         let think = self.sessions[user] != nil ? self.sessionThink : self.think
         self.users[user] = .idle(due: now + think)
+        return now + think
     }
 
     /// The request of `user` was dropped at the in-flight cap: its session ends and the user
@@ -142,10 +145,13 @@ struct ClosedLoopRoster {
     }
 
     /// A request in flight ended: users waiting for a slot come due a think time from now.
-    mutating func slotFreed(now: Int64) {
-        guard !self.waiting.isEmpty else { return }
+    /// Returns when they are due (nil when none was waiting).
+    @discardableResult
+    mutating func slotFreed(now: Int64) -> Int64? {
+        guard !self.waiting.isEmpty else { return nil }
         for user in self.waiting { self.users[user] = .idle(due: now + self.think) }
         self.waiting.removeAll(keepingCapacity: true)
+        return now + self.think
     }
 
     /// The run was interrupted at `now`: the requests that were due and not sent (to record as

@@ -220,7 +220,12 @@ enum FastEventScan {
         switch kind {
         case .openAIChat, .openAICompletions, .genericSSE:
             if let usage = find(data, #""usage""#), let value = valueStart(data, after: usage), data[value] != UInt8(ascii: "n") {
-                return nil  // usage present: read it exactly
+                // Usage present: read it exactly, by the byte scan when it has the plain shape.
+                guard let counts = UsageScan.read(data, objectAt: value) else { return nil }
+                event.promptTokens = counts.prompt
+                event.completionTokens = counts.completion
+                event.cachedTokens = counts.cached
+                event.reasoningTokens = counts.reasoning
             }
             if kind == .openAICompletions {
                 event.carriesAnswer = nonEmptyString(data, key: #""text""#)
@@ -242,20 +247,35 @@ enum FastEventScan {
 
     @inline(__always) static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
+    /// The index just past the first occurrence of `pattern` at or after `start`. Every event is
+    /// searched several times, so this runs over raw memory: `memchr` (vectorised in libc) finds
+    /// candidates by the pattern's second byte (its first is the `"` that is everywhere in JSON),
+    /// `memcmp` checks them.
     static func find(_ data: [UInt8], _ pattern: StaticString, from start: Int = 0) -> Int? {
-        pattern.withUTF8Buffer { p -> Int? in
-            guard p.count <= data.count else { return nil }
-            var i = start
-            let end = data.count - p.count
-            while i <= end {
-                if data[i] == p[0] {
-                    var j = 1
-                    while j < p.count && data[i + j] == p[j] { j += 1 }
-                    if j == p.count { return i + p.count }
+        data.withUnsafeBufferPointer { d -> Int? in
+            pattern.withUTF8Buffer { p -> Int? in
+                let n = d.count
+                let m = p.count
+                guard m >= 2, start >= 0, start <= n - m, let base = d.baseAddress, let pat = p.baseAddress else {
+                    // Not reached with the patterns used here (all `"key"`); kept exact anyway.
+                    guard m > 0, start >= 0, start <= n - m else { return nil }
+                    var i = start
+                    while i <= n - m {
+                        if d[i] == p[0] && (m == 1 || d[i + 1] == p[1]) { return i + m }
+                        i += 1
+                    }
+                    return nil
                 }
-                i += 1
+                var i = start + 1  // where pat[1] may be
+                let last = n - m + 1  // the last place pat[1] may be
+                while i <= last {
+                    guard let hit = memchr(base + i, Int32(pat[1]), last - i + 1) else { return nil }
+                    let at = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(hit)) - 1
+                    if base[at] == pat[0] && memcmp(base + at + 2, pat + 2, m - 2) == 0 { return at + m }
+                    i = at + 2
+                }
+                return nil
             }
-            return nil
         }
     }
 

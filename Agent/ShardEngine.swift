@@ -154,6 +154,9 @@ final class ShardEngine {
     private let output: AsyncStream<EngineOutput>.Continuation
     private let multi: UnsafeMutableRawPointer
     private var inFlight: [ObjectIdentifier: Transfer] = [:]
+    /// Per target: easy handles of finished transfers, set up for that target, for the next
+    /// requests (see ``EasyHandle``). At most as many as were in flight at once.
+    private var idleHandles: [[EasyHandle]]
     private var completed: [Sample] = []
     private var outcome = ShardOutcome()
     private var anchor = ClockAnchor()
@@ -166,6 +169,10 @@ final class ShardEngine {
     /// Closed loop: each user's next request body, written while its previous request was out
     /// (keyed by user; used when the session and turn match).
     private var nextBodies: [Int: (session: Int, turn: Int, body: String)] = [:]
+    /// The earliest instant a closed-loop user came due (a completion freed it) since the stage
+    /// loop last asked the roster: the wait in ``turn(timeoutMicros:beforeWait:)`` ends by then, so
+    /// that a freed user sends its next request at once instead of after the next socket event.
+    private var rosterDueAt: Int64 = .max
     /// Per cell run: this worker's send lags, late and dropped requests, busy fraction.
     private var meters: [Int: CellClientMeter] = [:]
     /// µs this worker has spent waiting in `curl_multi_poll` (its idle time).
@@ -240,6 +247,7 @@ final class ShardEngine {
         }
         self.cellMicros = plan.load.cellSeconds.map { Int64($0 * 1_000_000) }
         self.calibrations = plan.targets.indices.map { index in calibrations.first { Int($0.targetIndex) == index } }
+        self.idleHandles = plan.targets.map { _ in [] }
         curlGlobalInit
         self.multi = curl_multi_init()
         _ = CCurl_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, self.maxInFlight)
@@ -431,11 +439,13 @@ final class ShardEngine {
             self.roster = nil
             self.closedStage = nil
             self.nextBodies = [:]
+            self.rosterDueAt = .max
         }
         self.backlog.serviced()
         while !self.aborted, self.roster?.isFinished == false {
             let now = AgentClock.monotonicMicros()
             if let end, now >= end { break }
+            self.rosterDueAt = .max
             let (launches, earliest) = self.roster!.due(now: now)
             for launch in launches {
                 let request = shape.turn(session: launch.session, turn: launch.turn, offset: launch.due - start)
@@ -540,15 +550,17 @@ final class ShardEngine {
             self.meters[cell.index, default: CellClientMeter()].late += 1
         }
         guard
-            let transfer = Transfer(
-                url: endpoint.url, headers: endpoint.headers, body: body, target: target, sample: sample, sentAtMonotonic: now,
-                allowList: self.allowList, redactor: self.redactor)
+            let handle = self.idleHandles[cell.targetIndex].popLast()
+                ?? EasyHandle(url: endpoint.url, headers: endpoint.headers, target: target, allowList: self.allowList, key: cell.targetIndex)
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"
             self.record(sample)
             return
         }
+        let transfer = Transfer(
+            handle: handle, body: body, target: target, sample: sample, sentAtMonotonic: now, allowList: self.allowList,
+            redactor: self.redactor)
         transfer.session = request.turns > 1 ? (request, cell, stageIndex) : nil
         self.inFlight[ObjectIdentifier(transfer)] = transfer
         self.outcome.fired += 1
@@ -581,7 +593,7 @@ final class ShardEngine {
         self.stats.completed.add(1, ordering: .relaxed)
         self.completed.append(sample)
         let now = AgentClock.monotonicMicros()
-        if sample.errorClass != .dropped { self.roster?.slotFreed(now: now) }
+        if sample.errorClass != .dropped, let due = self.roster?.slotFreed(now: now) { self.rosterDueAt = min(self.rosterDueAt, due) }
         if let closed = self.closedStage, Int(sample.cellIndex) == closed.cell, Int(sample.stageIndex) == closed.stage,
             self.roster?.contains(Int(sample.userIndex)) == true
         {
@@ -589,8 +601,8 @@ final class ShardEngine {
             // conversation); a dropped one frees its user at once.
             if sample.errorClass == .dropped {
                 self.roster?.dropped(user: Int(sample.userIndex))
-            } else {
-                self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now)
+            } else if let due = self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now) {
+                self.rosterDueAt = min(self.rosterDueAt, due)
             }
         } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
             let workload = self.cellWorkloads[session.cell.index]
@@ -677,6 +689,7 @@ final class ShardEngine {
         beforeWait?()
         var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
         if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
+        if self.rosterDueAt != .max { wait = min(wait, max(0, self.rosterDueAt - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at
         // the exact microsecond a request is due, so the loop neither spins nor sends late.
@@ -707,7 +720,9 @@ final class ShardEngine {
             guard let context else { continue }
             let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
             self.inFlight[ObjectIdentifier(transfer)] = nil
-            self.record(transfer.finish(result: result, at: AgentClock.monotonicMicros()), session: transfer.session)
+            let sample = transfer.finish(result: result, at: AgentClock.monotonicMicros())
+            self.idleHandles[transfer.handle.key].append(transfer.handle)  // curl is done with it
+            self.record(sample, session: transfer.session)
         }
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }
@@ -728,7 +743,9 @@ final class ShardEngine {
         transfer.forcedError = errorClass
         curl_multi_remove_handle(self.multi, transfer.easy)
         self.inFlight[ObjectIdentifier(transfer)] = nil
-        self.record(transfer.finish(result: CURLE_ABORTED_BY_CALLBACK, at: AgentClock.monotonicMicros()))
+        let sample = transfer.finish(result: CURLE_ABORTED_BY_CALLBACK, at: AgentClock.monotonicMicros())
+        self.idleHandles[transfer.handle.key].append(transfer.handle)
+        self.record(sample)
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }
 

@@ -3,11 +3,85 @@ import Foundation
 import LoadstarPlan
 import LoadstarProtocol
 
+/// A curl easy handle with the options of one target set once: URL, headers, timeouts, HTTP
+/// version, TLS, the callbacks. The worker keeps finished ones and hands them to later requests of
+/// the same target, which set only what differs (body, context): no `curl_easy_init`, header list
+/// or twenty `setopt` calls per request. Options persist across transfers of a handle, and the
+/// connections stay in the multi handle's connection cache either way. Confined to one worker.
+final class EasyHandle {
+    let easy: UnsafeMutableRawPointer
+    /// What it was made for (the engine's pool key: the target's index).
+    let key: Int
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// Whether connections go through ``Transfer/openSocket(purpose:address:)`` (an allow-list).
+    let checksSockets: Bool
+
+    init?(url: String, headers: [String], target: Target, allowList: ResolvedAllowList = .anything, key: Int = 0) {
+        guard let easy = curl_easy_init() else { return nil }
+        self.easy = easy
+        self.key = key
+        self.checksSockets = !allowList.allowsAnything
+        let timeouts = target.timeouts
+        for header in headers + ["Content-Type: application/json", "Accept: text/event-stream", "Expect:"] {
+            self.headerList = curl_slist_append(self.headerList, header)
+        }
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_POST, 1)
+        _ = CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, self.headerList)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeouts.total * 1000))
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
+        // SSE events are small: a 4 KiB receive buffer instead of curl's 16 KiB keeps 10,000 open
+        // streams well inside 200 MB.
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
+        switch target.httpVersion {
+        case .http1:
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        case .http2:
+            let tls = url.hasPrefix("https://")
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+            // Wait for a connection that can multiplex rather than opening another.
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
+        }
+        if let caFile = target.tls.caFile { _ = CCurl_easy_setopt_str(easy, CURLOPT_CAINFO, caFile) }
+        if target.tls.insecure {
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0)
+        }
+        // The callbacks capture nothing; each transfer sets the context they get (its own object).
+        _ = CCurl_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION) { bytes, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            return transfer.received(UnsafeRawBufferPointer(start: bytes, count: size * count))
+        }
+        _ = CCurl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { bytes, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            if transfer.firstByteAt < 0 { transfer.firstByteAt = AgentClock.monotonicMicros() }
+            transfer.header(UnsafeRawBufferPointer(start: bytes, count: size * count))
+            return size * count
+        }
+        if self.checksSockets {
+            // curl calls this instead of socket() for every connection it opens (not for a reused
+            // one, which the same list let through when it was opened).
+            _ = CCurl_easy_setopt_opensocket(easy) { userdata, purpose, address in
+                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+                return transfer.openSocket(purpose: purpose, address: address!)
+            }
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(self.easy)
+        curl_slist_free_all(self.headerList)
+    }
+}
+
 /// One request in flight: its curl easy handle, its body, and what the stream has shown so far.
 /// Confined to the worker thread that owns the multi handle.
 final class Transfer {
-    let easy: UnsafeMutableRawPointer
-    private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The handle it runs on; the engine takes it back for a later request once this one is over.
+    let handle: EasyHandle
+    var easy: UnsafeMutableRawPointer { self.handle.easy }
     /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
     private var body: [CChar]
     private var parser: SSEParser
@@ -54,86 +128,45 @@ final class Transfer {
     /// Characters of target-supplied text in an error detail.
     static let errorDetailLimit = 200
 
+    /// A transfer on a handle of its own.
     /// - Parameters:
     ///   - allowList: the addresses and ports the transfer may connect to; with ``ResolvedAllowList/anything``
     ///     curl opens its sockets itself, as it would without a list.
     ///   - redactor: applied to target-supplied text in the error detail.
-    init?(
+    convenience init?(
         url: String, headers: [String], body: String, target: Target, sample: Sample, sentAtMonotonic: Int64,
         allowList: ResolvedAllowList = .anything, redactor: SecretRedactor = .none
     ) {
-        let kind = target.kind
-        let timeouts = target.timeouts
-        self.timeouts = timeouts
-        guard let easy = curl_easy_init() else { return nil }
-        self.easy = easy
+        guard let handle = EasyHandle(url: url, headers: headers, target: target, allowList: allowList) else { return nil }
+        self.init(handle: handle, body: body, target: target, sample: sample, sentAtMonotonic: sentAtMonotonic, allowList: allowList, redactor: redactor)
+    }
+
+    /// A transfer on `handle`, made for `target` with the same allow-list (a fresh one, or one a
+    /// finished transfer gave back): only the body and the callbacks' context are set here.
+    init(
+        handle: EasyHandle, body: String, target: Target, sample: Sample, sentAtMonotonic: Int64,
+        allowList: ResolvedAllowList = .anything, redactor: SecretRedactor = .none
+    ) {
+        self.handle = handle
+        self.timeouts = target.timeouts
         self.body = Array(body.utf8CString)
-        self.parser = SSEParser(kind: kind)
+        self.parser = SSEParser(kind: target.kind)
         self.sample = sample
         self.sentAtMonotonic = sentAtMonotonic
         self.allowList = allowList
         self.redactor = redactor
-        for header in headers + ["Content-Type: application/json", "Accept: text/event-stream", "Expect:"] {
-            self.headerList = curl_slist_append(self.headerList, header)
-        }
-        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_POST, 1)
+        let easy = handle.easy
         _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, self.body.count - 1)
         self.body.withUnsafeMutableBufferPointer { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, $0.baseAddress) }
-        _ = CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, self.headerList)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeouts.total * 1000))
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
-        // SSE events are small: a 4 KiB receive buffer instead of curl's 16 KiB keeps 10,000 open
-        // streams well inside 200 MB.
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
-        switch target.httpVersion {
-        case .http1:
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
-        case .http2:
-            let tls = url.hasPrefix("https://")
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
-            // Wait for a connection that can multiplex rather than opening another.
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
-        }
-        if let caFile = target.tls.caFile { _ = CCurl_easy_setopt_str(easy, CURLOPT_CAINFO, caFile) }
-        if target.tls.insecure {
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0)
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0)
-        }
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, context)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
-        _ = CCurl_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION) { bytes, size, count, userdata in
-            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
-            return transfer.received(UnsafeRawBufferPointer(start: bytes, count: size * count))
-        }
-        _ = CCurl_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION) { bytes, size, count, userdata in
-            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
-            if transfer.firstByteAt < 0 { transfer.firstByteAt = AgentClock.monotonicMicros() }
-            transfer.header(UnsafeRawBufferPointer(start: bytes, count: size * count))
-            return size * count
-        }
-        if !allowList.allowsAnything {
-            // curl calls this instead of socket() for every connection it opens (not for a reused
-            // one, which the same list let through when it was opened).
-            _ = CCurl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context)
-            _ = CCurl_easy_setopt_opensocket(easy) { userdata, purpose, address in
-                let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
-                return transfer.openSocket(purpose: purpose, address: address!)
-            }
-        }
-    }
-
-    deinit {
-        curl_easy_cleanup(self.easy)
-        curl_slist_free_all(self.headerList)
+        if handle.checksSockets { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context) }
     }
 
     /// Keeps the server's request id (`x-request-id`, `request-id`), at most 64 bytes.
-    private func header(_ line: UnsafeRawBufferPointer) {
+    fileprivate func header(_ line: UnsafeRawBufferPointer) {
         guard line.count > 12, line.count < 200, let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
         let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
         guard name == "x-request-id" || name == "request-id" else { return }
@@ -143,7 +176,7 @@ final class Transfer {
 
     /// Body bytes: fed to the SSE parser, stamped once per read. Returning anything but the byte
     /// count makes curl abort the transfer, which is how a forced stop ends it.
-    private func received(_ bytes: UnsafeRawBufferPointer) -> Int {
+    fileprivate func received(_ bytes: UnsafeRawBufferPointer) -> Int {
         let now = AgentClock.monotonicMicros()
         if self.firstByteAt < 0 { self.firstByteAt = now }
         if self.forcedError != nil { return 0 }
@@ -238,7 +271,7 @@ final class Transfer {
 
     /// Opens the socket for a connection the allow-list permits; refuses (`CURL_SOCKET_BAD`, which
     /// curl reports as `CURLE_COULDNT_CONNECT` once no address is left) any other.
-    private func openSocket(purpose: curlsocktype, address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+    fileprivate func openSocket(purpose: curlsocktype, address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
         let sockaddrOffset = MemoryLayout<curl_sockaddr>.offset(of: \curl_sockaddr.addr)!
         // curl passes a whole sockaddr_in6 where the header declares a 16-byte sockaddr.
         let endpoint = IPAddress.fromSocketAddress(UnsafeRawPointer(address) + sockaddrOffset)

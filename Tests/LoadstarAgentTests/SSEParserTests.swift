@@ -151,8 +151,54 @@ let chatStream = """
         }
     }
 
-    @Test func usageErrorsAndGarbageGoToTheFullParser() {
-        #expect(FastEventScan.interpret(Array(#"{"choices":[],"usage":{"prompt_tokens":1}}"#.utf8), kind: .openAIChat) == nil)
+    @Test func plainUsageIsReadByTheScanAsTheFullParserReadsIt() throws {
+        let events = [
+            #"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":8,"completion_tokens":16,"total_tokens":24}}"#,
+            #"{"choices": [], "usage": {"prompt_tokens": 1200, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0}}}"#,
+            #"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":null,"prompt_tokens_details":null}}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+            #"{"choices":[],"usage":{}}"#,
+        ]
+        for text in events {
+            let data = Array(text.utf8)
+            let fast = try #require(FastEventScan.interpret(data, kind: .openAIChat), "\(text)")
+            #expect(fast == SSEParser.interpretFully(data: data, eventName: "", kind: .openAIChat), "\(text)")
+        }
+        let counts = try #require(FastEventScan.interpret(Array(events[1].utf8), kind: .openAIChat))
+        #expect(counts.promptTokens == 1200 && counts.completionTokens == 3 && counts.cachedTokens == 1024 && counts.reasoningTokens == 2)
+    }
+
+    @Test func findAgreesWithANaiveSearch() {
+        func naive(_ data: [UInt8], _ pattern: [UInt8], from start: Int) -> Int? {
+            guard pattern.count <= data.count else { return nil }
+            var i = start
+            while i <= data.count - pattern.count {
+                if Array(data[i..<(i + pattern.count)]) == pattern { return i + pattern.count }
+                i += 1
+            }
+            return nil
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array(#""usage:ce{} "#.utf8)
+        for _ in 0..<2_000 {
+            let data = (0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
+            let start = Int.random(in: 0...max(0, data.count), using: &rng)
+            #expect(FastEventScan.find(data, #""usage""#, from: start) == naive(data, Array(#""usage""#.utf8), from: start), "\(data) \(start)")
+            #expect(FastEventScan.find(data, #""e""#, from: start) == naive(data, Array(#""e""#.utf8), from: start), "\(data) \(start)")
+        }
+        #expect(FastEventScan.find(Array(#"{"usage":1}"#.utf8), #""usage""#) == 8)
+        #expect(FastEventScan.find(Array(#""usag"#.utf8), #""usage""#) == nil)
+    }
+
+    @Test func unusualUsageErrorsAndGarbageGoToTheFullParser() {
+        for text in [
+            #"{"choices":[],"usage":{"prompt_tokens":1.0}}"#, #"{"choices":[],"usage":{"prompt_tokens":"1"}}"#,
+            #"{"choices":[],"usage":{"prompt_tokens":1e3}}"#, #"{"choices":[],"usage":{"a":{"b":{"c":1}}}}"#,
+            #"{"choices":[],"usage":{"x":[1]}}"#, #"{"choices":[],"usage":{"prompt_\u0074okens":1}}"#, #"{"choices":[],"usage":{"prompt_tokens":1"#,
+            #"{"choices":[],"usage":{"prompt_tokens":99999999999999999999}}"#,
+        ] {
+            #expect(FastEventScan.interpret(Array(text.utf8), kind: .openAIChat) == nil, "\(text)")
+        }
         #expect(FastEventScan.interpret(Array(#"{"error":{"message":"x"}}"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"choices": [malformed"#.utf8), kind: .openAIChat) == nil)
         #expect(FastEventScan.interpret(Array(#"{"type":"message_stop"}"#.utf8), kind: .anthropicMessages) == nil)
