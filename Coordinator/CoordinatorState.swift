@@ -229,10 +229,12 @@ actor CoordinatorState {
                     try await self.ingest(batch, from: hello.agentID)
                     try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
                 case .shardReady(let ready):
-                    if ready.refusal.isEmpty { try await self.database.recordCalibrations(ready) }
+                    if ready.refusal.isEmpty { try await self.recordingThroughOutages { try await self.database.recordCalibrations(ready) } }
                     await self.shardReady(ready)
                 case .shardDone(let done):
-                    try await self.database.recordShardDone(done)
+                    // Recorded before the agent can take it as delivered (it may leave right after):
+                    // a database restart is waited out rather than closing the link.
+                    try await self.recordingThroughOutages { try await self.database.recordShardDone(done) }
                     await self.shardDone(done)
                 case .goodbye:
                     group.cancelAll()
@@ -242,6 +244,20 @@ actor CoordinatorState {
                 }
             }
             group.cancelAll()
+        }
+    }
+
+    /// Runs `record`, waiting out a database outage (a restart, a dropped connection) for up to
+    /// a minute before giving up; other errors are thrown at once.
+    private nonisolated func recordingThroughOutages(_ record: () async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do {
+                try await record()
+                return
+            } catch let error as DatabaseError where error.isOutage && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+            }
         }
     }
 
