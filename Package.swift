@@ -121,9 +121,15 @@ let package = Package(
             ],
             path: "Tests/LoadstarProtocolTests"
         ),
+        // What several test targets share (test targets cannot import each other).
+        .target(
+            name: "LoadstarTestSupport",
+            dependencies: ["LoadstarPlan"],
+            path: "Tests/LoadstarTestSupport"
+        ),
         .testTarget(
             name: "LoadstarPlanTests",
-            dependencies: ["LoadstarPlan"],
+            dependencies: ["LoadstarPlan", "LoadstarTestSupport"],
             path: "Tests/LoadstarPlanTests"
         ),
         .testTarget(
@@ -144,7 +150,7 @@ let package = Package(
         .testTarget(
             name: "LoadstarEndToEndTests",
             dependencies: [
-                "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol",
+                "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol", "LoadstarTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -99,8 +99,24 @@ struct ShardOwnership {
 
     /// Whether a frame about shard `key` from `session` of agent `agentID` may be used.
     func permits(_ key: Key, agentID: String, session: Int) -> Bool {
-        guard let owner = self.owners[key], !self.revoked.contains(key) else { return false }
-        return owner.agentID == agentID && owner.session == session
+        self.standing(of: key, agentID: agentID, session: session) == .held
+    }
+
+    enum Standing: Equatable {
+        /// The session holds the shard.
+        case held
+        /// The agent held it until it was declared lost.
+        case revoked
+        /// Nobody this coordinator knows holds it.
+        case unowned
+        /// Another agent's, or another session's.
+        case foreign
+    }
+
+    func standing(of key: Key, agentID: String, session: Int) -> Standing {
+        guard let owner = self.owners[key] else { return .unowned }
+        if self.revoked.contains(key) { return owner.agentID == agentID ? .revoked : .foreign }
+        return owner.agentID == agentID && owner.session == session ? .held : .foreign
     }
 
     /// The shard was declared lost: what its agent sends from now on is not stored (its requests
@@ -109,10 +125,6 @@ struct ShardOwnership {
         if self.owners[key] != nil { self.revoked.insert(key) }
     }
 
-    /// Whether `agentID` held shard `key` before it was declared lost.
-    func wasRevoked(_ key: Key, from agentID: String) -> Bool {
-        self.revoked.contains(key) && self.owners[key]?.agentID == agentID
-    }
 
     func owner(of key: Key) -> Owner? { self.owners[key] }
 }

@@ -139,13 +139,11 @@ public final class CoordinatorServer: Service, Sendable {
                 "refusing to serve metrics on \(metrics.host), which is not a loopback address, without --metrics-token; "
                     + "Prometheus then sends it as `authorization: Bearer …` (bearer_token_file)")
         }
-        let allowList: TargetAllowList
         do {
-            allowList = try TargetAllowList(entries: options.allowTargets)
+            _ = try TargetAllowList(entries: options.allowTargets)
         } catch {
             throw SetupError.refused("--allow-targets: \(error)")
         }
-        _ = allowList
         let applied = try await database.migrate()
         if !applied.isEmpty { logger.info("applied schema migrations", metadata: ["versions": "\(applied)"]) }
         let tlsContext = try options.tls.map { tls throws(LinkTLS.Failure) in try tls.serverContext() }

@@ -186,36 +186,38 @@ actor CoordinatorState {
             }
             while let message = try await messages.next() {
                 await self.heard(hello.agentID)
-                // A shard declared lost: its agent came back too late. Its frames are acknowledged and
-                // dropped (the requests were accounted for or handed over), and it is told to stop.
-                if let shard = message.shardReference, await self.ownership.wasRevoked(shard, from: hello.agentID) {
-                    if case .sampleBatch(let batch) = message {
-                        try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                // A frame about a shard is used only from the link that holds the shard (one visit to
+                // the actor per frame: this is the ingest path).
+                if let shard = message.shardReference {
+                    var dropReason: String?
+                    switch await self.standing(of: shard, agentID: hello.agentID, session: session) {
+                    case .held:
+                        break
+                    case .revoked:
+                        // Declared lost: its agent came back too late; the requests were accounted
+                        // for or handed over.
+                        dropReason = "this shard was declared lost; its requests were accounted for"
+                    case .unowned where (try? await self.database.shardExists(runID: shard.runID, shardIndex: shard.shardIndex)) == false:
+                        // No run has it (an agent's spool from another database, or a made-up one):
+                        // nothing to store and nobody to wrong.
+                        self.logger.warning("dropped a frame for a shard no run has", metadata: [
+                            "agent.name": "\(hello.name)", "peer": "\(address)", "run.id": "\(shard.runID)", "shard.index": "\(shard.shardIndex)",
+                        ])
+                        dropReason = "no run of this coordinator's database has this shard"
+                    case .unowned, .foreign:
+                        try await self.refuseForeignFrame(message, shard: shard, agent: hello, address: address, outbound: outbound)
+                        group.cancelAll()
+                        return
                     }
-                    try await outbound.write(.abort(Abort(runID: shard.runID, reason: "this shard was declared lost; its requests were accounted for")))
-                    continue
-                }
-                // A shard no database row knows (an agent's spool from another database, or a
-                // made-up one): nothing to store and nobody to wrong; acknowledged and dropped, so
-                // that the agent forgets it instead of resending it forever.
-                if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)),
-                    await self.ownership.owner(of: shard) == nil,
-                    (try? await self.database.shardExists(runID: shard.runID, shardIndex: shard.shardIndex)) == false
-                {
-                    self.logger.warning("dropped a frame for a shard no run has", metadata: [
-                        "agent.name": "\(hello.name)", "peer": "\(address)", "run.id": "\(shard.runID)", "shard.index": "\(shard.shardIndex)",
-                    ])
-                    if case .sampleBatch(let batch) = message {
-                        try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                    if let dropReason {
+                        // Acknowledged and dropped, so that the agent forgets it instead of resending
+                        // it forever, and told to stop.
+                        if case .sampleBatch(let batch) = message {
+                            try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                        }
+                        try await outbound.write(.abort(Abort(runID: shard.runID, reason: dropReason)))
+                        continue
                     }
-                    try await outbound.write(.abort(Abort(runID: shard.runID, reason: "no run of this coordinator's database has this shard")))
-                    continue
-                }
-                // A frame about a shard is used only from the link that holds the shard.
-                if let shard = message.shardReference, !(await self.holds(shard, agentID: hello.agentID, session: session)) {
-                    try await self.refuseForeignFrame(message, shard: shard, agent: hello, address: address, outbound: outbound)
-                    group.cancelAll()
-                    return
                 }
                 switch message {
                 case .clockReply(let reply):
@@ -321,8 +323,9 @@ actor CoordinatorState {
         return .admitted(session: session)
     }
 
-    private func holds(_ shard: ShardOwnership.Key, agentID: String, session: Int) -> Bool {
-        self.ownership.permits(shard, agentID: agentID, session: session)
+    /// Where a frame about `shard` from `session` of agent `agentID` stands.
+    private func standing(of shard: ShardOwnership.Key, agentID: String, session: Int) -> ShardOwnership.Standing {
+        self.ownership.standing(of: shard, agentID: agentID, session: session)
     }
 
     /// A frame about a shard the link does not hold: nothing of it is stored; the link is closed.
@@ -576,20 +579,20 @@ actor CoordinatorState {
                 spec: Array(json), secrets: submit.secrets, shardSecret: record.secret, allowTargets: self.options.allowTargets)
             await self.shardAssigned(ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: record.agentID, secret: record.secret)
             // The agent's link now (it may have reconnected since it was chosen).
-            try? await self.currentWriter(record.agentID)?.write(.assignShard(assignment))
+            try? await self.agents[record.agentID]?.writer?.write(.assignShard(assignment))
         }
         if !(await self.waitUntilReady(id)) {
             self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
         }
         // A coordinator stopping now starts nothing: the run stays its own, resumed at its next start.
-        if await self.isStopping { return }
+        if await self.stopping { return }
         let start = coordinatorNow() + 1_000_000
         await self.keepForHandOver(id, HandOver(
             plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
             start: start))
         for agent in selected {
             let offset = await self.agents[agent.hello.agentID]?.clock.offset ?? agent.clock.offset
-            try? await self.currentWriter(agent.hello.agentID)?.write(.startAt(StartAt(runID: id, startTime: start &+ offset)))
+            try? await self.agents[agent.hello.agentID]?.writer?.write(.startAt(StartAt(runID: id, startTime: start &+ offset)))
         }
         await self.started(id)
 
@@ -831,11 +834,6 @@ actor CoordinatorState {
     }
 
     private func progressSent(_ id: UInt64) { self.runs[id]?.progressInFlight = false }
-
-    private var isStopping: Bool { self.stopping }
-
-    /// An agent's link now.
-    private func currentWriter(_ agentID: String) -> MessageWriter? { self.agents[agentID]?.writer }
 
     private func clientGone(_ id: UInt64) async {
         if self.runs[id] != nil, self.runs[id]?.abortedAt == nil { self.runs[id]?.abortedAt = monotonicMicros() }

@@ -413,19 +413,28 @@ private final class ThreadResults<R>: @unchecked Sendable {
         }
     }
 
+    /// A socket listening on 127.0.0.1:`port`, for a hostile "coordinator"; `nil` if it cannot bind.
+    static func listen(port: Int) -> Int32? {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = CuttableLink.address(port)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard listener >= 0, bound == 0, Glibc.listen(listener, 16) == 0 else {
+            close(listener)
+            return nil
+        }
+        return listener
+    }
+
     @Test func agentSurvivesAHundredThousandBadFrames() async throws {
         try await takingTurns { try await self.fuzz() }
     }
 
     func fuzz() async throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var one: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let port = freePort()
-        var address = CuttableLink.address(port)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        #expect(bound == 0 && listen(listener, 16) == 0)
+        let listener = try #require(AgentFuzzTests.listen(port: port), "a listening socket on 127.0.0.1:\(port)")
+        defer { close(listener) }
         let agent = try Child(["agent", "--coordinator", "127.0.0.1:\(port)", "--name", "fuzzed", "--log-level", "error"])
         defer { agent.stop() }
         var welcome = ByteBuffer()
