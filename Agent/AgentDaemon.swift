@@ -402,6 +402,8 @@ public actor AgentDaemon: Service {
             await self.perform(self.lifecycle.startAt(start))
         case .batchAck(let ack):
             await self.perform(self.lifecycle.batchAcknowledged(ack))
+        case .shardDoneAck(let ack):
+            await self.perform(self.lifecycle.doneAcknowledged(ShardKey(runID: ack.runID, shardIndex: ack.shardIndex)))
         case .abort(let abort):
             if self.lifecycle.shards.keys.contains(where: { $0.runID == abort.runID }) {
                 self.logger.info("run aborted by coordinator", metadata: ["reason": "\(abort.reason)"])

@@ -14,7 +14,7 @@ struct ShardKey: Hashable, Comparable, Sendable {
 /// A shard is `assigned` while its allow-list is resolved, `calibrating` while its targets are
 /// probed, `ready` until the run's start, `running`, `draining` once asked to stop (abort,
 /// shutdown, full spool) while its runner finishes, and `done` once the runner has finished. It is
-/// forgotten when done, its `shardDone` sent, and every batch acknowledged. A shard `restored` from
+/// forgotten when done, its `shardDone` and every batch acknowledged. A shard `restored` from
 /// the spool of an earlier process of this agent only has batches (and maybe its `shardDone`) to
 /// resend.
 struct ShardLifecycle {
@@ -41,8 +41,9 @@ struct ShardLifecycle {
         var cutter: BatchCutter
         /// Batches sent (or kept for sending) and not yet acknowledged.
         var unacknowledged: Set<UInt64> = []
-        /// Whether the `shardDone` went out on a live link.
-        var doneSent = false
+        /// Whether the coordinator recorded the `shardDone` (``ShardDoneAck``); until then it is
+        /// sent again after every reconnect.
+        var doneAcknowledged = false
         var spoolFullReported = false
 
         var done: ShardDone? {
@@ -209,11 +210,15 @@ struct ShardLifecycle {
             failed: outcome.failed, late: outcome.late, dropped: outcome.dropped, batches: self.shards[key]!.cutter.nextSeq,
             aborted: outcome.aborted, notDue: outcome.notDue, cells: outcome.cells)
         self.shards[key]?.state = .done(done)
-        if self.linkUp {
-            self.shards[key]?.doneSent = true
-            actions.append(.send(.shardDone(done)))
-        }
-        return actions + self.finishIfComplete(key)
+        if self.linkUp { actions.append(.send(.shardDone(done))) }
+        return actions
+    }
+
+    /// The coordinator recorded the shard's `shardDone`.
+    mutating func doneAcknowledged(_ key: ShardKey) -> [Action] {
+        guard let shard = self.shards[key], shard.done != nil, !shard.doneAcknowledged else { return [] }
+        self.shards[key]?.doneAcknowledged = true
+        return self.finishIfComplete(key)
     }
 
     mutating func batchAcknowledged(_ ack: BatchAck) -> [Action] {
@@ -257,10 +262,7 @@ struct ShardLifecycle {
         for key in self.shards.keys.sorted() {
             let shard = self.shards[key]!
             if !shard.unacknowledged.isEmpty { actions.append(.resend(key)) }
-            if let done = shard.done {
-                self.shards[key]?.doneSent = true
-                actions.append(.send(.shardDone(done)))
-            }
+            if let done = shard.done, !shard.doneAcknowledged { actions.append(.send(.shardDone(done))) }
             actions += self.finishIfComplete(key)
         }
         return actions
@@ -311,8 +313,8 @@ struct ShardLifecycle {
         var actions: [Action] = []
         for key in self.shards.keys.sorted() {
             let shard = self.shards[key]!
-            let unsentDone = shard.done != nil && !shard.doneSent
-            guard !shard.unacknowledged.isEmpty || unsentDone else { continue }
+            let unrecordedDone = shard.done != nil && !shard.doneAcknowledged
+            guard !shard.unacknowledged.isEmpty || unrecordedDone else { continue }
             actions.append(persisting
                 ? .persist(key, secret: shard.secret, done: shard.done)
                 : .abandon(key, batches: shard.unacknowledged.count))
@@ -337,13 +339,13 @@ struct ShardLifecycle {
         self.linkUp ? [.send(message)] : []
     }
 
-    /// A shard is finished when done, its `shardDone` sent, and every batch acknowledged (a
+    /// A shard is finished when done and its `shardDone` and every batch are acknowledged (a
     /// restored shard without a `shardDone` has nothing more to send once its batches are taken).
     private mutating func finishIfComplete(_ key: ShardKey) -> [Action] {
         guard let shard = self.shards[key], shard.unacknowledged.isEmpty else { return [] }
         switch shard.state {
-        case .done: guard shard.doneSent else { return [] }
-        case .restored(let done): guard done == nil || shard.doneSent else { return [] }
+        case .done: guard shard.doneAcknowledged else { return [] }
+        case .restored(let done): guard done == nil || shard.doneAcknowledged else { return [] }
         default: return []
         }
         self.shards[key] = nil

@@ -212,8 +212,13 @@ actor CoordinatorState {
                     if let dropReason {
                         // Acknowledged and dropped, so that the agent forgets it instead of resending
                         // it forever, and told to stop.
-                        if case .sampleBatch(let batch) = message {
+                        switch message {
+                        case .sampleBatch(let batch):
                             try await outbound.write(.batchAck(BatchAck(runID: batch.runID, shardIndex: batch.shardIndex, batchSeq: batch.batchSeq)))
+                        case .shardDone:
+                            try await outbound.write(.shardDoneAck(ShardDoneAck(runID: shard.runID, shardIndex: shard.shardIndex)))
+                        default:
+                            break
                         }
                         try await outbound.write(.abort(Abort(runID: shard.runID, reason: dropReason)))
                         continue
@@ -234,9 +239,10 @@ actor CoordinatorState {
                     if ready.refusal.isEmpty { try await self.recordingThroughOutages { try await self.database.recordCalibrations(ready) } }
                     await self.shardReady(ready)
                 case .shardDone(let done):
-                    // Recorded before the agent can take it as delivered (it may leave right after):
-                    // a database restart is waited out rather than closing the link.
+                    // Acknowledged once recorded: until then the agent keeps it (and stays). A
+                    // database restart is waited out rather than closing the link.
                     try await self.recordingThroughOutages { try await self.database.recordShardDone(done) }
+                    try await outbound.write(.shardDoneAck(ShardDoneAck(runID: done.runID, shardIndex: done.shardIndex)))
                     await self.shardDone(done)
                 case .goodbye:
                     group.cancelAll()

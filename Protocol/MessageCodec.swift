@@ -56,6 +56,8 @@ public enum MessageCodec {
                 buffer.writeMultipleIntegers(
                     cell.cellIndex, cell.sendLagP99Micros, cell.late, cell.dropped, cell.busyFraction.bitPattern)
             }
+        case .shardDoneAck(let m):
+            buffer.writeMultipleIntegers(m.runID, m.shardIndex)
         case .shardReady(let m):
             buffer.writeMultipleIntegers(m.runID, m.shardIndex, UInt32(m.calibrations.count))
             for c in m.calibrations {
@@ -166,6 +168,8 @@ public enum MessageCodec {
                     dropped: try r.integer(), busyFraction: Double(bitPattern: try r.integer())))
             }
             message = .shardDone(done)
+        case .shardDoneAck:
+            message = .shardDoneAck(ShardDoneAck(runID: try r.integer(), shardIndex: try r.integer()))
         case .shardReady:
             let runID: UInt64 = try r.integer()
             let shardIndex: UInt32 = try r.integer()

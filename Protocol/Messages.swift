@@ -19,6 +19,7 @@ public enum Message: Equatable, Sendable {
     case sampleBatch(SampleBatch)
     case batchAck(BatchAck)
     case shardDone(ShardDone)
+    case shardDoneAck(ShardDoneAck)
     case shardReady(ShardReady)
     case abort(Abort)
     case goodbye(Goodbye)
@@ -41,6 +42,7 @@ public enum Message: Equatable, Sendable {
         case .sampleBatch: .sampleBatch
         case .batchAck: .batchAck
         case .shardDone: .shardDone
+        case .shardDoneAck: .shardDoneAck
         case .shardReady: .shardReady
         case .abort: .abort
         case .goodbye: .goodbye
@@ -68,6 +70,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case abort = 12
     case goodbye = 13
     case shardReady = 14
+    case shardDoneAck = 15
     case submitRun = 20
     case runAccepted = 21
     case runProgress = 22
@@ -273,7 +276,17 @@ public struct BatchAck: Equatable, Sendable {
     }
 }
 
-/// The agent has fired its whole shard (or stopped on abort) and sent every sample.
+/// Coordinator → agent: the shard's ``ShardDone`` is recorded in the database; until this comes,
+/// the agent keeps the `shardDone` and sends it again after a reconnect.
+public struct ShardDoneAck: Equatable, Sendable {
+    public var runID: UInt64
+    public var shardIndex: UInt32
+    public init(runID: UInt64, shardIndex: UInt32) {
+        self.runID = runID
+        self.shardIndex = shardIndex
+    }
+}
+
 /// Agent → coordinator: the shard is set up (its targets' prompts calibrated) and can start.
 public struct ShardReady: Equatable, Sendable {
     public var runID: UInt64
@@ -317,6 +330,8 @@ public struct PromptCalibration: Equatable, Sendable {
     }
 }
 
+/// Agent → coordinator: the agent has fired its whole shard (or stopped on abort) and sent every
+/// sample.
 public struct ShardDone: Equatable, Sendable {
     public var runID: UInt64
     public var shardIndex: UInt32

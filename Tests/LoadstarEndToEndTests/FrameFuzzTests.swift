@@ -498,7 +498,8 @@ private final class ThreadResults<R>: @unchecked Sendable {
                     probes += 1
                     message = .clockProbe(ClockProbe(probeID: UInt32(probes), coordinatorSendTime: Int64.random(in: Int64.min...Int64.max, using: &rng)))
                     tally.add("clock probes")
-                case 5, 6: message = .batchAck(BatchAck(runID: UInt64.random(in: 3...UInt64.max, using: &rng), shardIndex: .random(in: 0...UInt32.max, using: &rng), batchSeq: .random(in: 0...UInt64.max, using: &rng)))
+                case 5: message = .shardDoneAck(ShardDoneAck(runID: UInt64.random(in: 3...UInt64.max, using: &rng), shardIndex: .random(in: 0...UInt32.max, using: &rng)))
+                case 6: message = .batchAck(BatchAck(runID: UInt64.random(in: 3...UInt64.max, using: &rng), shardIndex: .random(in: 0...UInt32.max, using: &rng), batchSeq: .random(in: 0...UInt64.max, using: &rng)))
                 case 7: message = .startAt(StartAt(runID: UInt64.random(in: 3...UInt64.max, using: &rng), startTime: .random(in: Int64.min...Int64.max, using: &rng)))
                 case 8: message = .abort(Abort(runID: UInt64.random(in: 3...UInt64.max, using: &rng), reason: String(repeating: "x", count: Int.random(in: 0...64, using: &rng))))
                 default: message = .heartbeat(Heartbeat(agentTime: .random(in: Int64.min...Int64.max, using: &rng)))
@@ -557,7 +558,7 @@ private final class ThreadResults<R>: @unchecked Sendable {
             FrameFuzzTests.resetClose(link)
         }
         let seconds = Date().timeIntervalSince(started)
-        let randomKinds: [MessageType] = [.clockProbe, .batchAck, .startAt, .abort, .heartbeat]
+        let randomKinds: [MessageType] = [.clockProbe, .batchAck, .shardDoneAck, .startAt, .abort, .heartbeat]
         let seedKinds = MessageType.allCases.filter { tally["seed \($0)"] > 0 }
         print("""
             agent fuzz: \(sent) frames over \(links) links in \(String(format: "%.1f", seconds)) s: random values: \

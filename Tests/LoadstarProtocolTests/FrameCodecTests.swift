@@ -35,6 +35,7 @@ let everyMessage: [Message] = [
                              CellClientStats(cellIndex: 0, sendLagP99Micros: 14_000, late: 1, dropped: 5, busyFraction: 0.93),
                              CellClientStats(cellIndex: 2, sendLagP99Micros: 120, late: 0, dropped: 0, busyFraction: 0.05),
                          ])),
+    .shardDoneAck(ShardDoneAck(runID: 7, shardIndex: 1)),
     .abort(Abort(runID: 7, reason: "user")),
     .goodbye(Goodbye(reason: "shutting down")),
     .submitRun(SubmitRun(planYAML: "name: x\n", planName: "x.yaml", minimumAgents: 2, secrets: ["K": "V"], resolvedPlan: [123, 125],
