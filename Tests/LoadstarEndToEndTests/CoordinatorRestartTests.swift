@@ -62,9 +62,9 @@ import Testing
         return status
     }
 
-    /// The run id from the client's "run N started" line.
+    /// The run id from the client's "run N started" line (waited for up to a minute).
     static func runID(from run: Child) async throws -> UInt64 {
-        for _ in 0..<100 {
+        for _ in 0..<600 {
             if let line = run.stderr.split(separator: "\n").first(where: { $0.contains("] run ") && $0.contains(" started on ") }),
                 let id = line.split(separator: " ").dropFirst(2).first.flatMap({ UInt64($0) })
             {

@@ -37,6 +37,18 @@ import Testing
             for path in [self.directory, self.spool, self.plan] { try? FileManager.default.removeItem(atPath: path) }
         }
 
+        /// Waits until `count` samples of the run are committed (the run is under way, whatever
+        /// the machine's load did to its start), for up to a minute.
+        func waitForSamples(ofRun id: UInt64, atLeast count: Int) async throws {
+            let database = Database(conninfo: self.url)
+            for _ in 0..<600 {
+                let stored = try await database.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows.first?[0]
+                if let stored, let n = Int(stored ?? ""), n >= count { return }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw HarnessError("run \(id) did not store \(count) samples within a minute")
+        }
+
         func spooledFiles() throws -> [String] {
             try FileManager.default.contentsOfDirectory(atPath: self.spool).filter { $0.hasSuffix(".batch") }
         }
@@ -55,13 +67,15 @@ import Testing
         let agent = try Child(["agent", "--coordinator", "127.0.0.1:\(port)", "--name", "pg", "--once", "--log-level", "warning"])
         defer { agent.stop() }
         let run = try Child(["run", setup.plan, "--coordinator", "127.0.0.1:\(port)"])
-        try await Task.sleep(for: .seconds(6))
+        let started = try await CoordinatorRestartTests.runID(from: run)
+        try await setup.waitForSamples(ofRun: started, atLeast: 40)
         try postgres.stop()
         try await Task.sleep(for: .seconds(6))
         _ = try postgres.start()
         #expect(try await run.wait(seconds: 120) == 0, "stderr: \(run.stderr)")
         _ = try await agent.wait(seconds: 30)
         let id = try #require(runID(fromReport: run.stdout))
+        #expect(id == started)
         let rows = try await Database(conninfo: url).query(
             "SELECT count(*), count(DISTINCT request_index), (SELECT fired FROM shards WHERE run_id = $1) FROM samples WHERE run_id = $1",
             [String(id)]).rows[0]
@@ -97,7 +111,7 @@ import Testing
         defer { agent.stop() }
         let run = try Child(["run", setup.plan, "--coordinator", "127.0.0.1:\(port)"])
         let id = try await CoordinatorRestartTests.runID(from: run)
-        try await Task.sleep(for: .seconds(4))
+        try await setup.waitForSamples(ofRun: id, atLeast: 40)
         try postgres.stop()
         try await Task.sleep(for: .seconds(5))
         let spooled = try setup.spooledFiles()
