@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarPlan
 import LoadstarProtocol
 import NIOCore
 import NIOPosix
@@ -34,14 +35,17 @@ enum RunClientError: Error, CustomStringConvertible {
 
 /// Submits a plan to a coordinator and follows it to the end.
 enum RunClient {
-    /// Values of the `${NAME}` placeholders the plan uses, from `environment`.
-    public static func secrets(for planYAML: String, environment: [String: String]) throws -> [String: String] {
+    /// Values of the `${NAME}` placeholders the plan's headers use (the only place they are
+    /// filled; one in a comment is not asked for), from `environment`.
+    public static func secrets(for plan: Plan, environment: [String: String]) throws -> [String: String] {
         var names = Set<String>()
-        var rest = Substring(planYAML)
-        while let open = rest.range(of: "${") {
-            guard let close = rest[open.upperBound...].firstIndex(of: "}") else { break }
-            names.insert(String(rest[open.upperBound..<close]))
-            rest = rest[rest.index(after: close)...]
+        for value in plan.targets.flatMap(\.headers.values) {
+            var rest = Substring(value)
+            while let open = rest.range(of: "${") {
+                guard let close = rest[open.upperBound...].firstIndex(of: "}") else { break }
+                names.insert(String(rest[open.upperBound..<close]))
+                rest = rest[rest.index(after: close)...]
+            }
         }
         var values: [String: String] = [:]
         for name in names.sorted() {
@@ -55,7 +59,7 @@ enum RunClient {
     /// the coordinator's final word.
     public static func submit(
         host: String, port: Int, tls: LinkTLS? = nil, submission: SubmitRun, interrupts: AsyncStream<Void>,
-        onAccepted: @escaping @Sendable (RunAccepted) -> Void, onProgress: @escaping @Sendable (String) -> Void
+        onAccepted: @escaping @Sendable (RunAccepted) -> Void, onProgress: @escaping @Sendable (RunProgress) -> Void
     ) async throws -> RunFinished {
         let address = "\(host):\(port)"
         // Credentials and secrets cross the network only encrypted: in plaintext, only to a
@@ -96,7 +100,7 @@ enum RunClient {
                         runID.value = accepted.runID
                         onAccepted(accepted)
                     case .runProgress(let progress):
-                        onProgress(progress.line)
+                        onProgress(progress)
                     case .runFinished(let result):
                         finished = result
                     case .reject(let reject):

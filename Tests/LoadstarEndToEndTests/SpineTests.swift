@@ -204,19 +204,23 @@ import Testing
         #expect(badPlan.stderr.contains("workloads: required key is missing"))
 
         let goodPlan = repositoryRoot.appendingPathComponent("examples/quickstart.yaml").path
-        let noCoordinator = try Child(["run", goodPlan, "--coordinator", "127.0.0.1:\(closed)"], environment: ["LOADSTAR_DEMO_KEY": "k"])
+        let noCoordinator = try Child(["run", goodPlan, "--coordinator", "127.0.0.1:\(closed)"])
         #expect(try await noCoordinator.wait(seconds: 30) != 0)
         #expect(noCoordinator.stderr.contains("cannot reach the coordinator"))
 
         let noDatabase = try Child(
-            ["run", goodPlan, "--local-agents", "1", "--database", "postgresql://nobody@127.0.0.1:\(closed)/none"],
-            environment: ["LOADSTAR_DEMO_KEY": "k"])
+            ["run", goodPlan, "--local-agents", "1", "--database", "postgresql://nobody@127.0.0.1:\(closed)/none"])
         #expect(try await noDatabase.wait(seconds: 30) != 0)
         #expect(noDatabase.stderr.contains("cannot connect to PostgreSQL"), "stderr: \(noDatabase.stderr)")
 
         var environment = ProcessInfo.processInfo.environment
         environment["LOADSTAR_DEMO_KEY"] = nil
-        let noSecret = try Child(["run", goodPlan, "--coordinator", "127.0.0.1:\(closed)"], environment: [:], replacing: environment)
+        let keyedPlan = planPath + "-keyed.yaml"
+        defer { try? FileManager.default.removeItem(atPath: keyedPlan) }
+        try String(contentsOfFile: goodPlan, encoding: .utf8)
+            .replacingOccurrences(of: "    model: sram-decode\n", with: "    model: sram-decode\n    headers: {Authorization: \"Bearer ${LOADSTAR_DEMO_KEY}\"}\n")
+            .write(toFile: keyedPlan, atomically: true, encoding: .utf8)
+        let noSecret = try Child(["run", keyedPlan, "--coordinator", "127.0.0.1:\(closed)"], environment: [:], replacing: environment)
         #expect(try await noSecret.wait(seconds: 30) != 0)
         #expect(noSecret.stderr.contains("${LOADSTAR_DEMO_KEY} but LOADSTAR_DEMO_KEY is not set"), "stderr: \(noSecret.stderr)")
     }
