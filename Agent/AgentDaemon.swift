@@ -468,7 +468,7 @@ public actor AgentDaemon: Service {
             fired: total { $0.fired.load(ordering: .relaxed) }, completed: total { $0.completed.load(ordering: .relaxed) },
             errors: total { $0.errors.load(ordering: .relaxed) },
             inFlight: stats.reduce(0) { $0 &+ $1.inFlight.load(ordering: .relaxed) },
-            ttftP50: ttft.p50, ttftP99: ttft.p99)))
+            ttftP50: ttft.p50, ttftP99: ttft.p99, cellIndex: stats.first?.cellIndex.load(ordering: .relaxed) ?? Heartbeat.noCell)))
     }
 
     private func writeRecord(_ batch: SampleBatch) {

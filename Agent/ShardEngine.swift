@@ -42,6 +42,8 @@ public final class EngineStats: Sendable {
     /// Samples with an error class other than `none` (dropped and cancelled rows included).
     public let errors = Atomic<UInt64>(0)
     public let inFlight = Atomic<UInt32>(0)
+    /// The plan's index of the cell being run (``Heartbeat/noCell`` before the first).
+    public let cellIndex = Atomic<UInt32>(Heartbeat.noCell)
     let abortRequested = Atomic<Bool>(false)
     /// When the abort was asked for (monotonic µs): what was due by then is a `cancelled` row.
     let abortRequestedAt = Atomic<Int64>(.max)
@@ -278,6 +280,7 @@ final class ShardEngine {
                 break
             }
             self.cellStart = cellStart
+            self.stats.cellIndex.store(UInt32(cell.index), ordering: .relaxed)
             let (wallStart, waitedStart) = (AgentClock.monotonicMicros(), self.waitedMicros)
             var stageStart = cellStart
             let stages = plan.stages(of: cell)

@@ -68,6 +68,10 @@ actor CoordinatorState {
         var abortedAt: Int64?
         var finishWaiters: [CheckedContinuation<(RunStatus, String?), Never>] = []
         var ticks = 0
+        /// The plan's cells and their spans, for the client's live status.
+        var timeline: PlanTimeline?
+        /// Stored samples by error class, for the client's live status.
+        var errorCounts: [ErrorClass: UInt64] = [:]
 
         init(machine: RunStateMachine, startedAt: Int64) {
             self.machine = machine
@@ -475,6 +479,7 @@ actor CoordinatorState {
     private func batchStored(_ batch: SampleBatch) async {
         guard self.runs[batch.runID] != nil else { return }
         self.runs[batch.runID]?.stored += UInt64(batch.samples.count)
+        for sample in batch.samples where sample.errorClass != .none { self.runs[batch.runID]?.errorCounts[sample.errorClass, default: 0] += 1 }
         self.metrics.samplesStored.increment(by: Int64(batch.samples.count))
         self.metrics.batchesStored.increment()
         await self.perform(batch.runID, self.apply(batch.runID) { $0.batchStored(batch.shardIndex) })
@@ -760,6 +765,7 @@ actor CoordinatorState {
             runID: id, shards: shards, silence: Self.silenceMicros, lostAfter: Int64(self.options.agentLostAfter * 1_000_000),
             reassign: plan.load.onAgentLoss == .reassign)
         var run = ActiveRun(machine: machine, startedAt: monotonicMicros())
+        run.timeline = PlanTimeline(plan: plan)
         run.client = client
         run.setupDeadline = setupDeadline
         self.runs[id] = run
@@ -912,11 +918,11 @@ actor CoordinatorState {
             self.runs[id]!.ticks += 1
             // A client that stops reading never holds up the tick: one line in flight at most.
             if self.runs[id]!.ticks % 4 == 0, !self.runs[id]!.progressInFlight, let client = self.runs[id]?.client,
-                let line = self.progressLine(id)
+                let status = self.liveStatus(id, now: now)
             {
                 self.runs[id]?.progressInFlight = true
                 Task {
-                    try? await client.write(.runProgress(RunProgress(runID: id, line: line)))
+                    try? await client.write(.runProgress(RunProgress(runID: id, status: status)))
                     await self.progressSent(id)
                 }
             }
@@ -1194,27 +1200,40 @@ actor CoordinatorState {
 
     /// The client's progress line: what was stored, and each agent's state from its heartbeats
     /// (its own histogram's running TTFT percentiles, not the fleet's exact ones).
-    private func progressLine(_ id: UInt64) -> String? {
-        guard let run = self.runs[id] else { return nil }
-        var parts: [String] = []
+    /// What run `id` is doing, for its client: the plan position from the agents' heartbeats
+    /// (the earliest cell any of them runs), the pace and TTFT from the heartbeats, errors from
+    /// the stored samples.
+    private func liveStatus(_ id: UInt64, now: Int64) -> LiveRunStatus? {
+        guard let run = self.runs[id], let timeline = run.timeline else { return nil }
+        var agents: [AgentProgress] = []
+        var seen: Set<String> = []
+        var positions: [Int] = []
         for index in run.machine.shards.keys.sorted() {
             let shard = run.machine.shards[index]!
+            guard seen.insert(shard.agentID).inserted else { continue }
             let entry = self.agents[shard.agentID]
-            let hb = entry?.heartbeat
-            let state: String
+            let heartbeat = entry?.heartbeat.flatMap { $0.runID == id ? $0 : nil }
+            let state: AgentProgress.State
             switch shard.phase {
-            case .complete: state = "done"
-            case .lost: state = "LOST"
-            case .refused: state = "REFUSED"
-            default: state = entry?.writer == nil ? "disconnected" : shard.unreachable ? "silent" : "running"
+            case .complete: state = .done
+            case .lost: state = .lost
+            case .refused: state = .refused
+            default: state = entry?.writer == nil ? .disconnected : shard.unreachable ? .silent : .running
             }
-            var part = "\(shard.agentName): \(state) \(String(format: "%.0f", entry?.rate ?? 0)) req/s fired \(hb?.fired ?? 0) in-flight \(hb?.inFlight ?? 0) errors \(hb?.errors ?? 0)"
-            if let hb, hb.ttftP50 >= 0 {
-                part += String(format: " ttft p50 %.1f p99 %.1f ms", Double(hb.ttftP50) / 1000, Double(hb.ttftP99) / 1000)
-            }
-            parts.append(part)
+            if state == .running, let cell = heartbeat?.cellIndex, let position = timeline.position(ofCellIndex: cell) { positions.append(position) }
+            agents.append(AgentProgress(
+                name: shard.agentName, state: state, rate: state == .running ? entry?.rate ?? 0 : 0, fired: heartbeat?.fired ?? 0,
+                inFlight: heartbeat?.inFlight ?? 0, errors: heartbeat?.errors ?? 0, ttftP50: heartbeat?.ttftP50 ?? -1,
+                ttftP99: heartbeat?.ttftP99 ?? -1))
         }
-        return "stored \(run.stored) samples | " + parts.joined(separator: " | ")
+        let elapsed = run.machine.state == .running ? max(0, now - run.startedAt) : 0
+        let position = positions.min() ?? (run.machine.state == .running ? timeline.position(atElapsed: elapsed) : nil)
+        let errors = run.errorCounts.map { ErrorTally($0.key, $0.value) }.sorted { ($0.count, $1.errorClass.rawValue) > ($1.count, $0.errorClass.rawValue) }
+        return LiveRunStatus(
+            elapsedMicros: elapsed, expectedMicros: timeline.expectedMicros, cellPosition: UInt32(position ?? 0),
+            cellCount: position == nil ? 0 : UInt32(timeline.cells.count), cellName: position.map { timeline.cells[$0].name } ?? "",
+            plannedRate: position.map { timeline.plannedRate(position: $0, elapsed: elapsed) } ?? 0, stored: run.stored, errors: errors,
+            agents: agents)
     }
 }
 

@@ -28,7 +28,7 @@ public enum MessageCodec {
             buffer.writeWireString(m.reason)
         case .heartbeat(let m):
             buffer.writeMultipleIntegers(m.agentTime, m.runID, m.fired, m.completed, m.errors)
-            buffer.writeMultipleIntegers(m.inFlight, m.ttftP50, m.ttftP99)
+            buffer.writeMultipleIntegers(m.inFlight, m.ttftP50, m.ttftP99, m.cellIndex)
         case .clockProbe(let m):
             buffer.writeMultipleIntegers(m.probeID, m.coordinatorSendTime)
         case .clockReply(let m):
@@ -82,6 +82,19 @@ public enum MessageCodec {
         case .runProgress(let m):
             buffer.writeInteger(m.runID)
             buffer.writeWireString(m.line)
+            buffer.writeWireBool(m.status != nil)
+            if let status = m.status {
+                buffer.writeMultipleIntegers(status.elapsedMicros, status.expectedMicros, status.cellPosition, status.cellCount)
+                buffer.writeWireString(status.cellName)
+                buffer.writeMultipleIntegers(status.plannedRate.bitPattern, status.stored, UInt32(status.errors.count))
+                for tally in status.errors { buffer.writeMultipleIntegers(tally.errorClass.rawValue, tally.count) }
+                buffer.writeInteger(UInt32(status.agents.count))
+                for agent in status.agents {
+                    buffer.writeWireString(agent.name)
+                    buffer.writeMultipleIntegers(agent.state.rawValue, agent.rate.bitPattern, agent.fired, agent.inFlight, agent.errors)
+                    buffer.writeMultipleIntegers(agent.ttftP50, agent.ttftP99)
+                }
+            }
         case .runFinished(let m):
             buffer.writeInteger(m.runID)
             buffer.writeWireString(m.status.rawValue)
@@ -125,7 +138,7 @@ public enum MessageCodec {
                 Heartbeat(
                     agentTime: try r.integer(), runID: try r.integer(), fired: try r.integer(),
                     completed: try r.integer(), errors: try r.integer(), inFlight: try r.integer(),
-                    ttftP50: try r.integer(), ttftP99: try r.integer()))
+                    ttftP50: try r.integer(), ttftP99: try r.integer(), cellIndex: try r.integer()))
         case .clockProbe:
             message = .clockProbe(ClockProbe(probeID: try r.integer(), coordinatorSendTime: try r.integer()))
         case .clockReply:
@@ -195,7 +208,9 @@ public enum MessageCodec {
         case .runAccepted:
             message = .runAccepted(RunAccepted(runID: try r.integer(), agents: try r.integer()))
         case .runProgress:
-            message = .runProgress(RunProgress(runID: try r.integer(), line: try r.string("line")))
+            var progress = RunProgress(runID: try r.integer(), line: try r.string("line"))
+            if try r.bool() { progress.status = try Self.decodeLiveStatus(&r) }
+            message = .runProgress(progress)
         case .runFinished:
             let runID: UInt64 = try r.integer()
             guard let status = RunStatus(rawValue: try r.string("status")) else {
@@ -208,6 +223,30 @@ public enum MessageCodec {
         }
         try r.finish()
         return message
+    }
+
+    private static func decodeLiveStatus(_ r: inout WireReader) throws(WireError) -> LiveRunStatus {
+        let elapsed: Int64 = try r.integer(), expected: Int64 = try r.integer()
+        let position: UInt32 = try r.integer(), count: UInt32 = try r.integer()
+        let name = try r.string("cell name")
+        let plannedRate = Double(bitPattern: try r.integer())
+        let stored: UInt64 = try r.integer()
+        var errors: [ErrorTally] = []
+        for _ in 0..<(try r.count("errors", minimumSize: 9)) {
+            guard let errorClass = ErrorClass(rawValue: try r.integer()) else { throw .invalidField(message: r.message, field: "error class") }
+            errors.append(ErrorTally(errorClass, try r.integer()))
+        }
+        var agents: [AgentProgress] = []
+        for _ in 0..<(try r.count("agents", minimumSize: 49)) {
+            let agentName = try r.string("agent name")
+            guard let state = AgentProgress.State(rawValue: try r.integer()) else { throw .invalidField(message: r.message, field: "agent state") }
+            agents.append(AgentProgress(
+                name: agentName, state: state, rate: Double(bitPattern: try r.integer()), fired: try r.integer(), inFlight: try r.integer(),
+                errors: try r.integer(), ttftP50: try r.integer(), ttftP99: try r.integer()))
+        }
+        return LiveRunStatus(
+            elapsedMicros: elapsed, expectedMicros: expected, cellPosition: position, cellCount: count, cellName: name,
+            plannedRate: plannedRate, stored: stored, errors: errors, agents: agents)
     }
 }
 

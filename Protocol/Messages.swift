@@ -169,11 +169,16 @@ public struct Heartbeat: Equatable, Sendable {
     /// Running TTFT percentiles of the current shard, microseconds (`-1` when unknown).
     public var ttftP50: Int64
     public var ttftP99: Int64
+    /// The plan's index of the cell the agent's own shard is running (``Heartbeat/noCell`` when none).
+    public var cellIndex: UInt32
+
+    public static let noCell = UInt32.max
 
     public init(
         agentTime: Int64, runID: UInt64 = 0, fired: UInt64 = 0, completed: UInt64 = 0, errors: UInt64 = 0,
-        inFlight: UInt32 = 0, ttftP50: Int64 = -1, ttftP99: Int64 = -1
+        inFlight: UInt32 = 0, ttftP50: Int64 = -1, ttftP99: Int64 = -1, cellIndex: UInt32 = Heartbeat.noCell
     ) {
+        self.cellIndex = cellIndex
         self.agentTime = agentTime
         self.runID = runID
         self.fired = fired
@@ -452,12 +457,92 @@ public struct RunAccepted: Equatable, Sendable {
 }
 
 /// One line of live progress for the submitting client.
+/// Coordinator → client: a notice (``line``: waiting for agents…), or about once a second, what a
+/// running run is doing (``status``).
 public struct RunProgress: Equatable, Sendable {
     public var runID: UInt64
+    /// A notice to print as it is; empty in a status update.
     public var line: String
+    public var status: LiveRunStatus?
     public init(runID: UInt64, line: String) {
         self.runID = runID
         self.line = line
+    }
+    public init(runID: UInt64, status: LiveRunStatus) {
+        self.runID = runID
+        self.line = ""
+        self.status = status
+    }
+}
+
+/// A running run as its client draws it: where it is in the plan, the fleet's pace, what is
+/// stored and which errors, and each agent's own figures (TTFT from the agents' histograms).
+public struct LiveRunStatus: Equatable, Sendable {
+    /// Since the run's start, µs.
+    public var elapsedMicros: Int64
+    /// The plan's length when every stage is bounded by time, µs; 0 when unknown.
+    public var expectedMicros: Int64
+    /// Position (0-based) among the plan's cells of the earliest cell an agent is running.
+    public var cellPosition: UInt32
+    public var cellCount: UInt32
+    public var cellName: String
+    /// The plan's open-loop rate at this point of that cell, req/s; 0 for a closed loop or when unknown.
+    public var plannedRate: Double
+    /// Samples committed so far.
+    public var stored: UInt64
+    /// Stored samples by error class (only classes seen; `none` left out), most frequent first.
+    public var errors: [ErrorTally]
+    public var agents: [AgentProgress]
+
+    public init(
+        elapsedMicros: Int64, expectedMicros: Int64, cellPosition: UInt32, cellCount: UInt32, cellName: String, plannedRate: Double,
+        stored: UInt64, errors: [ErrorTally], agents: [AgentProgress]
+    ) {
+        self.elapsedMicros = elapsedMicros
+        self.expectedMicros = expectedMicros
+        self.cellPosition = cellPosition
+        self.cellCount = cellCount
+        self.cellName = cellName
+        self.plannedRate = plannedRate
+        self.stored = stored
+        self.errors = errors
+        self.agents = agents
+    }
+}
+
+public struct ErrorTally: Equatable, Sendable {
+    public var errorClass: ErrorClass
+    public var count: UInt64
+    public init(_ errorClass: ErrorClass, _ count: UInt64) {
+        self.errorClass = errorClass
+        self.count = count
+    }
+}
+
+/// One agent's part in a ``LiveRunStatus``, from its heartbeats.
+public struct AgentProgress: Equatable, Sendable {
+    public enum State: UInt8, Sendable, CaseIterable {
+        case running = 0, silent, disconnected, done, lost, refused
+    }
+    public var name: String
+    public var state: State
+    /// Requests fired per second, over the last heartbeats.
+    public var rate: Double
+    public var fired: UInt64
+    public var inFlight: UInt32
+    public var errors: UInt64
+    /// Running TTFT percentiles from the agent's histogram, µs; −1 before its first success.
+    public var ttftP50: Int64
+    public var ttftP99: Int64
+    public init(name: String, state: State, rate: Double, fired: UInt64, inFlight: UInt32, errors: UInt64, ttftP50: Int64, ttftP99: Int64) {
+        self.name = name
+        self.state = state
+        self.rate = rate
+        self.fired = fired
+        self.inFlight = inFlight
+        self.errors = errors
+        self.ttftP50 = ttftP50
+        self.ttftP99 = ttftP99
     }
 }
 

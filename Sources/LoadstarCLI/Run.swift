@@ -20,6 +20,9 @@ extension Loadstar {
         @Option(help: "Wait for at least this many agents (with --coordinator).") var minAgents: UInt32 = 1
         @Option(help: "The coordinator's operator credential (default: $LOADSTAR_OPERATOR_TOKEN; prefer the variable: arguments show in ps). Sent only over TLS or to a loopback coordinator.")
         var operatorToken: String?
+        @Flag(help: "Show a line per agent in the live status.") var showAgents = false
+        @Option(help: "When standard error is not a terminal, print the live status every this many seconds.")
+        var progressEvery: Double = 5
         @OptionGroup var tls: TLSOptions
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var common: CommonOptions
@@ -49,7 +52,7 @@ extension Loadstar {
             }
             let secrets: [String: String]
             do {
-                secrets = try RunClient.secrets(for: yaml, environment: ProcessInfo.processInfo.environment)
+                secrets = try RunClient.secrets(for: parsed, environment: ProcessInfo.processInfo.environment)
             } catch {
                 throw fail("\(error)")
             }
@@ -89,6 +92,7 @@ extension Loadstar {
             let submission = SubmitRun(
                 planYAML: yaml, planName: (self.plan as NSString).lastPathComponent, minimumAgents: minimum, secrets: secrets,
                 resolvedPlan: Array((try? JSONEncoder().encode(parsed)) ?? Data()), auth: operatorToken)
+            let progress = LiveStatusPrinter(showAgents: self.showAgents, plainEvery: self.progressEvery)
             let finished: RunFinished
             do {
                 finished = try await RunClient.submit(
@@ -97,7 +101,7 @@ extension Loadstar {
                         started.withLock { $0 = true }
                         Self.status("run \(accepted.runID) started on \(accepted.agents) agent(s)")
                     },
-                    onProgress: { Self.status($0) })
+                    onProgress: { progress.show($0) })
             } catch {
                 throw fail("\(error)")
             }

@@ -163,9 +163,9 @@ struct Cluster {
         return try Child(arguments, environment: Self.credentials)
     }
 
-    func run(_ planPath: String, minAgents: Int, environment: [String: String] = [:]) throws -> Child {
+    func run(_ planPath: String, minAgents: Int, environment: [String: String] = [:], arguments: [String] = []) throws -> Child {
         try Child(
-            ["run", planPath, "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--min-agents", "\(minAgents)"],
+            ["run", planPath, "--coordinator", "127.0.0.1:\(self.coordinatorPort)", "--min-agents", "\(minAgents)"] + arguments,
             environment: Self.credentials.merging(environment) { $1 })
     }
 

@@ -6,8 +6,9 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// During a run: a progress line per agent with its rate, in-flight count, errors and running
-/// TTFT percentiles from its HDR histogram, and the same on the coordinator's Prometheus endpoint.
+/// During a run: a status line with the run's place in its plan, the fleet's pace, errors and
+/// running TTFT percentiles from the agents' HDR histograms, and the same on the coordinator's
+/// Prometheus endpoint.
 @Suite struct LiveViewTests {
     func scrape(_ url: String) async throws -> String {
         let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
@@ -32,7 +33,7 @@ import FoundationNetworking
         let url = try #require(metricsURL)
         let plan = simulatorPlan("live", stage: "{rate: 40, duration: 4s}", promptTokens: 32, outputTokens: 8)
         let agent = try cluster.agent("live")
-        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1, arguments: ["--progress-every", "1"])
         // Scrape while the run is under way.
         var during: String?
         let deadline = Date().addingTimeInterval(20)
@@ -50,9 +51,13 @@ import FoundationNetworking
         #expect(live.contains(#"loadstar_agent_ttft_p50_seconds{agent="live"}"#))
         #expect((self.value(live, "loadstar_agent_requests_per_second") ?? 0) > 0)
         #expect(self.value(live, "loadstar_agents_connected") == 1)
-        // The progress lines carry each agent's rate and running TTFT percentiles.
-        let progress = run.stderr.split(separator: "\n").filter { $0.contains("live: running") }
-        #expect(progress.contains { $0.contains(" req/s fired ") && $0.contains(" ttft p50 ") && $0.hasSuffix(" ms") }, "\(run.stderr)")
+        // Not a terminal: a plain status line every second (asked for), with where the run is in
+        // its plan, the fleet's pace against the plan's, and the agent's running TTFT.
+        let progress = run.stderr.split(separator: "\n").filter { $0.hasPrefix("[loadstar] run ") && $0.contains(" | ") }
+        #expect(progress.count >= 2 && progress.count <= 6, "a line a second for 4 s: \(run.stderr)")
+        #expect(progress.contains { $0.contains("cell 1/1 ") && $0.contains(" of 40 req/s planned") && $0.contains(" of 0:04 ") }, "\(run.stderr)")
+        #expect(progress.contains { $0.contains("TTFT p50 ") && $0.contains(" ms (the agent's histogram)") }, "\(run.stderr)")
+        #expect(progress.allSatisfy { $0.count <= 200 }, "\(run.stderr)")
         // After the run: the counters agree with the database.
         let id = try #require(runID(fromReport: run.stdout))
         let rows = try await Database(conninfo: cluster.databaseURL).query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows[0][0]

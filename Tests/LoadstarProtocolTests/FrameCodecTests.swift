@@ -11,7 +11,7 @@ let everyMessage: [Message] = [
     .welcome(Welcome(coordinatorID: "C", heartbeatIntervalMilliseconds: 1000)),
     .reject(Reject(code: .unauthorized, reason: "wrong token")),
     .heartbeat(Heartbeat(agentTime: 1_700_000_000_000_000, runID: 7, fired: 10, completed: 9, errors: 1, inFlight: 2,
-                         ttftP50: 1200, ttftP99: 5400)),
+                         ttftP50: 1200, ttftP99: 5400, cellIndex: 3)),
     .clockProbe(ClockProbe(probeID: 3, coordinatorSendTime: -5)),
     .clockReply(ClockReply(probeID: 3, coordinatorSendTime: 10, agentReceiveTime: 20, agentSendTime: 21)),
     .assignShard(ShardAssignment(runID: 7, shardIndex: 1, shardCount: 2, seed: .max, spec: Array("{\"a\":1}".utf8),
@@ -42,6 +42,13 @@ let everyMessage: [Message] = [
                          auth: "operator")),
     .runAccepted(RunAccepted(runID: 7, agents: 2)),
     .runProgress(RunProgress(runID: 7, line: "50 %")),
+    .runProgress(RunProgress(runID: 7, status: LiveRunStatus(
+        elapsedMicros: 42_000_000, expectedMicros: 120_000_000, cellPosition: 2, cellCount: 6, cellName: "ctx-32k@h100", plannedRate: 2_000,
+        stored: 81_204, errors: [ErrorTally(.http429, 12), ErrorTally(.timeoutFirstToken, 3)],
+        agents: [
+            AgentProgress(name: "a-1", state: .running, rate: 990.5, fired: 41_200, inFlight: 66, errors: 7, ttftP50: 210_000, ttftP99: 780_100),
+            AgentProgress(name: "a-2", state: .lost, rate: 0, fired: 0, inFlight: 0, errors: 0, ttftP50: -1, ttftP99: -1),
+        ]))),
     .runFinished(RunFinished(runID: 7, status: .completed, report: "table", problems: ["target t failed"])),
 ]
 
