@@ -71,10 +71,22 @@ let package = Package(
             path: "Agent",
             swiftSettings: settings
         ),
+        // PostgreSQL: the libpq connection, migrations, COPY of samples, the ingest spool, the
+        // embedded cluster. No coordinator logic.
+        .target(
+            name: "LoadstarStore",
+            dependencies: [
+                "CLibPQ", "LoadstarProtocol", "LoadstarPlan",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/LoadstarStore",
+            swiftSettings: settings
+        ),
         .target(
             name: "LoadstarCoordinator",
             dependencies: [
-                "CLibPQ", "LoadstarProtocol", "LoadstarPlan",
+                "LoadstarStore", "LoadstarProtocol", "LoadstarPlan",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -101,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "LoadstarCLI",
             dependencies: [
-                "LoadstarAgent", "LoadstarCoordinator", "LoadstarSimulator", "LoadstarPlan",
+                "LoadstarAgent", "LoadstarCoordinator", "LoadstarStore", "LoadstarSimulator", "LoadstarPlan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,13 +156,13 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarCoordinatorTests",
-            dependencies: ["LoadstarCoordinator"],
+            dependencies: ["LoadstarCoordinator", "LoadstarStore"],
             path: "Tests/LoadstarCoordinatorTests"
         ),
         .testTarget(
             name: "LoadstarEndToEndTests",
             dependencies: [
-                "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol", "LoadstarTestSupport",
+                "LoadstarCoordinator", "LoadstarStore", "LoadstarPlan", "LoadstarProtocol", "LoadstarTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 
 /// One cell's figures from `latency_summary`, with the coordinates it is plotted and compared at.
 public struct CellResult: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 
 /// `loadstar report RUN --format html`: one self-contained file (inline SVG and CSS, no network)
 /// with the run's charts and tables. A small inline script records, once the page has loaded,

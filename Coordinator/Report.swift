@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarStore
 
 /// Renders a run's percentile table from the `latency_summary` view.
 public enum Report {

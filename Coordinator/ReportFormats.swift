@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).

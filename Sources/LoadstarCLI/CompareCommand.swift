@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarStore
 
 extension Loadstar {
     struct Compare: AsyncParsableCommand {

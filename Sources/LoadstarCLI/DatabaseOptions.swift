@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 
 struct DatabaseOptions: ParsableArguments {
     @Option(help: "PostgreSQL connection string (default: $LOADSTAR_DATABASE_URL, else the embedded database).")

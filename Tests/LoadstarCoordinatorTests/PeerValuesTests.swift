@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import LoadstarCoordinator
+@testable import LoadstarStore
 
 /// Values a peer sends are never trusted to be in range: the coordinator cannot be made to trap.
 @Suite struct PeerValuesTests {

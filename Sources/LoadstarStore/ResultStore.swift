@@ -21,7 +21,7 @@ public struct ResultSource: Sendable {
     static let views = ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global"]
 
     /// TTFT percentiles stored for the CDF chart.
-    static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]
+    public static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]
 
     /// Results that are not views (they read run `$1` only), in the columns of their `_done` tables.
     static let queries: [String: String] = [

@@ -108,7 +108,15 @@ public actor Database {
         public var clockOffset: Int64
         public var clockRTT: Int64
         /// The assignment's shard secret; only its SHA-256 is stored.
-        public var secret: String = ""
+        public var secret: String
+
+        public init(spec: ShardSpec, agentID: String, clockOffset: Int64, clockRTT: Int64, secret: String = "") {
+            self.spec = spec
+            self.agentID = agentID
+            self.clockOffset = clockOffset
+            self.clockRTT = clockRTT
+            self.secret = secret
+        }
     }
 
     /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
@@ -213,7 +221,7 @@ public actor Database {
     }
 
     /// Whether the database has shard `shardIndex` of run `runID` at all.
-    func shardExists(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Bool {
+    public func shardExists(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Bool {
         try self.with { db throws(DatabaseError) in
             try !db.query("SELECT 1 FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)]).isEmpty
         }
@@ -236,7 +244,7 @@ public actor Database {
         try self.with { db throws(DatabaseError) in
             let rows = try db.query(
                 "SELECT count(*) FROM sample_batches WHERE run_id = $1 AND shard_index = $2 AND batch_seq < $3",
-                [String(runID), String(shardIndex), String(RunAccounting.accountingBatch)])
+                [String(runID), String(shardIndex), String(Self.accountingBatch)])
             return rows.first?[0].flatMap { Int($0) } ?? 0
         }
     }
@@ -256,7 +264,7 @@ public actor Database {
     }
 
     /// The spec a shard was assigned.
-    func shardSpec(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> ShardSpec? {
+    public func shardSpec(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> ShardSpec? {
         try self.with { db throws(DatabaseError) in
             let rows = try db.query("SELECT spec::text FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)])
             guard let json = rows.first?[0] else { return nil }
@@ -266,9 +274,9 @@ public actor Database {
 
     /// The first-turn requests of the given shards that have a row.
     /// - Parameter shardIndices: `nil`: every shard of the run.
-    func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]?) throws(DatabaseError) -> Set<RunAccounting.RequestKey> {
+    public func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]?) throws(DatabaseError) -> Set<RequestKey> {
         try self.with { db throws(DatabaseError) in
-            var keys = Set<RunAccounting.RequestKey>()
+            var keys = Set<RequestKey>()
             let list = shardIndices.map { "{" + $0.map(String.init).joined(separator: ",") + "}" }
             for row in try db.query(
                 "SELECT cell_index, stage_index, request_index FROM samples WHERE run_id = $1 AND ($2::int[] IS NULL OR shard_index = ANY($2::int[])) AND turn_index = 0",
@@ -276,7 +284,7 @@ public actor Database {
             {
                 guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let index = row[2].flatMap({ Int($0) })
                 else { continue }
-                keys.insert(RunAccounting.RequestKey(cell: cell, stage: stage, index: index))
+                keys.insert(RequestKey(cell: cell, stage: stage, index: index))
             }
             return keys
         }
@@ -284,17 +292,17 @@ public actor Database {
 
     /// When each stage of each cell started (its first intended request, fleet-wide), µs since
     /// the epoch on the coordinator's clock.
-    func stageStarts(runID: UInt64) throws(DatabaseError) -> [RunAccounting.StageKey: Int64] {
+    public func stageStarts(runID: UInt64) throws(DatabaseError) -> [StageKey: Int64] {
         try self.with { db throws(DatabaseError) in
-            var starts: [RunAccounting.StageKey: Int64] = [:]
+            var starts: [StageKey: Int64] = [:]
             for row in try db.query("""
                 SELECT cell_index, stage_index, (extract(epoch FROM min(intended_at)) * 1000000)::bigint
                 FROM samples WHERE run_id = $1 AND batch_seq < $2 GROUP BY 1, 2
-                """, [String(runID), String(RunAccounting.accountingBatch)])
+                """, [String(runID), String(Self.accountingBatch)])
             {
                 guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let at = row[2].flatMap({ Int64($0) })
                 else { continue }
-                starts[RunAccounting.StageKey(cell: cell, stage: stage)] = at
+                starts[StageKey(cell: cell, stage: stage)] = at
             }
             return starts
         }
@@ -373,7 +381,7 @@ public actor Database {
                                                                        AND b.batch_seq < $2),
                            sh.status = 'lost', sh.spec->'takeover'->>'lostShard'
                     FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1 ORDER BY sh.shard_index
-                    """, [String(id), String(RunAccounting.accountingBatch)]).map { r in
+                    """, [String(id), String(Self.accountingBatch)]).map { r in
                     (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3].flatMap { UInt64($0) }, r[3] != nil && r[4] == "t",
                      r[5] == "t", r[6].flatMap { UInt32($0) })
                 }
@@ -460,5 +468,35 @@ public actor Database {
     /// Runs a read-only query for reports and tools.
     public func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> (columns: [String], rows: [[String?]]) {
         try self.with { db throws(DatabaseError) in try db.queryWithColumns(sql, parameters) }
+    }
+}
+
+extension Database {
+    /// The batch number of the rows written for a lost shard (no agent numbers a batch this
+    /// high): counts of an agent's stored batches leave these out.
+    public static let accountingBatch: UInt64 = 1 << 62
+
+    /// A request's identity within a run.
+    public struct RequestKey: Hashable, Sendable {
+        public var cell: Int
+        public var stage: Int
+        public var index: Int
+
+        public init(cell: Int, stage: Int, index: Int) {
+            self.cell = cell
+            self.stage = stage
+            self.index = index
+        }
+    }
+
+    /// A stage of a cell.
+    public struct StageKey: Hashable, Sendable {
+        public var cell: Int
+        public var stage: Int
+
+        public init(cell: Int, stage: Int) {
+            self.cell = cell
+            self.stage = stage
+        }
     }
 }
