@@ -83,10 +83,18 @@ let package = Package(
             path: "Sources/LoadstarStore",
             swiftSettings: settings
         ),
+        // What a run's results read as: the table, JSON, CSV, HTML with SVG charts, compare and
+        // rank inversions, all computed from the store.
+        .target(
+            name: "LoadstarReports",
+            dependencies: ["LoadstarStore", "LoadstarPlan"],
+            path: "Sources/LoadstarReports",
+            swiftSettings: settings
+        ),
         .target(
             name: "LoadstarCoordinator",
             dependencies: [
-                "LoadstarStore", "LoadstarProtocol", "LoadstarPlan",
+                "LoadstarStore", "LoadstarReports", "LoadstarProtocol", "LoadstarPlan",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -113,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "LoadstarCLI",
             dependencies: [
-                "LoadstarAgent", "LoadstarCoordinator", "LoadstarStore", "LoadstarSimulator", "LoadstarPlan",
+                "LoadstarAgent", "LoadstarCoordinator", "LoadstarStore", "LoadstarReports", "LoadstarSimulator", "LoadstarPlan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -156,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarCoordinatorTests",
-            dependencies: ["LoadstarCoordinator", "LoadstarStore"],
+            dependencies: ["LoadstarCoordinator", "LoadstarStore", "LoadstarReports"],
             path: "Tests/LoadstarCoordinatorTests"
         ),
         .testTarget(
