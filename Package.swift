@@ -163,6 +163,11 @@ let package = Package(
             path: "Tests/LoadstarSimulatorTests"
         ),
         .testTarget(
+            name: "LoadstarStoreTests",
+            dependencies: ["LoadstarStore"],
+            path: "Tests/LoadstarStoreTests"
+        ),
+        .testTarget(
             name: "LoadstarCoordinatorTests",
             dependencies: ["LoadstarCoordinator", "LoadstarStore", "LoadstarReports"],
             path: "Tests/LoadstarCoordinatorTests"

@@ -6,8 +6,8 @@ public struct ResultSource: Sendable {
     public var materialized: Bool
 
     public static func of(_ database: Database, runID: UInt64) async throws -> ResultSource {
-        let rows = try await database.query("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1", [String(runID)]).rows
-        return ResultSource(materialized: rows.first?[0] == "t")
+        let rows = try await database.rows("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1", [String(runID)])
+        return ResultSource(materialized: try rows.first?.bool(0) ?? false)
     }
 
     /// The relation to read `name` from: `name_done` once materialized; otherwise the view of
