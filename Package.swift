@@ -164,12 +164,17 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarStoreTests",
-            dependencies: ["LoadstarStore"],
+            dependencies: ["LoadstarStore", "LoadstarProtocol"],
             path: "Tests/LoadstarStoreTests"
         ),
         .testTarget(
+            name: "LoadstarReportsTests",
+            dependencies: ["LoadstarReports"],
+            path: "Tests/LoadstarReportsTests"
+        ),
+        .testTarget(
             name: "LoadstarCoordinatorTests",
-            dependencies: ["LoadstarCoordinator", "LoadstarStore", "LoadstarReports"],
+            dependencies: ["LoadstarCoordinator"],
             path: "Tests/LoadstarCoordinatorTests"
         ),
         .testTarget(

@@ -2,7 +2,6 @@ import Foundation
 import LoadstarProtocol
 import Testing
 
-@testable import LoadstarCoordinator
 @testable import LoadstarStore
 
 @Suite struct IngestSpoolTests {

@@ -1,6 +1,5 @@
 import Testing
 
-@testable import LoadstarCoordinator
 @testable import LoadstarStore
 
 /// Migrations are append-only: a database that applied a migration never applies it again, so
