@@ -71,10 +71,30 @@ let package = Package(
             path: "Agent",
             swiftSettings: settings
         ),
+        // PostgreSQL: the libpq connection, migrations, COPY of samples, the ingest spool, the
+        // embedded cluster. No coordinator logic.
+        .target(
+            name: "LoadstarStore",
+            dependencies: [
+                "CLibPQ", "LoadstarProtocol", "LoadstarPlan",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/LoadstarStore",
+            swiftSettings: settings
+        ),
+        // What a run's results read as: the table, JSON, CSV, HTML with SVG charts, compare and
+        // rank inversions, all computed from the store.
+        .target(
+            name: "LoadstarReports",
+            dependencies: ["LoadstarStore", "LoadstarPlan"],
+            path: "Sources/LoadstarReports",
+            swiftSettings: settings
+        ),
         .target(
             name: "LoadstarCoordinator",
             dependencies: [
-                "CLibPQ", "LoadstarProtocol", "LoadstarPlan",
+                "LoadstarStore", "LoadstarReports", "LoadstarProtocol", "LoadstarPlan",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -101,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "LoadstarCLI",
             dependencies: [
-                "LoadstarAgent", "LoadstarCoordinator", "LoadstarSimulator", "LoadstarPlan",
+                "LoadstarAgent", "LoadstarCoordinator", "LoadstarStore", "LoadstarReports", "LoadstarSimulator", "LoadstarPlan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -143,6 +163,16 @@ let package = Package(
             path: "Tests/LoadstarSimulatorTests"
         ),
         .testTarget(
+            name: "LoadstarStoreTests",
+            dependencies: ["LoadstarStore", "LoadstarProtocol"],
+            path: "Tests/LoadstarStoreTests"
+        ),
+        .testTarget(
+            name: "LoadstarReportsTests",
+            dependencies: ["LoadstarReports"],
+            path: "Tests/LoadstarReportsTests"
+        ),
+        .testTarget(
             name: "LoadstarCoordinatorTests",
             dependencies: ["LoadstarCoordinator"],
             path: "Tests/LoadstarCoordinatorTests"
@@ -150,7 +180,7 @@ let package = Package(
         .testTarget(
             name: "LoadstarEndToEndTests",
             dependencies: [
-                "LoadstarCoordinator", "LoadstarPlan", "LoadstarProtocol", "LoadstarTestSupport",
+                "LoadstarCoordinator", "LoadstarStore", "LoadstarPlan", "LoadstarProtocol", "LoadstarTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],

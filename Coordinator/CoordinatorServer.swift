@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 import Logging
 import LoadstarPlan
 import LoadstarProtocol

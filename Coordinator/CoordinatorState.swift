@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import LoadstarPlan
 import LoadstarProtocol
+import LoadstarReports
+import LoadstarStore
 import NIOCore
 import Prometheus
 

@@ -1,5 +1,6 @@
 import LoadstarPlan
 import LoadstarProtocol
+import LoadstarStore
 
 /// Which requests a lost shard owed that no row accounts for, so that every request the plan
 /// scheduled ends as exactly one row. Pure: the caller reads what is stored and writes the rows.
@@ -11,11 +12,7 @@ import LoadstarProtocol
 /// no fixed set of requests and owe nothing.
 enum RunAccounting {
     /// A request's identity within a run.
-    struct RequestKey: Hashable {
-        var cell: Int
-        var stage: Int
-        var index: Int
-    }
+    typealias RequestKey = Database.RequestKey
 
     struct Owed: Equatable {
         var key: RequestKey
@@ -111,10 +108,7 @@ enum RunAccounting {
     }
 
     /// The batch number of the rows written for a lost shard (no agent numbers a batch this high).
-    static let accountingBatch: UInt64 = 1 << 62
+    static let accountingBatch = Database.accountingBatch
 
-    struct StageKey: Hashable {
-        var cell: Int
-        var stage: Int
-    }
+    typealias StageKey = Database.StageKey
 }

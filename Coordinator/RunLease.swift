@@ -1,3 +1,4 @@
+import LoadstarStore
 import Logging
 
 /// A coordinator's lease on the runs it runs, and the sweep that closes runs whose coordinator

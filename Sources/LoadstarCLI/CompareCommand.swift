@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarReports
+import LoadstarStore
 
 extension Loadstar {
     struct Compare: AsyncParsableCommand {
@@ -30,8 +31,8 @@ extension Loadstar {
                 let cells = try await CellResult.load(database: db, runIDs: self.runIDs)
                 let missing = Set(self.runIDs).subtracting(cells.map(\.runID))
                 if !missing.isEmpty { throw ReportError.noSuchRun(missing.min()!) }
-                let metrics = self.metric.isEmpty ? LoadstarCoordinator.Compare.defaultMetrics : self.metric.compactMap(CellResult.Metric.init)
-                print(LoadstarCoordinator.Compare.text(cells, runIDs: self.runIDs, metrics: metrics), terminator: "")
+                let metrics = self.metric.isEmpty ? LoadstarReports.Compare.defaultMetrics : self.metric.compactMap(CellResult.Metric.init)
+                print(LoadstarReports.Compare.text(cells, runIDs: self.runIDs, metrics: metrics), terminator: "")
             } catch {
                 throw fail("\(error)")
             }

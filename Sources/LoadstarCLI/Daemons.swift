@@ -3,6 +3,7 @@ import Foundation
 import LoadstarAgent
 import LoadstarCoordinator
 import LoadstarProtocol
+import LoadstarStore
 import Logging
 import ServiceLifecycle
 import UnixSignals

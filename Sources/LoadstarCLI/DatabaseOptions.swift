@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 
 struct DatabaseOptions: ParsableArguments {
     @Option(help: "PostgreSQL connection string (default: $LOADSTAR_DATABASE_URL, else the embedded database).")
@@ -101,21 +102,21 @@ extension Loadstar {
         func run() async throws {
             do {
                 let db = Database(conninfo: try self.database.resolve())
-                let rows = try await db.query("""
+                let rows = try await db.rows("""
                     SELECT name, region, coalesce((SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM jsonb_each_text(labels)), ''),
                            capacity, software_version, connected AND last_seen > now() - interval '15 seconds',
                            extract(epoch FROM now() - last_seen)::bigint, clock_offset_us, clock_rtt_us, coalesce(address, '')
                     FROM agents
                     WHERE $1 OR (connected AND last_seen > now() - interval '15 seconds')
                     ORDER BY region, name
-                    """, [self.all ? "true" : "false"]).rows
+                    """, [self.all ? "true" : "false"])
                 var lines = [["agent", "region", "labels", "capacity", "version", "connected", "last seen", "clock offset", "address"]]
                 for row in rows {
-                    let offset = row[7].flatMap { Double($0) }.map { String(format: "%+.3f ms", $0 / 1000) } ?? "-"
-                    let uncertainty = row[8].flatMap { Double($0) }.map { String(format: " ± %.3f ms", $0 / 2000) } ?? ""
+                    let offset = try row.optionalDouble(7).map { String(format: "%+.3f ms", $0 / 1000) } ?? "-"
+                    let uncertainty = try row.optionalDouble(8).map { String(format: " ± %.3f ms", $0 / 2000) } ?? ""
                     lines.append([
-                        row[0] ?? "", row[1] ?? "", row[2] ?? "", row[3] ?? "", row[4] ?? "", row[5] == "t" ? "yes" : "no",
-                        "\(row[6] ?? "?") s ago", offset + uncertainty, row[9] ?? "",
+                        try row.string(0), try row.string(1), try row.string(2), String(try row.int(3)), try row.string(4),
+                        try row.bool(5) ? "yes" : "no", "\(try row.int64(6)) s ago", offset + uncertainty, try row.string(9),
                     ])
                 }
                 let widths = lines[0].indices.map { i in lines.map { $0[i].count }.max() ?? 0 }

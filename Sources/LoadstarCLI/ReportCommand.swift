@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarReports
+import LoadstarStore
 
 extension Loadstar {
     struct Report: AsyncParsableCommand {
@@ -28,9 +29,9 @@ extension Loadstar {
                 if self.refresh { try await db.materializeResults(runID: self.runID) }
                 let text: String
                 switch self.format {
-                case .table: text = try await LoadstarCoordinator.Report.table(database: db, runID: self.runID, wide: self.wide)
-                case .json: text = try await LoadstarCoordinator.Report.json(database: db, runID: self.runID)
-                case .csv: text = try await LoadstarCoordinator.Report.csv(database: db, runID: self.runID)
+                case .table: text = try await LoadstarReports.Report.table(database: db, runID: self.runID, wide: self.wide)
+                case .json: text = try await LoadstarReports.Report.json(database: db, runID: self.runID)
+                case .csv: text = try await LoadstarReports.Report.csv(database: db, runID: self.runID)
                 case .html: text = try await HTMLReport.render(database: db, runID: self.runID)
                 }
                 if let output = self.output {
@@ -38,8 +39,8 @@ extension Loadstar {
                 } else {
                     print(text, terminator: "")
                 }
-                misses = try await LoadstarCoordinator.Report.sloMisses(
-                    database: db, runID: self.runID, slos: try await LoadstarCoordinator.Report.slos(database: db, runID: self.runID))
+                misses = try await LoadstarReports.Report.sloMisses(
+                    database: db, runID: self.runID, slos: try await LoadstarReports.Report.slos(database: db, runID: self.runID))
             } catch {
                 throw fail("\(error)")
             }

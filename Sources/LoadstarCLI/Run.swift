@@ -4,6 +4,7 @@ import LoadstarCoordinator
 import LoadstarPlan
 import LoadstarAgent
 import LoadstarProtocol
+import LoadstarStore
 import Logging
 import Synchronization
 import UnixSignals

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// An agent with a stable `--id` and a spool directory is stopped (SIGTERM) while its coordinator

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// `on_agent_loss: reassign`: an agent is killed mid-run; once it is declared lost the rest of its

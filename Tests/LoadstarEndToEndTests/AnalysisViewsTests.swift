@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// The analysis views agree with the raw rows, the run's events are logged, and the analyst role

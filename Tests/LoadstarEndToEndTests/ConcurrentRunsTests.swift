@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Two plans whose placements use disjoint agents run side by side on one coordinator: neither

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// The coordinator is killed (SIGKILL) mid-run and started again with the same identity: the run's

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// PostgreSQL is restarted mid-run (on a cluster of this test's own): the coordinator keeps the

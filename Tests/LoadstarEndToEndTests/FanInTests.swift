@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Many agents, one coordinator: 32 agent processes on this machine share one plan, and every

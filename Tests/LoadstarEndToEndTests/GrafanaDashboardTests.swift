@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// The Grafana dashboard under deploy/ reads the schema as it is: every panel's SQL and the run

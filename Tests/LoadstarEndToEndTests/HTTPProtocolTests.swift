@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// nginx (a real HTTP/2 and TLS server) in front of the simulator, the way inference servers are

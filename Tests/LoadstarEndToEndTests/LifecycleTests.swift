@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Nothing outlives its run: `loadstar run --local-agents` closed by SIGHUP (the terminal went

@@ -1,6 +1,7 @@
 import Foundation
 import LoadstarCoordinator
 import LoadstarProtocol
+import LoadstarStore
 import Testing
 
 /// Agent links over mutual TLS: a run with a secret goes through; agents without a certificate

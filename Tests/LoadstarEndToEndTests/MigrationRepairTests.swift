@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import LoadstarCoordinator
+@testable import LoadstarStore
 
 /// Migrations 1, 2 and 4 were edited after release. A database created with their first SQL,
 /// then migrated by today's coordinator, must end with the same tables, columns, views,

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// A "region" in a network namespace of its own, joined to the coordinator's host by a veth

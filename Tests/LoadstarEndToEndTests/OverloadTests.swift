@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// An agent driven past its in-flight cap, as issue 15 found it: 100 requests/s for 3 s against a

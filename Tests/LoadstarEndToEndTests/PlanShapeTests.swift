@@ -1,6 +1,7 @@
 import Foundation
 import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarStore
 import Testing
 
 /// Sweeps, multi-turn sessions, placement and trace prefix blocks, run for real: simulator,

@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 import LoadstarTestSupport
 import LoadstarCoordinator
 import LoadstarPlan

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Shared prefixes reach the simulator's prefix cache and come back as `cached_tokens` in the

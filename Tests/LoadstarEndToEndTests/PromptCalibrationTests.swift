@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// A target whose tokenizer is not one token per word (the simulator's `tokens_per_word` and

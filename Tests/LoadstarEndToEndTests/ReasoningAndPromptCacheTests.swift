@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Issue 15, points 5 and 7, end to end: a reasoning model's time to first answer token and

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// The run lease in SQL, on a database of its own (no other test's coordinator sweeps it): who

@@ -1,6 +1,7 @@
 import Foundation
 import LoadstarCoordinator
 import LoadstarProtocol
+import LoadstarStore
 import NIOCore
 import Testing
 

@@ -1,5 +1,5 @@
 /// The SQL of migrations 1, 2 and 4 as they first shipped, before they were edited in place
-/// (`git log -p --follow Coordinator/Schema.swift`): the schema a database created then has.
+/// (`git log -p --follow Sources/LoadstarStore/Schema.swift`): the schema a database created then has.
 /// `MigrationHistoryTests` pins the hash of each (`shipped[v].first`).
 enum ShippedMigrations {
     static let firstSQL: [Int: String] = [

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Measured with Loadstar itself (real agent, coordinator, PostgreSQL and simulator processes):

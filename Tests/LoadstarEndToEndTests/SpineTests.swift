@@ -1,6 +1,7 @@
 import Foundation
 import LoadstarCoordinator
 import LoadstarPlan
+import LoadstarStore
 import Testing
 
 /// Real processes over real TCP: a simulator, a coordinator on a real PostgreSQL, and agent

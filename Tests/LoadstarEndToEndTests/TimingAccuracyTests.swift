@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 import Testing
 
 /// The simulator's truth log against the agent's own measurements of the same requests, matched

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 let tracesDirectory = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/traces").path

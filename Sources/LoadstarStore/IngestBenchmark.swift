@@ -60,7 +60,7 @@ public enum IngestBenchmark {
             return try await group.reduce(0, +)
         }
         let seconds = Date().timeIntervalSince(start)
-        let stored = Int(try await admin.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(runID)]).rows[0][0] ?? "0") ?? 0
+        let stored = try await admin.rows("SELECT count(*) FROM samples WHERE run_id = $1", [String(runID)])[0].int(0)
         try await admin.finishRun(runID, status: .completed, reason: "ingest benchmark")
         let materialize = try await admin.materializeResults(runID: runID)
         if !keep {

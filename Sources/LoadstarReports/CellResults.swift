@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 
 /// One cell's figures from `latency_summary`, with the coordinates it is plotted and compared at.
 public struct CellResult: Sendable, Equatable {
@@ -57,7 +58,7 @@ extension CellResult {
     /// Every cell of the given runs, in run and cell order.
     public static func load(database: Database, runIDs: [UInt64]) async throws -> [CellResult] {
         let metrics = CellResult.Metric.allCases
-        var rows: [[String?]] = []
+        var rows: [Row] = []
         for runID in runIDs {
             let source = try await ResultSource.of(database, runID: runID)
             let promptMean = "(SELECT p.requested_mean FROM \(source.relation("cell_prompt")) p WHERE p.run_id = l.run_id AND p.cell_index = l.cell_index)"
@@ -69,18 +70,18 @@ extension CellResult {
                 WHERE l.run_id = $1
                 ORDER BY l.cell_index
                 """
-            rows += try await database.query(sql, [String(runID)]).rows
+            rows += try await database.rows(sql, [String(runID)])
         }
-        return rows.map { row in
+        return try rows.map { row in
             var figures: [Metric: Double] = [:]
             for (index, metric) in metrics.enumerated() {
-                if let value = row[12 + index].flatMap(Double.init), value.isFinite { figures[metric] = value }
+                if let value = try row.optionalDouble(12 + index), value.isFinite { figures[metric] = value }
             }
             return CellResult(
-                runID: UInt64(row[0] ?? "") ?? 0, cellIndex: Int(row[1] ?? "") ?? 0, cell: row[2] ?? "", target: row[3] ?? "",
-                scenario: row[4] ?? "", promptTokens: row[5].flatMap(Double.init) ?? 0, outputTokens: row[6].flatMap { Int($0) },
-                concurrency: row[7].flatMap { Int($0) }, rate: row[8].flatMap(Double.init), requests: Int(row[9] ?? "") ?? 0,
-                errorRate: row[10].flatMap(Double.init) ?? 0, figures: figures, quality: row[11].flatMap(Double.init))
+                runID: try row.uint64(0), cellIndex: try row.int(1), cell: try row.string(2), target: try row.string(3),
+                scenario: try row.string(4), promptTokens: try row.optionalDouble(5) ?? 0, outputTokens: try row.optionalInt(6),
+                concurrency: try row.optionalInt(7), rate: try row.optionalDouble(8), requests: try row.int(9),
+                errorRate: try row.optionalDouble(10) ?? 0, figures: figures, quality: try row.optionalDouble(11))
         }
     }
 }

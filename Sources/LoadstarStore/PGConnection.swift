@@ -8,7 +8,7 @@ import Darwin
 
 /// A failure talking to PostgreSQL, with libpq's own message and the SQLSTATE where there is one.
 public struct DatabaseError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case connect, query, copy }
+    public enum Kind: Sendable { case connect, query, copy, decode }
     public var kind: Kind
     public var message: String
     public var sqlState: String?
@@ -26,9 +26,17 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
         case .connect:
             return "cannot connect to PostgreSQL: \(self.message.trimmingWhitespace()); "
                 + "check --database / LOADSTAR_DATABASE_URL, or omit both to use the embedded database"
+        case .decode:
+            return "PostgreSQL returned a row Loadstar cannot read: \(self.message)"
         case .query, .copy:
             return "PostgreSQL error\(self.sqlState.map { " \($0)" } ?? ""): \(self.message.trimmingWhitespace())"
         }
+    }
+}
+
+extension DatabaseError {
+    init(decoding error: RowDecodingError) {
+        self.init(kind: .decode, message: error.description)
     }
 }
 
@@ -71,9 +79,21 @@ final class PGConnection {
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else { throw self.error(result, .query) }
     }
 
-    /// Runs one statement with text parameters (`$1`, `$2`, …) and returns its rows as text.
-    func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> [[String?]] {
-        try self.queryWithColumns(sql, parameters).rows
+    /// Runs one statement with text parameters (`$1`, `$2`, …) and returns its rows.
+    func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> [Row] {
+        let result = try self.queryWithColumns(sql, parameters)
+        return result.rows.map { Row(columns: result.columns, values: $0) }
+    }
+
+    /// Like ``query(_:_:)``, each row read by `decode`; a row it cannot read fails the call as
+    /// a ``DatabaseError/Kind-swift.enum/decode`` error naming the column.
+    func query<T>(_ sql: String, _ parameters: [String?] = [], decode: (Row) throws(RowDecodingError) -> T) throws(DatabaseError) -> [T] {
+        let rows = try self.query(sql, parameters)
+        do throws(RowDecodingError) {
+            return try rows.map(decode)
+        } catch {
+            throw DatabaseError(decoding: error)
+        }
     }
 
     /// Like ``query(_:_:)``, with the result's column names.

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarStore
 
 /// Renders a run's percentile table from the `latency_summary` view.
 public enum Report {
@@ -32,18 +33,20 @@ public enum Report {
     public static func warnings(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> [String] {
         let resolved: ResultSource
         if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
-        let rows = try await database.query("""
+        let rows = try await database.rows("""
             SELECT cell, client_bound, client_bound_reason, dropped, lost, not_sent, cancelled
             FROM \(resolved.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
-            """, [String(runID)]).rows
+            """, [String(runID)])
         var warnings: [String] = []
         for row in rows {
-            let cell = row[0] ?? "?"
-            if row[1] == "t" || row[1] == "true" {
-                warnings.append("cell \(cell): the client, not the target, set the pace — \(row[2] ?? "an agent fell behind"); its latencies include the client's delay")
+            let cell = try row.optionalString(0) ?? "?"
+            if try row.optionalBool(1) == true {
+                warnings.append(
+                    "cell \(cell): the client, not the target, set the pace — \(try row.optionalString(2) ?? "an agent fell behind"); its latencies include the client's delay")
             }
-            let counts = zip(["dropped", "lost", "not sent", "cancelled"], row[3...6]).compactMap { name, value -> String? in
-                guard let n = value.flatMap({ Int($0) }), n > 0 else { return nil }
+            let unfinished = try (3...6).map { try row.optionalInt($0) }
+            let counts = zip(["dropped", "lost", "not sent", "cancelled"], unfinished).compactMap { name, value -> String? in
+                guard let n = value, n > 0 else { return nil }
                 return "\(n) \(name)"
             }
             if !counts.isEmpty { warnings.append("cell \(cell): requests that never completed their course (counted as errors): " + counts.joined(separator: ", ")) }
@@ -61,28 +64,27 @@ public enum Report {
     public static func promptProblems(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> [String] {
         let resolved: ResultSource
         if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
-        guard let json = try await database.query("SELECT plan::text FROM runs WHERE id = $1", [String(runID)]).rows.first?[0],
-            let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
-        else { return [] }
+        guard let plan = try await Self.plan(database: database, runID: runID) else { return [] }
         let calibrated = plan.targets.indices.filter { plan.targets[$0].calibrate }
         guard !calibrated.isEmpty else { return [] }
         let list = "{" + calibrated.map(String.init).joined(separator: ",") + "}"
         var problems: [String] = []
-        for row in try await database.query("""
+        for row in try await database.rows("""
             SELECT t.name, min(k.problem) FROM calibrations k JOIN targets t ON t.run_id = k.run_id AND t.target_index = k.target_index
             WHERE k.run_id = $1 AND k.problem IS NOT NULL AND k.target_index = ANY($2::int[]) GROUP BY t.target_index, t.name ORDER BY t.target_index
-            """, [String(runID), list]).rows {
-            problems.append("target \(row[0] ?? "?"): \(row[1] ?? "prompt calibration failed"); its prompt sizes are not what the plan asked (set calibrate: false to send words as they are)")
+            """, [String(runID), list]) {
+            problems.append(
+                "target \(try row.string(0)): \(try row.optionalString(1) ?? "prompt calibration failed"); its prompt sizes are not what the plan asked (set calibrate: false to send words as they are)")
         }
-        for row in try await database.query("""
+        for row in try await database.rows("""
             SELECT l.cell, l.prompt_error_mean FROM \(resolved.relation("latency_summary")) l
             JOIN cells c ON c.run_id = l.run_id AND c.cell_index = l.cell_index
             WHERE l.run_id = $1 AND l.prompt_error_mean > $2 AND c.target_index = ANY($3::int[]) ORDER BY l.cell_index
-            """, [String(runID), String(Self.promptErrorLimit), list]).rows {
-            let error = (Double(row[1] ?? "") ?? 0) * 100
+            """, [String(runID), String(Self.promptErrorLimit), list]) {
+            let error = try row.double(1) * 100
             problems.append(String(
                 format: "cell %@: prompts were %.1f%% off their requested size on average (more than %.0f%%): the target counts tokens differently than calibration learnt",
-                row[0] ?? "?", error, Self.promptErrorLimit * 100))
+                try row.optionalString(0) ?? "?", error, Self.promptErrorLimit * 100))
         }
         return problems
     }
@@ -90,28 +92,28 @@ public enum Report {
     /// - Parameter wide: every column (per-request mean gaps, estimated outputs, unfinished requests).
     public static func table(database: Database, runID: UInt64, wide: Bool = false) async throws -> String {
         let columns = Self.columns + (wide ? Self.wideColumns : [])
-        let run = try await database.query(
+        let run = try await database.rows(
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
-            [String(runID)]).rows
+            [String(runID)])
         guard let header = run.first else { return "run \(runID) does not exist\n" }
         let source = try await ResultSource.of(database, runID: runID)
         let select = columns.map(\.0).joined(separator: ", ")
-        let rows = try await database.query(
-            "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
-        var out = "run \(runID) \"\(header[0] ?? "")\": \(header[1] ?? "") with \(header[3] ?? "0") agents"
-        if let reason = header[2], !reason.isEmpty { out += " (\(reason))" }
+        let rows = try await database.rows(
+            "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
+        var out = "run \(runID) \"\(try header.string(0))\": \(try header.string(1)) with \(try header.int(3)) agents"
+        if case let reason = try header.string(2), !reason.isEmpty { out += " (\(reason))" }
         // Each agent's clock against the coordinator's: sample times are stored on the
         // coordinator's clock, corrected by this offset, to within half the probe's round trip.
-        let clocks = try await database.query("""
+        let clocks = try await database.rows("""
             SELECT a.name, a.region, sh.clock_offset_us, sh.clock_rtt_us FROM shards sh JOIN agents a ON a.id = sh.agent_id
             WHERE sh.run_id = $1 ORDER BY sh.shard_index
-            """, [String(runID)]).rows
+            """, [String(runID)])
         if !clocks.isEmpty {
-            out += "\nagent clocks (offset from the coordinator's ± half the best probe round trip): " + clocks.map { row in
-                let offset = Double(row[2] ?? "") ?? 0
-                let rtt = Double(row[3] ?? "") ?? 0
-                return String(format: "%@ (%@) %+.3f ± %.3f ms", row[0] ?? "?", row[1] ?? "?", offset / 1000, rtt / 2000)
-            }.joined(separator: ", ")
+            out += "\nagent clocks (offset from the coordinator's ± half the best probe round trip): " + (try clocks.map { row in
+                let offset = try row.optionalDouble(2) ?? 0
+                let rtt = try row.optionalDouble(3) ?? 0
+                return String(format: "%@ (%@) %+.3f ± %.3f ms", try row.string(0), try row.string(1), offset / 1000, rtt / 2000)
+            }).joined(separator: ", ")
         }
         out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
         out += "sched = from the intended send time (free of coordinated omission); "
@@ -123,15 +125,17 @@ public enum Report {
         }
         out += "\npercentiles: \(Self.estimator)\n\n"
         let titles = columns.map(\.1)
-        let cells: [[String]] = rows.map { row in
-            row.enumerated().map { index, value in
-                guard let value else { return "-" }
+        let cells: [[String]] = try rows.map { row in
+            try columns.indices.map { index in
+                func number(_ format: String, times scale: Double = 1) throws -> String {
+                    try row.optionalDouble(index).map { String(format: format, $0 * scale) } ?? "-"
+                }
                 switch columns[index].0 {
-                case "error_rate", "output_estimated_share", "prompt_error_mean": return String(format: "%.2f", (Double(value) ?? 0) * 100)
-                case "output_tokens_requested_mean", "output_tokens_mean", "reasoning_tokens_mean": return String(format: "%.1f", Double(value) ?? 0)
-                case let name where name.hasSuffix("_ms"): return String(format: "%.2f", Double(value) ?? 0)
-                case let name where name.hasPrefix("1000 /") || name.hasSuffix("_rps"): return String(format: "%.1f", Double(value) ?? 0)
-                default: return value
+                case "error_rate", "output_estimated_share", "prompt_error_mean": return try number("%.2f", times: 100)
+                case "output_tokens_requested_mean", "output_tokens_mean", "reasoning_tokens_mean": return try number("%.1f")
+                case let name where name.hasSuffix("_ms"): return try number("%.2f")
+                case let name where name.hasPrefix("1000 /") || name.hasSuffix("_rps"): return try number("%.1f")
+                default: return try row.optionalString(index) ?? "-"
                 }
             }
         }
@@ -148,14 +152,15 @@ public enum Report {
         if cells.isEmpty { out += "(no samples)\n" }
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
         if !warnings.isEmpty { out += "\nwarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
-        let errors = try await database.query("""
+        let errors = try await database.rows("""
             SELECT cell, error_class, sum(requests), min(example) FROM \(source.relation("error_breakdown"))
             WHERE run_id = $1 AND error_class <> 'none' GROUP BY cell_index, cell, error_class ORDER BY cell_index, 3 DESC
-            """, [String(runID)]).rows
+            """, [String(runID)])
         if !errors.isEmpty {
             out += "\nerrors:\n"
             for row in errors {
-                out += "  \(row[0] ?? "?")  \(row[1] ?? "?")  \(row[2] ?? "0")  \(row[3] ?? "")\n"
+                // The example is the first error's detail, NULL when none was recorded.
+                out += "  \(try row.string(0))  \(try row.string(1))  \(try row.int(2))  \(try row.optionalString(3) ?? "")\n"
             }
         }
         out += try await Self.calibration(database: database, runID: runID, source: source)
@@ -167,22 +172,23 @@ public enum Report {
     public static func calibration(database: Database, runID: UInt64, source: ResultSource? = nil) async throws -> String {
         let resolved: ResultSource
         if let source { resolved = source } else { resolved = try await ResultSource.of(database, runID: runID) }
-        let rows = try await database.query("""
+        let rows = try await database.rows("""
             SELECT p.target, p.requests, p.requested_mean, p.reported_mean, p.error_mean,
                    (SELECT avg(k.tokens_per_word) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index AND k.problem IS NULL),
                    (SELECT min(k.problem) FROM calibrations k WHERE k.run_id = p.run_id AND k.target_index = p.target_index)
             FROM \(resolved.relation("prompt_calibration")) p WHERE p.run_id = $1 ORDER BY p.target_index
-            """, [String(runID)]).rows
+            """, [String(runID)])
         guard !rows.isEmpty else { return "" }
         var out = "\nprompt tokens, requested vs reported by the target (usage):\n"
         for row in rows {
-            let requested = Double(row[2] ?? "") ?? 0
-            let reported = Double(row[3] ?? "") ?? 0
-            let error = (Double(row[4] ?? "") ?? 0) * 100
-            var line = String(format: "  %@  %@ requests: mean %.0f requested, %.0f reported, mean error %.2f%%", row[0] ?? "?", row[1] ?? "0", requested, reported, error)
-            if let perWord = row[5].flatMap(Double.init) {
+            let requested = try row.optionalDouble(2) ?? 0
+            let reported = try row.optionalDouble(3) ?? 0
+            let error = (try row.optionalDouble(4) ?? 0) * 100
+            var line = String(
+                format: "  %@  %@ requests: mean %.0f requested, %.0f reported, mean error %.2f%%", try row.string(0), String(try row.int(1)), requested, reported, error)
+            if let perWord = try row.optionalDouble(5) {
                 line += String(format: " (calibrated: %.3f tokens per word)", perWord)
-            } else if let problem = row[6] {
+            } else if let problem = try row.optionalString(6) {
                 line += " (calibration failed: \(problem))"
             } else {
                 line += " (not calibrated)"
@@ -198,13 +204,13 @@ public enum Report {
         guard !objectives.isEmpty else { return [] }
         let columns = objectives.map(\.column).joined(separator: ", ")
         let source = try await ResultSource.of(database, runID: runID)
-        let rows = try await database.query(
-            "SELECT cell, \(columns) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)]).rows
+        let rows = try await database.rows(
+            "SELECT cell, \(columns) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
         var misses: [String] = []
         for row in rows {
             for (index, objective) in objectives.enumerated() {
-                guard let text = row[index + 1], let value = Double(text), value > objective.limit else { continue }
-                misses.append(String(format: "SLO %@ ≤ %g missed by %@: measured %.3f", objective.key, objective.limit, row[0] ?? "?", value))
+                guard let value = try row.optionalDouble(index + 1), value > objective.limit else { continue }
+                misses.append(String(format: "SLO %@ ≤ %g missed by %@: measured %.3f", objective.key, objective.limit, try row.optionalString(0) ?? "?", value))
             }
         }
         return misses
@@ -212,10 +218,13 @@ public enum Report {
 
     /// The SLOs a run's plan set, from the plan stored with the run.
     public static func slos(database: Database, runID: UInt64) async throws -> SLOs {
-        guard let json = try await database.query("SELECT plan::text FROM runs WHERE id = $1", [String(runID)]).rows.first?[0],
-            let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
-        else { return SLOs() }
-        return plan.slos
+        try await Self.plan(database: database, runID: runID)?.slos ?? SLOs()
+    }
+
+    /// The plan stored with the run; `nil` for a run that does not exist or a plan this version cannot read.
+    static func plan(database: Database, runID: UInt64) async throws -> Plan? {
+        guard let json = try await database.rows("SELECT plan::text FROM runs WHERE id = $1", [String(runID)]).first?.string(0) else { return nil }
+        return try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
     }
 
     /// Targets whose every request failed, and prompt sizes that cannot be trusted, as sentences a
@@ -225,7 +234,7 @@ public enum Report {
     }
 
     static func failedTargets(database: Database, runID: UInt64) async throws -> [String] {
-        let rows = try await database.query("""
+        let rows = try await database.rows("""
             SELECT t.name, t.base_url, count(*), mode() WITHIN GROUP (ORDER BY s.error_class), min(s.error_detail)
             FROM samples s
             JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
@@ -234,10 +243,11 @@ public enum Report {
             GROUP BY t.name, t.base_url
             HAVING bool_and(s.error_class <> 'none')
             ORDER BY t.name
-            """, [String(runID)]).rows
-        return rows.map { row in
-            "target \(row[0] ?? "?") failed all \(row[2] ?? "0") requests (\(row[3] ?? "?"): \(row[4] ?? "")); "
-                + "check that \(row[1] ?? "its base_url") is reachable and serves the plan's API"
+            """, [String(runID)])
+        return try rows.map { row in
+            // The detail is NULL when no failure recorded one.
+            "target \(try row.string(0)) failed all \(try row.int(2)) requests (\(try row.string(3)): \(try row.optionalString(4) ?? "")); "
+                + "check that \(try row.string(1)) is reachable and serves the plan's API"
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LoadstarCoordinator
+@testable import LoadstarReports
 
 @Suite struct InversionsTests {
     func cell(_ target: String, prompt: Double, tokPerSec: Double, ttftP99: Double, concurrency: Int? = 4) -> CellResult {

@@ -6,8 +6,8 @@ public struct ResultSource: Sendable {
     public var materialized: Bool
 
     public static func of(_ database: Database, runID: UInt64) async throws -> ResultSource {
-        let rows = try await database.query("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1", [String(runID)]).rows
-        return ResultSource(materialized: rows.first?[0] == "t")
+        let rows = try await database.rows("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = $1", [String(runID)])
+        return ResultSource(materialized: try rows.first?.bool(0) ?? false)
     }
 
     /// The relation to read `name` from: `name_done` once materialized; otherwise the view of
@@ -21,7 +21,7 @@ public struct ResultSource: Sendable {
     static let views = ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global"]
 
     /// TTFT percentiles stored for the CDF chart.
-    static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]
+    public static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]
 
     /// Results that are not views (they read run `$1` only), in the columns of their `_done` tables.
     static let queries: [String: String] = [

@@ -2,7 +2,7 @@ import Foundation
 import LoadstarProtocol
 import Testing
 
-@testable import LoadstarCoordinator
+@testable import LoadstarStore
 
 @Suite struct IngestSpoolTests {
     func batch(_ seq: UInt64, run: UInt64 = 3) -> SampleBatch {

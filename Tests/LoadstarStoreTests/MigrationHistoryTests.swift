@@ -1,6 +1,6 @@
 import Testing
 
-@testable import LoadstarCoordinator
+@testable import LoadstarStore
 
 /// Migrations are append-only: a database that applied a migration never applies it again, so
 /// editing one leaves every such database on the old SQL while the code and `docs/sql.md`

@@ -1,13 +1,14 @@
 import Foundation
+import LoadstarStore
 
 /// `loadstar report RUN --format html`: one self-contained file (inline SVG and CSS, no network)
 /// with the run's charts and tables. A small inline script records, once the page has loaded,
 /// what each chart drew (`#render-check`), so a headless browser can confirm the charts render.
 public enum HTMLReport {
     public static func render(database: Database, runID: UInt64) async throws -> String {
-        let header = try await database.query(
+        let header = try await database.rows(
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1), started_at::text FROM runs WHERE id = $1",
-            [String(runID)]).rows
+            [String(runID)])
         guard let run = header.first else { throw ReportError.noSuchRun(runID) }
         let cells = try await CellResult.load(database: database, runIDs: [runID])
         let source = try await ResultSource.of(database, runID: runID)
@@ -17,9 +18,10 @@ public enum HTMLReport {
         charts += try await Self.timeCharts(database: database, runID: runID, source: source)
         charts += Self.frontierCharts(cells)
 
-        var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(run[0] ?? ""))</h1>\n"
-        body += "<p>Status <b>\(SVGChart.escape(run[1] ?? ""))</b>\((run[2] ?? "").isEmpty ? "" : " (\(SVGChart.escape(run[2]!)))"), "
-        body += "\(run[3] ?? "0") agent(s), started \(SVGChart.escape(run[4] ?? "-")). Every figure is computed in PostgreSQL from the raw "
+        let reason = try run.string(2)
+        var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(try run.string(0)))</h1>\n"
+        body += "<p>Status <b>\(SVGChart.escape(try run.string(1)))</b>\(reason.isEmpty ? "" : " (\(SVGChart.escape(reason)))"), "
+        body += "\(try run.int(3)) agent(s), started \(SVGChart.escape(try run.optionalString(4) ?? "-")). Every figure is computed in PostgreSQL from the raw "
         body += "samples of the whole fleet; latencies in milliseconds; percentiles: \(SVGChart.escape(Report.estimator)).</p>\n"
         let warnings = try await Report.warnings(database: database, runID: runID, source: source)
         if !warnings.isEmpty {
@@ -138,10 +140,10 @@ public enum HTMLReport {
     static func cdfCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
         let fractions = ResultSource.cdfFractions
         let sql = "SELECT cell, ttft_ms FROM \(source.relation("ttft_cdf")) WHERE run_id = $1 ORDER BY cell_index LIMIT 10"
-        let rows = try await database.query(sql, [String(runID)]).rows
-        let series = rows.map { row in
-            let values = Self.doubleArray(row[1])
-            return SVGChart.Series(name: row[0] ?? "", points: zip(values, fractions).map { (x: $0, y: $1 * 100) })
+        let rows = try await database.rows(sql, [String(runID)])
+        let series = try rows.map { row in
+            let values = Self.doubleArray(try row.optionalString(1))
+            return SVGChart.Series(name: try row.string(0), points: zip(values, fractions).map { (x: $0, y: $1 * 100) })
         }
         guard !series.isEmpty else { return [] }
         return [SVGChart(id: "ttft-cdf", title: "TTFT distribution", xLabel: "TTFT (ms)", yLabel: "percentile", series: series)]
@@ -149,22 +151,22 @@ public enum HTMLReport {
 
     /// Completed requests per second and p99 TTFT over the run, per cell (up to 10).
     static func timeCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
-        let rows = try await database.query("""
+        let rows = try await database.rows("""
             SELECT cell, extract(epoch FROM second - min(second) OVER ()), completed, ttft_p99_ms, good
             FROM \(source.relation("timeseries")) WHERE run_id = $1 AND cell_index < 10 ORDER BY cell_index, second
-            """, [String(runID)]).rows
+            """, [String(runID)])
         guard !rows.isEmpty else { return [] }
         var order: [String] = []
         var throughput: [String: [(x: Double, y: Double)]] = [:]
         var latency: [String: [(x: Double, y: Double)]] = [:]
         var goodput: [String: [(x: Double, y: Double)]] = [:]
         for row in rows {
-            let cell = row[0] ?? ""
+            let cell = try row.string(0)
             if throughput[cell] == nil { order.append(cell) }
-            let t = Double(row[1] ?? "") ?? 0
-            throughput[cell, default: []].append((t, Double(row[2] ?? "") ?? 0))
-            goodput[cell, default: []].append((t, Double(row[4] ?? "") ?? 0))
-            if let p99 = row[3].flatMap(Double.init) { latency[cell, default: []].append((t, p99)) }
+            let t = try row.double(1)
+            throughput[cell, default: []].append((t, try row.optionalDouble(2) ?? 0))
+            goodput[cell, default: []].append((t, try row.optionalDouble(4) ?? 0))
+            if let p99 = try row.optionalDouble(3) { latency[cell, default: []].append((t, p99)) }
         }
         return [
             SVGChart(id: "throughput-time", title: "Completed requests per second", xLabel: "seconds into the run", yLabel: "requests/s",

@@ -15,26 +15,28 @@ import Darwin
 /// same directory finds what was left and stores it. Bounded: past ``diskBound`` bytes ``keep``
 /// refuses, and the agents keep their batches instead. Not thread-safe: one owner (the
 /// coordinator's state actor) calls it.
-final class IngestSpool {
-    struct Entry {
-        var name: String
-        var batch: SampleBatch
-        var clockOffset: Int64
+public final class IngestSpool {
+    public struct Entry {
+        public var name: String
+        public var batch: SampleBatch
+        public var clockOffset: Int64
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+
+        public init(description: String) { self.description = description }
     }
 
-    let directory: String
-    let diskBound: Int
+    public let directory: String
+    public let diskBound: Int
     /// File name → size, in the order kept.
     private var files: [(name: String, size: Int)] = []
     private var nextNumber: UInt64 = 0
-    private(set) var bytes = 0
+    public private(set) var bytes = 0
 
     /// Opens the spool, taking over any batches a previous coordinator left in `directory`.
-    init(directory: String, diskBound: Int) {
+    public init(directory: String, diskBound: Int) {
         self.directory = directory
         self.diskBound = diskBound
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
@@ -47,11 +49,11 @@ final class IngestSpool {
         }
     }
 
-    var isEmpty: Bool { self.files.isEmpty }
-    var count: Int { self.files.count }
+    public var isEmpty: Bool { self.files.isEmpty }
+    public var count: Int { self.files.count }
 
     /// Writes `batch` durably. Returns `false`, writing nothing, when the spool is at its bound.
-    func keep(_ batch: SampleBatch, clockOffset: Int64) throws(Failure) -> Bool {
+    public func keep(_ batch: SampleBatch, clockOffset: Int64) throws(Failure) -> Bool {
         var buffer = ByteBuffer()
         buffer.writeInteger(clockOffset)
         Frame.encode(.sampleBatch(batch), into: &buffer)
@@ -75,7 +77,7 @@ final class IngestSpool {
 
     /// The oldest batch kept, read back; a file that cannot be read is moved to `rejected/` so it
     /// neither blocks the rest nor vanishes.
-    func oldest() -> Entry? {
+    public func oldest() -> Entry? {
         while let first = self.files.first {
             let path = "\(self.directory)/\(first.name)"
             if let data = FileManager.default.contents(atPath: path), data.count > 8 {
@@ -90,7 +92,7 @@ final class IngestSpool {
     }
 
     /// Forgets a batch the database has committed.
-    func remove(_ name: String) {
+    public func remove(_ name: String) {
         guard let index = self.files.firstIndex(where: { $0.name == name }) else { return }
         self.bytes -= self.files[index].size
         self.files.remove(at: index)
@@ -98,7 +100,7 @@ final class IngestSpool {
     }
 
     /// Moves a batch the database refuses for good (not an outage) aside, under `rejected/`.
-    func reject(_ name: String) {
+    public func reject(_ name: String) {
         let rejected = "\(self.directory)/rejected"
         try? FileManager.default.createDirectory(atPath: rejected, withIntermediateDirectories: true)
         try? FileManager.default.moveItem(atPath: "\(self.directory)/\(name)", toPath: "\(rejected)/\(name)")

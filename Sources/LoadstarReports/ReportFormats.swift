@@ -1,4 +1,5 @@
 import Foundation
+import LoadstarStore
 
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).
@@ -6,7 +7,7 @@ extension Report {
     /// One JSON document: the run, its cells' figures, regions, errors, cold/warm, the per-agent
     /// against global view, calibrations, events and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
-        guard try await database.query("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).rows.count == 1 else {
+        guard try await database.rows("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).count == 1 else {
             throw ReportError.noSuchRun(runID)
         }
         let source = try await ResultSource.of(database, runID: runID)
@@ -38,7 +39,7 @@ extension Report {
             """
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
         let warningsJSON = String(decoding: (try? JSONEncoder().encode(warnings)) ?? Data("[]".utf8), as: UTF8.self)
-        guard let text = try await database.query(sql, [String(runID), Self.estimator, warningsJSON]).rows.first?[0] else {
+        guard let text = try await database.rows(sql, [String(runID), Self.estimator, warningsJSON]).first?.optionalString(0) else {
             throw ReportError.noSuchRun(runID)
         }
         return text + "\n"

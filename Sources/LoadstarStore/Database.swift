@@ -62,7 +62,7 @@ public actor Database {
                 CREATE TABLE IF NOT EXISTS loadstar_migrations (
                     version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                 """)
-            let applied = Set(try db.query("SELECT version FROM loadstar_migrations").compactMap { $0[0].flatMap { Int($0) } })
+            let applied = Set(try db.query("SELECT version FROM loadstar_migrations") { row throws(RowDecodingError) in try row.int(0) })
             var done: [Int] = []
             for migration in Schema.migrations where !applied.contains(migration.version) {
                 try db.inTransaction { () throws(DatabaseError) in
@@ -108,7 +108,15 @@ public actor Database {
         public var clockOffset: Int64
         public var clockRTT: Int64
         /// The assignment's shard secret; only its SHA-256 is stored.
-        public var secret: String = ""
+        public var secret: String
+
+        public init(spec: ShardSpec, agentID: String, clockOffset: Int64, clockRTT: Int64, secret: String = "") {
+            self.spec = spec
+            self.agentID = agentID
+            self.clockOffset = clockOffset
+            self.clockRTT = clockRTT
+            self.secret = secret
+        }
     }
 
     /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
@@ -119,7 +127,7 @@ public actor Database {
             let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
             return try db.inTransaction { () throws(DatabaseError) -> UInt64 in
                 let slo = plan.slos
-                let rows = try db.query("""
+                let ids = try db.query("""
                     INSERT INTO runs (name, plan_name, plan_yaml, plan, seed, status, started_at,
                                       slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate, coordinator_id,
                                       client_bound_send_lag_ms, client_bound_busy)
@@ -128,8 +136,8 @@ public actor Database {
                           slo.ttftP99Ms.map { "\($0)" }, slo.tpotP99Ms.map { "\($0)" }, slo.itlP99Ms.map { "\($0)" },
                           slo.e2eP99Ms.map { "\($0)" }, slo.errorRate.map { "\($0)" }, coordinatorID,
                           "\(plan.load.clientBound?.sendLagP99Ms ?? Load.ClientBound.defaultSendLagP99Ms)",
-                          "\(plan.load.clientBound?.busy ?? Load.ClientBound.defaultBusy)"])
-                guard let id = rows.first?[0].flatMap({ UInt64($0) }) else {
+                          "\(plan.load.clientBound?.busy ?? Load.ClientBound.defaultBusy)"]) { row throws(RowDecodingError) in try row.uint64(0) }
+                guard let id = ids.first else {
                     throw DatabaseError(kind: .query, message: "INSERT INTO runs returned no id")
                 }
                 for (index, target) in plan.targets.enumerated() {
@@ -213,7 +221,7 @@ public actor Database {
     }
 
     /// Whether the database has shard `shardIndex` of run `runID` at all.
-    func shardExists(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Bool {
+    public func shardExists(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Bool {
         try self.with { db throws(DatabaseError) in
             try !db.query("SELECT 1 FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)]).isEmpty
         }
@@ -223,80 +231,68 @@ public actor Database {
     /// (for a claim this coordinator has no memory of: a run from before a restart).
     public func shardSecretMatches(runID: UInt64, shardIndex: UInt32, agentID: String, secret: String) throws(DatabaseError) -> Bool {
         try self.with { db throws(DatabaseError) in
-            let rows = try db.query("""
+            let matches = try db.query("""
                 SELECT secret_sha256 IS NOT NULL AND secret_sha256 = sha256(convert_to($4, 'UTF8'))
                 FROM shards WHERE run_id = $1 AND shard_index = $2 AND agent_id = $3
-                """, [String(runID), String(shardIndex), agentID, secret])
-            return rows.first?[0] == "t"
+                """, [String(runID), String(shardIndex), agentID, secret]) { row throws(RowDecodingError) in try row.optionalBool(0) }
+            return matches.first == true
         }
     }
 
     /// Number of distinct batches stored for a shard.
     public func storedBatches(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> Int {
         try self.with { db throws(DatabaseError) in
-            let rows = try db.query(
+            let counts = try db.query(
                 "SELECT count(*) FROM sample_batches WHERE run_id = $1 AND shard_index = $2 AND batch_seq < $3",
-                [String(runID), String(shardIndex), String(RunAccounting.accountingBatch)])
-            return rows.first?[0].flatMap { Int($0) } ?? 0
+                [String(runID), String(shardIndex), String(Self.accountingBatch)]) { row throws(RowDecodingError) in try row.int(0) }
+            return counts.first ?? 0
         }
     }
 
     /// How many of a run's rows ended each way a request can fail to complete its course.
     public func unfinishedRequests(runID: UInt64) throws(DatabaseError) -> [String: Int] {
         try self.with { db throws(DatabaseError) in
-            var counts: [String: Int] = [:]
-            for row in try db.query("""
+            let counts = try db.query("""
                 SELECT error_class, count(*) FROM samples
                 WHERE run_id = $1 AND error_class IN ('dropped', 'lost', 'not_sent', 'cancelled') GROUP BY 1
-                """, [String(runID)]) {
-                if let name = row[0], let count = row[1].flatMap({ Int($0) }) { counts[name] = count }
-            }
-            return counts
+                """, [String(runID)]) { row throws(RowDecodingError) in (try row.string(0), try row.int(1)) }
+            return Dictionary(counts, uniquingKeysWith: { $1 })
         }
     }
 
     /// The spec a shard was assigned.
-    func shardSpec(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> ShardSpec? {
+    public func shardSpec(runID: UInt64, shardIndex: UInt32) throws(DatabaseError) -> ShardSpec? {
         try self.with { db throws(DatabaseError) in
-            let rows = try db.query("SELECT spec::text FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)])
-            guard let json = rows.first?[0] else { return nil }
+            let specs = try db.query("SELECT spec::text FROM shards WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex)]) {
+                row throws(RowDecodingError) in try row.string(0)
+            }
+            guard let json = specs.first else { return nil }
             return try? JSONDecoder().decode(ShardSpec.self, from: Data(json.utf8))
         }
     }
 
     /// The first-turn requests of the given shards that have a row.
     /// - Parameter shardIndices: `nil`: every shard of the run.
-    func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]?) throws(DatabaseError) -> Set<RunAccounting.RequestKey> {
+    public func firstTurnRequests(runID: UInt64, shardIndices: [UInt32]?) throws(DatabaseError) -> Set<RequestKey> {
         try self.with { db throws(DatabaseError) in
-            var keys = Set<RunAccounting.RequestKey>()
             let list = shardIndices.map { "{" + $0.map(String.init).joined(separator: ",") + "}" }
-            for row in try db.query(
+            return Set(try db.query(
                 "SELECT cell_index, stage_index, request_index FROM samples WHERE run_id = $1 AND ($2::int[] IS NULL OR shard_index = ANY($2::int[])) AND turn_index = 0",
-                [String(runID), list])
-            {
-                guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let index = row[2].flatMap({ Int($0) })
-                else { continue }
-                keys.insert(RunAccounting.RequestKey(cell: cell, stage: stage, index: index))
-            }
-            return keys
+                [String(runID), list]
+            ) { row throws(RowDecodingError) in RequestKey(cell: try row.int(0), stage: try row.int(1), index: try row.int(2)) })
         }
     }
 
     /// When each stage of each cell started (its first intended request, fleet-wide), µs since
     /// the epoch on the coordinator's clock.
-    func stageStarts(runID: UInt64) throws(DatabaseError) -> [RunAccounting.StageKey: Int64] {
+    public func stageStarts(runID: UInt64) throws(DatabaseError) -> [StageKey: Int64] {
         try self.with { db throws(DatabaseError) in
-            var starts: [RunAccounting.StageKey: Int64] = [:]
-            for row in try db.query("""
+            let starts = try db.query("""
                 SELECT cell_index, stage_index, (extract(epoch FROM min(intended_at)) * 1000000)::bigint
                 FROM samples WHERE run_id = $1 AND batch_seq < $2 GROUP BY 1, 2
-                """, [String(runID), String(RunAccounting.accountingBatch)])
-            {
-                guard let cell = row[0].flatMap({ Int($0) }), let stage = row[1].flatMap({ Int($0) }), let at = row[2].flatMap({ Int64($0) })
-                else { continue }
-                starts[RunAccounting.StageKey(cell: cell, stage: stage)] = at
-            }
-            return starts
+                """, [String(runID), String(Self.accountingBatch)]
+            ) { row throws(RowDecodingError) in (StageKey(cell: try row.int(0), stage: try row.int(1)), try row.int64(2)) }
+            return Dictionary(starts, uniquingKeysWith: { $1 })
         }
     }
 
@@ -362,10 +358,11 @@ public actor Database {
     public func interruptedRuns(coordinatorID: String) throws(DatabaseError) -> [InterruptedRun] {
         try self.with { db throws(DatabaseError) in
             var out: [InterruptedRun] = []
-            for row in try db.query("SELECT id, plan::text FROM runs WHERE status = 'running' AND coordinator_id = $1 ORDER BY id", [coordinatorID]) {
-                guard let id = row[0].flatMap({ UInt64($0) }), let json = row[1],
-                    let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8))
-                else { continue }
+            let runs = try db.query("SELECT id, plan::text FROM runs WHERE status = 'running' AND coordinator_id = $1 ORDER BY id", [coordinatorID]) {
+                row throws(RowDecodingError) in (id: try row.uint64(0), plan: try row.string(1))
+            }
+            for (id, json) in runs {
+                guard let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.utf8)) else { continue }
                 let shards = try db.query("""
                     SELECT sh.shard_index, sh.agent_id, a.name, CASE WHEN sh.status IN ('done', 'aborted') THEN sh.batches END,
                            sh.batches IS NOT NULL AND sh.batches = (SELECT count(*) FROM sample_batches b
@@ -373,9 +370,11 @@ public actor Database {
                                                                        AND b.batch_seq < $2),
                            sh.status = 'lost', sh.spec->'takeover'->>'lostShard'
                     FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1 ORDER BY sh.shard_index
-                    """, [String(id), String(RunAccounting.accountingBatch)]).map { r in
-                    (UInt32(r[0] ?? "") ?? 0, r[1] ?? "", r[2] ?? "", r[3].flatMap { UInt64($0) }, r[3] != nil && r[4] == "t",
-                     r[5] == "t", r[6].flatMap { UInt32($0) })
+                    """, [String(id), String(Self.accountingBatch)]) { row throws(RowDecodingError) in
+                    let batches = try row.optionalUInt64(3)
+                    let stored = try row.bool(4)
+                    return (try row.uint32(0), try row.string(1), try row.string(2), batches, batches != nil && stored,
+                            try row.bool(5), try row.optionalUInt32(6))
                 }
                 out.append(InterruptedRun(id: id, plan: plan, shards: shards))
             }
@@ -451,14 +450,48 @@ public actor Database {
                     INSERT INTO run_events (run_id, kind, detail) SELECT id, 'run_finished', 'aborted: ' || status_reason FROM closed
                 )
                 SELECT id, status_reason FROM closed ORDER BY id
-                """, [coordinatorID]).compactMap { row in
-                row[0].flatMap { UInt64($0) }.map { AbandonedRun(id: $0, reason: row[1] ?? "") }
-            }
+                """, [coordinatorID]) { row throws(RowDecodingError) in AbandonedRun(id: try row.uint64(0), reason: try row.string(1)) }
         }
     }
 
-    /// Runs a read-only query for reports and tools.
+    /// Runs a read-only query for reports and tools, its rows as PostgreSQL's text (for output
+    /// that passes values through, such as CSV).
     public func query(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> (columns: [String], rows: [[String?]]) {
         try self.with { db throws(DatabaseError) in try db.queryWithColumns(sql, parameters) }
+    }
+
+    /// Runs a read-only query for reports and tools, its rows to be read as typed values.
+    public func rows(_ sql: String, _ parameters: [String?] = []) throws(DatabaseError) -> [Row] {
+        try self.with { db throws(DatabaseError) in try db.query(sql, parameters) }
+    }
+}
+
+extension Database {
+    /// The batch number of the rows written for a lost shard (no agent numbers a batch this
+    /// high): counts of an agent's stored batches leave these out.
+    public static let accountingBatch: UInt64 = 1 << 62
+
+    /// A request's identity within a run.
+    public struct RequestKey: Hashable, Sendable {
+        public var cell: Int
+        public var stage: Int
+        public var index: Int
+
+        public init(cell: Int, stage: Int, index: Int) {
+            self.cell = cell
+            self.stage = stage
+            self.index = index
+        }
+    }
+
+    /// A stage of a cell.
+    public struct StageKey: Hashable, Sendable {
+        public var cell: Int
+        public var stage: Int
+
+        public init(cell: Int, stage: Int) {
+            self.cell = cell
+            self.stage = stage
+        }
     }
 }
