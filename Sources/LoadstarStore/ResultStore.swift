@@ -60,6 +60,13 @@ extension Database {
         let start = Date()
         let id = String(runID)
         try self.with { db throws(DatabaseError) in
+            // The run's partition is new and freshly filled: without statistics the planner
+            // guesses its size, and the views' plans can be far off (autovacuum analyzes it
+            // later, if at all).
+            let partition = "samples_run_\(runID)"
+            if try db.query("SELECT to_regclass($1) IS NOT NULL", [partition], decode: { row throws(RowDecodingError) in try row.bool(0) }) == [true] {
+                try db.execute("ANALYZE \(partition)")
+            }
             try db.inTransaction { () throws(DatabaseError) in
                 for view in ResultSource.views {
                     _ = try db.query("DELETE FROM \(view)_done WHERE run_id = $1", [id])
