@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarProtocol
 
 /// What one server-sent event meant for the measurement.
 public struct StreamEvent: Equatable, Sendable {
@@ -18,6 +19,8 @@ public struct StreamEvent: Equatable, Sendable {
     public var cachedTokens: Int?
     /// `usage.completion_tokens_details.reasoning_tokens`.
     public var reasoningTokens: Int?
+    /// The server's own timings for the request (llama.cpp's `timings`), validated.
+    public var serverTimings: Sample.ServerTimings?
 
     /// Output that was reasoning (or thinking) text only.
     public var carriesReasoningOnly: Bool { self.carriesOutput && !self.carriesAnswer }
@@ -183,6 +186,7 @@ public struct SSEParser {
                 event.cachedTokens = (usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int
                 event.reasoningTokens = (usage["completion_tokens_details"] as? [String: Any])?["reasoning_tokens"] as? Int
             }
+            if let timings = object["timings"] as? [String: Any] { event.serverTimings = ServerTimingsReader.read(timings) }
         }
         return event
     }
@@ -216,6 +220,8 @@ enum FastEventScan {
             let last = data.last(where: { !isSpace($0) }), last == UInt8(ascii: "}")
         else { return nil }
         if contains(data, #""error""#) { return nil }
+        // llama.cpp's final chunk: its timings are read by the full parser (once per request).
+        if contains(data, #""timings""#) { return nil }
         var event = StreamEvent()
         switch kind {
         case .openAIChat, .openAICompletions, .genericSSE:

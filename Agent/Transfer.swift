@@ -105,6 +105,7 @@ final class Transfer {
     var usageCompletion: Int?
     var usageCached: Int?
     var usageReasoning: Int?
+    var serverTimings: Sample.ServerTimings?
     /// Set when we stop the transfer ourselves (timeouts, abort).
     var forcedError: ErrorClass?
     /// For a turn of an open-loop session: what the next turn follows from.
@@ -218,6 +219,7 @@ final class Transfer {
         if let c = event.completionTokens { self.usageCompletion = c }
         if let c = event.cachedTokens { self.usageCached = c }
         if let r = event.reasoningTokens { self.usageReasoning = r }
+        if let t = event.serverTimings { self.serverTimings = t }
     }
 
     /// Runs the transfer to its end on this thread, outside any multi handle (calibration probes).
@@ -265,6 +267,7 @@ final class Transfer {
             s.reasoningTokens = Int32(clamping: self.reasoningEvents)
             s.flags.insert(.reasoningTokensEstimated)
         }
+        s.serverTimings = self.serverTimings ?? .none
         (s.errorClass, s.errorDetail) = self.classify(result: result, status: status)
         return s
     }

@@ -28,6 +28,8 @@ extension Loadstar {
         var reasoningTokens: Int?
         @Flag(help: "Serve repeated prompt prefixes from a prompt cache, reported as Anthropic does (input_tokens without the cached part, cache_read_input_tokens, cache_creation_input_tokens) and as OpenAI's prompt_tokens_details.cached_tokens.")
         var promptCache = false
+        @Flag(help: "End every OpenAI chat and completions stream with llama.cpp's timings object (prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n) in its final chunk, from what the simulated engine did.")
+        var timings = false
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
@@ -57,7 +59,7 @@ extension Loadstar {
                     }
                 }
                 server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog, apiKey: self.apiKey,
-                    promptCache: self.promptCache)
+                    promptCache: self.promptCache, serverTimings: self.timings)
             } catch let error as ValidationError {
                 throw error
             } catch {

@@ -137,13 +137,15 @@ struct StreamWriter {
         return #"{"prompt_tokens":\#(self.promptTokens),"completion_tokens":\#(output),"total_tokens":\#(self.promptTokens + output),"prompt_tokens_details":{"cached_tokens":\#(cached)}\#(reasoning)}"#
     }
 
-    /// Events after the last token, ending the stream.
-    func closing(outputTokens: Int, cachedTokens: Int) -> String {
+    /// Events after the last token, ending the stream. `timings` (chat and completions only) goes
+    /// in the chunk that carries the finish reason, as llama.cpp's server puts it.
+    func closing(outputTokens: Int, cachedTokens: Int, timings: ServerTimings? = nil) -> String {
         switch self.format {
         case .chat, .completions:
             let prefix = self.format == .chat ? self.chatPrefix : self.completionPrefix
             let finish = self.format == .chat ? #"{"index":0,"delta":{},"finish_reason":"length"}"# : #"{"index":0,"text":"","finish_reason":"length"}"#
-            var text = self.sse(prefix + finish + "]}")
+            let timingsField = timings.map { #","timings":"# + $0.json } ?? ""
+            var text = self.sse(prefix + finish + "]" + timingsField + "}")
             if self.includeUsage {
                 text += self.sse(prefix + "],\"usage\":" + self.usage(output: outputTokens, cached: cachedTokens) + "}")
             }

@@ -30,12 +30,16 @@ public struct EngineModel: Sendable {
         public var isLast: Bool
         /// Prompt tokens served from the prefix cache (set on the first token).
         public var cachedTokens: Int
+        /// When the step that began the request's prefill started (µs, the clock `step(now:)` is
+        /// given): the server's prefill time is the first token's time less this.
+        public var prefillStartedAt: Int64
 
-        public init(id: UInt64, index: Int, isLast: Bool, cachedTokens: Int) {
+        public init(id: UInt64, index: Int, isLast: Bool, cachedTokens: Int, prefillStartedAt: Int64 = 0) {
             self.id = id
             self.index = index
             self.isLast = isLast
             self.cachedTokens = cachedTokens
+            self.prefillStartedAt = prefillStartedAt
         }
     }
 
@@ -52,6 +56,7 @@ public struct EngineModel: Sendable {
         var cached: Int
         var prefilled: Int
         var generated: Int
+        var prefillStartedAt: Int64 = 0
         var prefillNeeded: Int { self.request.promptTokens - self.cached }
         var reservation: Int { self.request.promptTokens + self.request.maxTokens }
     }
@@ -114,6 +119,7 @@ public struct EngineModel: Sendable {
             if s.prefilled < s.prefillNeeded {
                 guard budget > 0 else { continue }
                 let take = min(budget, s.prefillNeeded - s.prefilled)
+                if s.prefilled == 0 { s.prefillStartedAt = now }
                 budget -= take
                 prefillTokens += take
                 s.prefilled += take
@@ -121,12 +127,15 @@ public struct EngineModel: Sendable {
                     // Prefill ends with the first token.
                     s.generated = 1
                     self.cache.insert(s.request.prefixBlocks)
-                    emissions.append(Emission(id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached))
+                    emissions.append(Emission(
+                        id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached, prefillStartedAt: s.prefillStartedAt))
                 }
             } else {
                 decoding += 1
                 kvInDecode += s.request.promptTokens + s.generated
-                emissions.append(Emission(id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached))
+                emissions.append(Emission(
+                    id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached,
+                    prefillStartedAt: s.prefillStartedAt))
                 s.generated += 1
             }
             self.running[i] = s

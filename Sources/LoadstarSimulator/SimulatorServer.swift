@@ -21,11 +21,14 @@ public final class SimulatorServer: Sendable {
 
     /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
     /// and `/<profile>/v1/…` reaches any profile from any port.
-    /// - Parameter promptCache: serve repeated prompt prefixes from a prompt cache per profile and
-    ///   report them as Anthropic does (``PromptCache``).
+    /// - Parameters:
+    ///   - promptCache: serve repeated prompt prefixes from a prompt cache per profile and report
+    ///     them as Anthropic does (``PromptCache``).
+    ///   - serverTimings: end every OpenAI chat and completions stream with llama.cpp's `timings`
+    ///     object in its final chunk.
     public static func start(
         host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
-        apiKey: String? = nil, promptCache: Bool = false
+        apiKey: String? = nil, promptCache: Bool = false, serverTimings: Bool = false
     ) async throws -> SimulatorServer {
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
@@ -36,7 +39,10 @@ public final class SimulatorServer: Sendable {
         let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
         let state = try await loop.submit {
             NIOLoopBound(
-                SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache), eventLoop: loop)
+                SimulatorState(
+                    profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache,
+                    serverTimings: serverTimings),
+                eventLoop: loop)
         }.get()
         if truthLog != nil {
             loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
@@ -83,11 +89,17 @@ final class SimulatorState {
     var promptCaches: [String: PromptCache]?
     /// Tokens a prompt cache holds, at least (a profile's `prefix_cache_tokens` when larger).
     static let promptCacheTokens = 1 << 20
+    /// Whether streams end with llama.cpp's `timings` (`--timings`).
+    let serverTimings: Bool
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
-    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false) {
+    init(
+        profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false,
+        serverTimings: Bool = false
+    ) {
         self.apiKey = apiKey
+        self.serverTimings = serverTimings
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
@@ -153,6 +165,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var maxTokens: Int
         var tokenTimes: [Int64] = []
         var cachedTokens = 0
+        /// When the engine began this request's prefill (wall µs).
+        var prefillStartedAt: Int64 = 0
         var fault: Fault?
         var stalledUntil: NIODeadline?
         var held = ""
@@ -328,7 +342,10 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         guard var active = self.active, active.id == emission.id, let context = self.context else { return }
         let now = wallMicros()
         active.tokenTimes.append(now)
-        if emission.index == 0 { active.cachedTokens = emission.cachedTokens }
+        if emission.index == 0 {
+            active.cachedTokens = emission.cachedTokens
+            active.prefillStartedAt = emission.prefillStartedAt
+        }
         let halfway = emission.index == active.maxTokens / 2
         if active.streaming {
             var text = active.writer.token(emission.index)
@@ -341,7 +358,14 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
                 context.close(promise: nil)
                 return
             }
-            if emission.isLast { text += active.writer.closing(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens) }
+            if emission.isLast {
+                let timings = self.state.serverTimings
+                    ? ServerTimings(
+                        promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens,
+                        prefillStartedAt: active.prefillStartedAt, tokenTimes: active.tokenTimes)
+                    : nil
+                text += active.writer.closing(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens, timings: timings)
+            }
             if halfway, active.fault == .stall {
                 active.stalledUntil = .now() + .milliseconds(Int64(active.engine.profile.faults.stallMs))
                 let resume = active.stalledUntil!
