@@ -68,6 +68,39 @@ public struct EngineModel: Sendable {
     private var reserved = 0
     private var cache: PrefixCache
     private var lastBusyEnd: Int64?
+    private var promptTokensTotal = 0
+    private var generationTokensTotal = 0
+
+    /// What a vLLM server exports about its scheduler, read from this state.
+    public struct Metrics: Sendable, Equatable {
+        /// Sequences in the batch (prefilling or decoding).
+        public var running: Int
+        /// Requests waiting for KV-cache room or a batch slot.
+        public var waiting: Int
+        /// KV cache reserved by the batch (prompt plus `max_tokens` per sequence, as admission
+        /// counts it), as a fraction of the capacity: 1 is full.
+        public var kvCacheUsage: Double
+        /// Prompt tokens of the requests whose prefill finished (the cached part included).
+        public var promptTokensTotal: Int
+        /// Output tokens produced.
+        public var generationTokensTotal: Int
+
+        public init(running: Int, waiting: Int, kvCacheUsage: Double, promptTokensTotal: Int, generationTokensTotal: Int) {
+            self.running = running
+            self.waiting = waiting
+            self.kvCacheUsage = kvCacheUsage
+            self.promptTokensTotal = promptTokensTotal
+            self.generationTokensTotal = generationTokensTotal
+        }
+    }
+
+    /// The scheduler's state as of the last planned step (a step's effects count from its start).
+    public var metrics: Metrics {
+        Metrics(
+            running: self.running.count, waiting: self.queued,
+            kvCacheUsage: min(1, max(0, Double(self.reserved) / Double(max(1, self.profile.kvCapacityTokens)))),
+            promptTokensTotal: self.promptTokensTotal, generationTokensTotal: self.generationTokensTotal)
+    }
 
     public init(profile: SimulatorProfile) {
         self.profile = profile
@@ -126,6 +159,7 @@ public struct EngineModel: Sendable {
                 if s.prefilled == s.prefillNeeded {
                     // Prefill ends with the first token.
                     s.generated = 1
+                    self.promptTokensTotal += s.request.promptTokens
                     self.cache.insert(s.request.prefixBlocks)
                     emissions.append(Emission(
                         id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached, prefillStartedAt: s.prefillStartedAt))
@@ -140,6 +174,7 @@ public struct EngineModel: Sendable {
             }
             self.running[i] = s
         }
+        self.generationTokensTotal += emissions.count
         duration += Double(prefillTokens) / self.profile.prefillTokensPerSecond * 1_000_000
         if decoding > 0 {
             duration += self.profile.decodeStepMs * 1000 + self.profile.decodeMicrosPerKVToken * Double(kvInDecode)

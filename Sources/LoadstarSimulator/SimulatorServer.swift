@@ -206,13 +206,18 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
         var profile = self.defaultProfile
         let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
-        if let first = parts.first, first != "v1", first != "health", self.state.engines[String(first)] != nil {
+        if let first = parts.first, first != "v1", first != "health", first != "metrics", self.state.engines[String(first)] != nil {
             profile = String(first)
             path = "/" + (parts.count > 1 ? String(parts[1]) : "")
         }
         switch (head.method, path) {
         case (.GET, "/health"):
             self.respond(context, head, status: .ok, json: #"{"status":"ok"}"#)
+        case (.GET, "/metrics"):
+            let engine = self.state.engines[profile]!
+            self.respond(
+                context, head, status: .ok, json: MetricsExposition.render(engine.metrics, modelName: engine.profile.name),
+                contentType: MetricsExposition.contentType)
         case (.GET, "/v1/models"):
             let models = self.state.engines.keys.sorted().map { #"{"id":"\#($0)","object":"model","owned_by":"loadstar-sim"}"# }
             self.respond(context, head, status: .ok, json: #"{"object":"list","data":[\#(models.joined(separator: ","))]}"#)
@@ -232,9 +237,12 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         return #"{"error":{"message":"\#(escaped)","type":"\#(type)"}}"#
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil) {
+    private func respond(
+        _ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil,
+        contentType: String = "application/json"
+    ) {
         var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-type", value: contentType)
         headers.add(name: "content-length", value: String(json.utf8.count))
         if let id { headers.add(name: "x-request-id", value: "sim-\(id)") }
         if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
