@@ -26,10 +26,14 @@ public final class SimulatorServer: Sendable {
     ///     them as Anthropic does (``PromptCache``).
     ///   - serverTimings: end every OpenAI chat and completions stream with llama.cpp's `timings`
     ///     object in its final chunk.
+    ///   - timeScale: every duration of every profile, and of the faults, multiplied by this
+    ///     (``SimulatorProfile/scaled(by:)``); within ``SimulatorProfile/timeScales``.
     public static func start(
         host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
-        apiKey: String? = nil, promptCache: Bool = false, serverTimings: Bool = false
+        apiKey: String? = nil, promptCache: Bool = false, serverTimings: Bool = false, timeScale: Double = 1
     ) async throws -> SimulatorServer {
+        guard SimulatorProfile.timeScales.contains(timeScale) else { throw SimulatorError.badTimeScale(timeScale) }
+        let profiles = timeScale == 1 ? profiles : profiles.map { $0.scaled(by: timeScale) }
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
             throw SimulatorError.unknownProfile(listener.profile, known: known)
@@ -41,7 +45,7 @@ public final class SimulatorServer: Sendable {
             NIOLoopBound(
                 SimulatorState(
                     profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache,
-                    serverTimings: serverTimings),
+                    serverTimings: serverTimings, timeScale: timeScale),
                 eventLoop: loop)
         }.get()
         if truthLog != nil {
@@ -91,15 +95,18 @@ final class SimulatorState {
     static let promptCacheTokens = 1 << 20
     /// Whether streams end with llama.cpp's `timings` (`--timings`).
     let serverTimings: Bool
+    /// `--time-scale`: the profiles come scaled; the fixed delays of faults on demand scale by it.
+    let timeScale: Double
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
     init(
         profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false,
-        serverTimings: Bool = false
+        serverTimings: Bool = false, timeScale: Double = 1
     ) {
         self.apiKey = apiKey
         self.serverTimings = serverTimings
+        self.timeScale = timeScale
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
@@ -332,7 +339,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             }
             engine.submit(request, sink: self)
         }
-        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000) : faults.slowHeadersMs
+        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000 * self.state.timeScale) : faults.slowHeadersMs
         if slow > 0 {
             context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(Int64(slow * 1000))) { start() }
         } else {
