@@ -12,9 +12,15 @@ public struct EngineModel: Sendable {
         /// Prompt tokens the server's prompt cache already decided to serve (`--prompt-cache`):
         /// not prefilled, and the engine's own prefix cache is not consulted.
         public var servedFromCache: Int?
+        /// Whether its tokens are output (false: an embeddings request, whose one "token" marks
+        /// the end of its prefill and is not counted as generated).
+        public var generates: Bool
 
-        public init(id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = [], servedFromCache: Int? = nil) {
+        public init(
+            id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = [], servedFromCache: Int? = nil, generates: Bool = true
+        ) {
             self.id = id
+            self.generates = generates
             self.promptTokens = promptTokens
             self.maxTokens = max(1, maxTokens)
             self.prefixBlocks = prefixBlocks
@@ -174,7 +180,8 @@ public struct EngineModel: Sendable {
             }
             self.running[i] = s
         }
-        self.generationTokensTotal += emissions.count
+        let pooling = Set(self.running.lazy.filter { !$0.request.generates }.map(\.request.id))
+        self.generationTokensTotal += pooling.isEmpty ? emissions.count : emissions.filter { !pooling.contains($0.id) }.count
         duration += Double(prefillTokens) / self.profile.prefillTokensPerSecond * 1_000_000
         if decoding > 0 {
             duration += self.profile.decodeStepMs * 1000 + self.profile.decodeMicrosPerKVToken * Double(kvInDecode)

@@ -234,6 +234,10 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             self.generate(head, format: .completions, profile: profile, context: context)
         case (.POST, "/v1/messages"):
             self.generate(head, format: .anthropic, profile: profile, context: context)
+        case (.POST, "/v1/responses"):
+            self.generate(head, format: .responses, profile: profile, context: context)
+        case (.POST, "/v1/embeddings"):
+            self.generate(head, format: .embeddings, profile: profile, context: context)
         default:
             self.respond(context, head, status: .notFound, json: Self.error("no route for \(head.method) \(path)", type: "not_found"))
         }
@@ -290,15 +294,16 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             else if self.state.roll(faults.stall) { fault = .stall }
         }
         let id = self.state.newID()
-        let streaming = body["stream"] as? Bool ?? false
+        let streaming = format.generates && body["stream"] as? Bool ?? false
         let (words, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
         let promptTokens = engine.profile.templateTokens + Int((Double(words) * engine.profile.tokensPerWord).rounded())
         let maxTokens = max(1, format.maxTokens(body) ?? engine.profile.defaultMaxTokens)
         // Reasoning comes on top of max_tokens, so the answer keeps the length asked for.
         var reasoning = head.headers.first(name: "x-loadstar-reasoning-tokens").flatMap { Int($0) } ?? engine.profile.reasoningTokens
-        reasoning = format == .completions ? 0 : min(max(0, reasoning), 1_000_000)
+        reasoning = format == .completions || !format.generates ? 0 : min(max(0, reasoning), 1_000_000)
         let model = body["model"] as? String ?? profile
-        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks)
+        let request = EngineModel.Request(
+            id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks, generates: format.generates)
         let start = {
             switch fault {
             case .http429?:
@@ -325,7 +330,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             request.servedFromCache = cache?.read
             let writer = StreamWriter(
                 format: format, id: id, model: model, promptTokens: promptTokens,
-                includeUsage: format.wantsUsage(body, streaming: streaming), reasoningTokens: reasoning, promptCache: cache)
+                includeUsage: format.wantsUsage(body, streaming: streaming), reasoningTokens: reasoning, promptCache: cache,
+                inputs: format.inputCount(body))
             self.active = ActiveRequest(
                 id: id, engine: engine, writer: writer, streaming: streaming, keepAlive: head.isKeepAlive, version: head.version,
                 arrival: arrival, maxTokens: request.maxTokens, fault: fault)
