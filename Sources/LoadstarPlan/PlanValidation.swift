@@ -23,6 +23,8 @@ public enum PlanLimits {
     /// Stages of the load, targets, workloads, and cells (every combination of the matrix).
     public static let maxStages = 1_000
     public static let maxTargets = 1_000
+    /// Inputs in one embeddings request (`batch_size`).
+    public static let maxEmbeddingBatch = 2_048
     public static let maxWorkloads = 1_000
     public static let maxCells = 10_000
     /// Values of one matrix axis.
@@ -314,6 +316,13 @@ struct PlanChecker {
         case nil: break
         }
         if let quality = target.quality { self.number(quality, "\(path).quality", min: 0, max: 1e12) }
+        if let batchSize = target.batchSize {
+            if target.kind != .openAIEmbeddings {
+                self.report("\(path).batch_size", "applies only to kind openai-embeddings (inputs per request); remove it, or set kind: openai-embeddings")
+            } else {
+                self.integer(batchSize, "\(path).batch_size", min: 1, max: PlanLimits.maxEmbeddingBatch)
+            }
+        }
         if let parameters = target.parameters {
             self.requestParameters(
                 temperature: parameters.temperature, topP: parameters.topP, stop: parameters.stop, extraBody: parameters.extraBody, path)
