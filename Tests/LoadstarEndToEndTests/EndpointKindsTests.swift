@@ -5,14 +5,6 @@ import Testing
 /// Issue 18, point 6, end to end: a Responses API target and an embeddings target against the
 /// simulator, through the coordinator and an agent, into the database.
 @Suite struct EndpointKindsTests {
-    func run(_ cluster: Cluster, _ plan: String, name: String) async throws -> UInt64 {
-        let agent = try cluster.agent(name)
-        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
-        #expect(try await run.wait(seconds: 90) == 0, "stderr: \(run.stderr)")
-        _ = try await agent.wait(seconds: 30)
-        return try #require(runID(fromReport: run.stdout), "stdout: \(run.stdout)")
-    }
-
     @Test func responsesStreamsReasoningAndAnswerIntoTheRows() async throws {
         let cluster = try await Cluster.start()
         defer { cluster.stop() }
@@ -27,7 +19,7 @@ import Testing
               stages:
                 - {concurrency: 1, requests: 6}
             """
-        let id = try await self.run(cluster, plan, name: "responses")
+        let id = try await cluster.runWithOneAgent(plan, agent: "responses")
         let rows = try await Database(conninfo: cluster.databaseURL).query("""
             SELECT error_class, ttft_us, ttfo_us, output_tokens, output_tokens_estimated, reasoning_tokens, reasoning_tokens_estimated,
                    prompt_tokens, cardinality(itl_us), output_tokens_requested
@@ -59,7 +51,7 @@ import Testing
               stages:
                 - {concurrency: 2, requests: 8}
             """
-        let id = try await self.run(cluster, plan, name: "embeddings")
+        let id = try await cluster.runWithOneAgent(plan, agent: "embeddings")
         let rows = try await Database(conninfo: cluster.databaseURL).query("""
             SELECT error_class, ttft_us, ttfb_us, e2e_us, output_tokens, output_tokens_estimated, prompt_tokens, prompt_tokens_requested,
                    output_tokens_requested, cardinality(itl_us)

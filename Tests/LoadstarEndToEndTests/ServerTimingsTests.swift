@@ -22,11 +22,7 @@ import Testing
               stages:
                 - {concurrency: 1, requests: 5}
             """
-        let agent = try cluster.agent("server-timings")
-        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
-        #expect(try await run.wait(seconds: 90) == 0, "stderr: \(run.stderr)")
-        _ = try await agent.wait(seconds: 30)
-        let id = try #require(runID(fromReport: run.stdout))
+        let id = try await cluster.runWithOneAgent(plan, agent: "server-timings")
         let rows = try await Database(conninfo: cluster.databaseURL).query("""
             SELECT target, error_class, ttft_us, e2e_us, server_prompt_tokens, server_prompt_us, server_predicted_tokens,
                    server_predicted_us, server_cached_tokens
