@@ -436,6 +436,6 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             id: active.id, profile: active.engine.profile.name, arrival: active.arrival, tokenTimes: active.tokenTimes,
             promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens, outcome: outcome,
             reasoningTokens: active.writer.reasoningTokens, cacheCreationTokens: active.writer.promptCache?.created ?? 0,
-            api: active.writer.format.name)
+            api: active.writer.format.name, outputTokens: active.writer.format.generates ? nil : 0)
     }
 }

@@ -4,10 +4,10 @@ import Testing
 
 /// `POST /v1/responses` (streamed, with reasoning) and `POST /v1/embeddings`.
 @Suite(.serialized) struct ResponsesAndEmbeddingsServerTests {
-    static func start(reasoning: Int = 0) async throws -> (SimulatorServer, String) {
+    static func start(reasoning: Int = 0, truthLog: String? = nil) async throws -> (SimulatorServer, String) {
         var profile = quick
         profile.reasoningTokens = reasoning
-        let server = try await SimulatorServer.start(host: "127.0.0.1", listeners: [(0, "quick")], profiles: [profile], truthLogPath: nil)
+        let server = try await SimulatorServer.start(host: "127.0.0.1", listeners: [(0, "quick")], profiles: [profile], truthLogPath: truthLog)
         return (server, "http://127.0.0.1:\(server.ports[0])")
     }
 
@@ -56,7 +56,8 @@ import Testing
     }
 
     @Test func embeddingsReturnOneVectorPerInputAndCountTheBatchsTokens() async throws {
-        let (server, base) = try await Self.start(reasoning: 5)
+        let truthLog = NSTemporaryDirectory() + "loadstar-truth-\(UUID().uuidString).jsonl"
+        let (server, base) = try await Self.start(reasoning: 5, truthLog: truthLog)
         defer { Task { try await server.close() } }
         let response = try await post(base + "/v1/embeddings", #"{"model":"m","input":["a b c","d e","f"],"encoding_format":"float","stream":true}"#)
         #expect(response.status == 200 && response.headers["content-type"] == "application/json", "never streamed")
@@ -72,5 +73,8 @@ import Testing
         let metrics = try await get(base + "/metrics").body
         #expect(MetricsTests.value(metrics, "vllm:prompt_tokens_total", model: "quick") == 8, "\(metrics)")
         #expect(MetricsTests.value(metrics, "vllm:generation_tokens_total", model: "quick") == 0, "\(metrics)")
+        try await Task.sleep(for: .milliseconds(400))  // the truth log is flushed every 200 ms
+        let lines = try String(contentsOfFile: truthLog, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2 && lines.allSatisfy { $0.contains(#""api":"embeddings""#) && $0.contains(#""output_tokens":0,"#) }, "\(lines)")
     }
 }
