@@ -244,7 +244,7 @@ final class Transfer {
     /// Completes the sample once curl is done with the transfer.
     func finish(result: CURLcode, at now: Int64) -> Sample {
         self.parser.finish { self.handle($0, at: now) }
-        let whole = self.wholeBody.map { $0.read() }
+        let whole = self.wholeBody?.read()
         if let whole { self.usagePrompt = whole.promptTokens }
         var s = self.sample
         let status = self.httpStatus

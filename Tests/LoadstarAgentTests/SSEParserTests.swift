@@ -321,9 +321,28 @@ let chatStream = """
         #expect(read(#"{"data":[]}"#).embeddings == 0)
         #expect(read(#"{"error":{"message":"bad"}}"#).problem?.hasPrefix("error in response") == true)
         #expect(read(#"{"object":"list"}"#).problem == "response has no data list")
-        #expect(read(#"[1,2]"#).problem == "response is not a JSON object")
-        #expect(read(#"{"data":[{"embedding":[1,2"#).problem == "response is not a JSON object")
-        #expect(read("").problem == "response is not a JSON object")
+        for broken in [#"[1,2]"#, #"{"data":[{"embedding":[1,2"#, "", #"{"data":[]}{}"#, #"{"data":[]}]"#, #"{"data":[]} x"#, "7"] {
+            #expect(read(broken).problem == "response is not a complete JSON object", "\(broken)")
+        }
+        // Keys inside strings, escaped quotes and nested objects named like the top-level ones do not count.
+        #expect(read(#"{"data":[{"embedding":[1],"note":"\"embedding\": x","meta":{"error":{"a":1},"usage":{"prompt_tokens":99}}}],"usage":{"prompt_tokens":3}}"#)
+            == EmbeddingsResponse.Reading(embeddings: 1, promptTokens: 3, problem: nil))
+    }
+
+    @Test func embeddingsBodiesReadTheSameInAnyChunks() {
+        let body = Array(#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,1e-3]},{"object":"embedding","index":1,"embedding":[2]}],"model":"m","usage":{"prompt_tokens":12,"total_tokens":12}}"#.utf8)
+        let whole = EmbeddingsResponse.read(body)
+        #expect(whole == EmbeddingsResponse.Reading(embeddings: 2, promptTokens: 12, problem: nil))
+        for size in 1...body.count {
+            var response = EmbeddingsResponse()
+            var start = 0
+            while start < body.count {
+                let end = min(start + size, body.count)
+                body[start..<end].withUnsafeBytes { response.append($0) }
+                start = end
+            }
+            #expect(response.read() == whole, "chunks of \(size)")
+        }
     }
 
     @Test func requestBodiesOfTheNewKinds() throws {
