@@ -166,6 +166,7 @@ public struct EngineModel: Sendable {
                     // Prefill ends with the first token.
                     s.generated = 1
                     self.promptTokensTotal += s.request.promptTokens
+                    if s.request.generates { self.generationTokensTotal += 1 }
                     self.cache.insert(s.request.prefixBlocks)
                     emissions.append(Emission(
                         id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached, prefillStartedAt: s.prefillStartedAt))
@@ -173,6 +174,7 @@ public struct EngineModel: Sendable {
             } else {
                 decoding += 1
                 kvInDecode += s.request.promptTokens + s.generated
+                if s.request.generates { self.generationTokensTotal += 1 }
                 emissions.append(Emission(
                     id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached,
                     prefillStartedAt: s.prefillStartedAt))
@@ -180,8 +182,6 @@ public struct EngineModel: Sendable {
             }
             self.running[i] = s
         }
-        let pooling = Set(self.running.lazy.filter { !$0.request.generates }.map(\.request.id))
-        self.generationTokensTotal += pooling.isEmpty ? emissions.count : emissions.filter { !pooling.contains($0.id) }.count
         duration += Double(prefillTokens) / self.profile.prefillTokensPerSecond * 1_000_000
         if decoding > 0 {
             duration += self.profile.decodeStepMs * 1000 + self.profile.decodeMicrosPerKVToken * Double(kvInDecode)
