@@ -86,12 +86,12 @@ final class Transfer {
     /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
     private var body: [CChar]
     private var parser: SSEParser
-    /// For a target whose responses are not streams (embeddings): the body, read when it is whole.
-    private var wholeBody: EmbeddingsResponse?
+    /// For a target whose responses are not streams (embeddings): its body, scanned as it arrives.
+    private var embeddingsBody: EmbeddingsResponse?
     /// Embeddings the response must hold (the target's batch size).
     private let expectedInputs: Int
     /// Whether the response is an event stream, whose first token and silences are timed.
-    var streams: Bool { self.wholeBody == nil }
+    var streams: Bool { self.embeddingsBody == nil }
 
     var sample: Sample
     let timeouts: Timeouts
@@ -159,7 +159,7 @@ final class Transfer {
         self.timeouts = target.timeouts
         self.body = Array(body.utf8CString)
         self.parser = SSEParser(kind: target.kind)
-        self.wholeBody = target.streams ? nil : EmbeddingsResponse()
+        self.embeddingsBody = target.streams ? nil : EmbeddingsResponse()
         self.expectedInputs = target.inputsPerRequest
         self.sample = sample
         self.sentAtMonotonic = sentAtMonotonic
@@ -196,8 +196,8 @@ final class Transfer {
             if room > 0 { self.errorBody.append(contentsOf: bytes.prefix(room)) }
             return bytes.count
         }
-        if self.wholeBody != nil {
-            self.wholeBody!.append(bytes)
+        if self.embeddingsBody != nil {
+            self.embeddingsBody!.append(bytes)
             return bytes.count
         }
         self.parser.feed(bytes) { self.handle($0, at: now) }
@@ -244,7 +244,7 @@ final class Transfer {
     /// Completes the sample once curl is done with the transfer.
     func finish(result: CURLcode, at now: Int64) -> Sample {
         self.parser.finish { self.handle($0, at: now) }
-        let whole = self.wholeBody?.read()
+        let whole = self.embeddingsBody?.read()
         if let whole { self.usagePrompt = whole.promptTokens }
         var s = self.sample
         let status = self.httpStatus
