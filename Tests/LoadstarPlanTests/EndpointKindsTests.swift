@@ -45,6 +45,15 @@ import Testing
             .contains("openai-responses, openai-embeddings") == true)
     }
 
+    @Test func aBatchOfLongPromptsIsBounded() {
+        let long = self.plan(#"{name: e, kind: openai-embeddings, base_url: "http://127.0.0.1:1", model: m, batch_size: 2048}"#)
+            .replacingOccurrences(of: "prompt_tokens: 100", with: "prompt_tokens: 10000")
+        #expect(self.issues(long) == [
+            "3:targets[0].batch_size: 2048 inputs of up to 10000 tokens (workload w) make 20480000 tokens per request; at most 20000000: use a smaller batch_size or shorter prompts",
+        ])
+        #expect(self.issues(long.replacingOccurrences(of: "batch_size: 2048", with: "batch_size: 2000")) == [])
+    }
+
     @Test func aDecodedPlanIsCheckedToo() throws {
         var plan = try PlanParser.parse(yaml: self.plan(#"{name: e, kind: openai-embeddings, base_url: "http://127.0.0.1:1", model: m}"#))
         plan.targets[0].batchSize = -3
