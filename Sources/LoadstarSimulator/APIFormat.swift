@@ -155,8 +155,10 @@ struct StreamWriter {
         switch self.format {
         case .chat:
             return self.sse(self.chatPrefix + #"{"index":0,"delta":{"content":"\#(text)"},"finish_reason":null}]}"#)
-        case .completions, .responses, .embeddings:
+        case .completions:
             return self.sse(self.completionPrefix + #"{"index":0,"text":"\#(text)","finish_reason":null}]}"#)
+        case .responses, .embeddings:
+            return ""  // the Responses API's events are written above; embeddings are never streamed
         case .anthropic:
             var events = ""
             if index == self.reasoningTokens && index > 0 {
