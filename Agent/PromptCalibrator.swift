@@ -88,9 +88,13 @@ public enum PromptCalibrator {
         redactor: SecretRedactor = .none
     ) -> Result<Int, CalibrationFailure> {
         // The target's own request parameters go along (an endpoint may require some of them).
-        let workload = Workload(name: "calibration", promptTokens: .fixed(words), outputTokens: .fixed(1), ignoreEOS: false)
+        // One input of an embeddings batch; 16 output tokens for the Responses API (OpenAI's least).
+        var target = target
+        target.batchSize = nil
+        let output = target.kind == .openAIResponses ? 16 : 1
+        let workload = Workload(name: "calibration", promptTokens: .fixed(words), outputTokens: .fixed(output), ignoreEOS: false)
             .applying(target.parameters)
-        let request = ScheduledRequest(index: 0, offset: 0, promptTokens: words, outputTokens: 1)
+        let request = ScheduledRequest(index: 0, offset: 0, promptTokens: words, outputTokens: output)
         let body = RequestBody.make(target: target, workload: workload, request: request, seed: seed)
         let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL
         let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: secrets))" }

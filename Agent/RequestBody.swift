@@ -56,32 +56,50 @@ public enum RequestBody {
         turns.append(("user", Self.userMessage(
             tokens: newest, turn: request.turn, request: request, workload: workload, seed: seed, prefixSeed: prefixSeed, blockWords: blockWords)))
 
-        var fields: [String] = [
-            "\"model\":\(Self.quote(target.model))",
-            "\"max_tokens\":\(request.outputTokens)",
-            "\"stream\":true",
-        ]
+        var fields: [String] = ["\"model\":\(Self.quote(target.model))"]
         let messages = turns.map { "{\"role\":\"\($0.role)\",\"content\":\(Self.quote($0.text))}" }
+        // One text, for the APIs that take no messages: the system prompt, then every turn.
+        func plain(_ texts: [String]) -> String { ((workload.systemPrompt.map { [$0] } ?? []) + texts).joined(separator: " ") }
         switch target.kind {
         case .openAIChat, .genericSSE:
+            fields += ["\"max_tokens\":\(request.outputTokens)", "\"stream\":true"]
             let system = workload.systemPrompt.map { ["{\"role\":\"system\",\"content\":\(Self.quote($0))}"] } ?? []
             fields.append("\"messages\":[\((system + messages).joined(separator: ","))]")
             fields.append("\"stream_options\":{\"include_usage\":true}")
         case .openAICompletions:
-            let full = ((workload.systemPrompt.map { [$0] } ?? []) + turns.map(\.text)).joined(separator: " ")
-            fields.append("\"prompt\":\(Self.quote(full))")
+            fields += ["\"max_tokens\":\(request.outputTokens)", "\"stream\":true"]
+            fields.append("\"prompt\":\(Self.quote(plain(turns.map(\.text))))")
             fields.append("\"stream_options\":{\"include_usage\":true}")
         case .anthropicMessages:
+            fields += ["\"max_tokens\":\(request.outputTokens)", "\"stream\":true"]
             if let system = workload.systemPrompt { fields.append("\"system\":\(Self.quote(system))") }
             fields.append("\"messages\":[\(messages.joined(separator: ","))]")
+        case .openAIResponses:
+            fields += ["\"max_output_tokens\":\(request.outputTokens)", "\"stream\":true"]
+            if let system = workload.systemPrompt { fields.append("\"instructions\":\(Self.quote(system))") }
+            fields.append("\"input\":[\(messages.joined(separator: ","))]")
+        case .openAIEmbeddings:
+            // The first input is the request's text; the others of the batch are texts of the
+            // same length of their own (each from a seed of its own, with the same prefix rules).
+            var inputs = [plain(turns.map(\.text))]
+            for i in 1..<target.inputsPerRequest {
+                inputs.append(plain([Self.userMessage(
+                    tokens: max(1, words(request.promptTokens, first: true) - systemTokens), turn: 0, request: request, workload: workload,
+                    seed: Self.turnSeed(seed, 0x1_0000 + i), prefixSeed: prefixSeed, blockWords: blockWords)]))
+            }
+            fields.append("\"input\":[\(inputs.map(Self.quote).joined(separator: ","))]")
+            fields.append("\"encoding_format\":\"float\"")
         }
-        if workload.ignoreEOS && target.kind != .anthropicMessages {
+        // Generation parameters, where the API has them: the Responses API has no stop or
+        // ignore_eos, embeddings none at all.
+        let generates = target.kind != .openAIEmbeddings
+        if workload.ignoreEOS && [.openAIChat, .openAICompletions, .genericSSE].contains(target.kind) {
             fields.append("\"ignore_eos\":true")
             fields.append("\"min_tokens\":\(request.outputTokens)")
         }
-        if let temperature = workload.temperature { fields.append("\"temperature\":\(temperature)") }
-        if let topP = workload.topP { fields.append("\"top_p\":\(topP)") }
-        if let stop = workload.stop {
+        if generates, let temperature = workload.temperature { fields.append("\"temperature\":\(temperature)") }
+        if generates, let topP = workload.topP { fields.append("\"top_p\":\(topP)") }
+        if let stop = workload.stop, generates, target.kind != .openAIResponses {
             let key = target.kind == .anthropicMessages ? "stop_sequences" : "stop"
             fields.append("\"\(key)\":[\(stop.map(Self.quote).joined(separator: ","))]")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarProtocol
 
 /// What one server-sent event meant for the measurement.
 public struct StreamEvent: Equatable, Sendable {
@@ -9,7 +10,8 @@ public struct StreamEvent: Equatable, Sendable {
     /// The output it carried was answer content or a tool call, not only reasoning: it counts for
     /// TTFO. An event with answer text is not also counted as reasoning.
     public var carriesAnswer = false
-    /// The end-of-stream marker (`[DONE]` or Anthropic's `message_stop`).
+    /// The end-of-stream marker (`[DONE]`, Anthropic's `message_stop`, the Responses API's
+    /// `response.completed` or `response.incomplete`).
     public var isDone = false
     /// An error event, or an event whose data could not be parsed.
     public var error: String?
@@ -18,6 +20,8 @@ public struct StreamEvent: Equatable, Sendable {
     public var cachedTokens: Int?
     /// `usage.completion_tokens_details.reasoning_tokens`.
     public var reasoningTokens: Int?
+    /// The server's own timings for the request (llama.cpp's `timings`), validated.
+    public var serverTimings: Sample.ServerTimings?
 
     /// Output that was reasoning (or thinking) text only.
     public var carriesReasoningOnly: Bool { self.carriesOutput && !self.carriesAnswer }
@@ -164,6 +168,11 @@ public struct SSEParser {
             default:
                 break
             }
+        case .openAIResponses:
+            Self.readResponsesEvent(object, eventName: eventName, into: &event)
+        case .openAIEmbeddings:
+            // Not a stream: the transfer reads the whole body instead (EmbeddingsResponse).
+            break
         case .openAIChat, .openAICompletions, .genericSSE:
             if let choices = object["choices"] as? [[String: Any]], let choice = choices.first {
                 if kind == .openAICompletions {
@@ -183,8 +192,39 @@ public struct SSEParser {
                 event.cachedTokens = (usage["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int
                 event.reasoningTokens = (usage["completion_tokens_details"] as? [String: Any])?["reasoning_tokens"] as? Int
             }
+            if let timings = object["timings"] as? [String: Any] { event.serverTimings = ServerTimingsReader.read(timings) }
         }
         return event
+    }
+
+    /// The Responses API's events: text, refusal and function-call argument deltas are the
+    /// answer, reasoning text and reasoning summary deltas the reasoning; `response.completed` (or
+    /// `response.incomplete`, which a `max_output_tokens` cut gives) ends the stream with usage;
+    /// `response.failed` and `error` are errors.
+    static func readResponsesEvent(_ object: [String: Any], eventName: String, into event: inout StreamEvent) {
+        let type = object["type"] as? String ?? eventName
+        let delta = (object["delta"] as? String) ?? ""
+        switch type {
+        case "response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta":
+            event.carriesAnswer = !delta.isEmpty
+            event.carriesOutput = event.carriesAnswer
+        case "response.reasoning_text.delta", "response.reasoning_summary_text.delta":
+            event.carriesOutput = !delta.isEmpty
+        case "response.completed", "response.incomplete":
+            event.isDone = true
+            guard let usage = (object["response"] as? [String: Any])?["usage"] as? [String: Any] else { return }
+            event.promptTokens = usage["input_tokens"] as? Int
+            event.completionTokens = usage["output_tokens"] as? Int
+            event.cachedTokens = (usage["input_tokens_details"] as? [String: Any])?["cached_tokens"] as? Int
+            event.reasoningTokens = (usage["output_tokens_details"] as? [String: Any])?["reasoning_tokens"] as? Int
+        case "response.failed":
+            let error = (object["response"] as? [String: Any])?["error"]
+            event.error = "response failed: \(error.map(Self.describe) ?? "no error given")"
+        case "error":
+            event.error = "error event: \(Self.describe(object))"
+        default:
+            break
+        }
     }
 
     /// Anthropic's `input_tokens` excludes what a prompt cache served: the prompt is
@@ -216,6 +256,8 @@ enum FastEventScan {
             let last = data.last(where: { !isSpace($0) }), last == UInt8(ascii: "}")
         else { return nil }
         if contains(data, #""error""#) { return nil }
+        // llama.cpp's final chunk: its timings are read by the full parser (once per request).
+        if contains(data, #""timings""#) { return nil }
         var event = StreamEvent()
         switch kind {
         case .openAIChat, .openAICompletions, .genericSSE:
@@ -237,6 +279,21 @@ enum FastEventScan {
                 || (kind == .openAIChat
                     && (nonEmptyString(data, key: #""reasoning_content""#) || nonEmptyString(data, key: #""reasoning""#)))
             return event
+        case .openAIResponses:
+            // Only the deltas; every other event (few per request) goes to the full parser. A
+            // quoted event type inside text is escaped, so it never matches a pattern that ends
+            // with its own quote.
+            if contains(data, #""response.output_text.delta""#) {
+                event.carriesAnswer = nonEmptyString(data, key: #""delta""#)
+                event.carriesOutput = event.carriesAnswer
+            } else if contains(data, #""response.reasoning_text.delta""#) || contains(data, #""response.reasoning_summary_text.delta""#) {
+                event.carriesOutput = nonEmptyString(data, key: #""delta""#)
+            } else {
+                return nil
+            }
+            return event
+        case .openAIEmbeddings:
+            return nil
         case .anthropicMessages:
             guard contains(data, #""content_block_delta""#) else { return nil }
             event.carriesAnswer = nonEmptyString(data, key: #""text""#) || nonEmptyString(data, key: #""partial_json""#)

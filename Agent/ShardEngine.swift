@@ -504,10 +504,13 @@ final class ShardEngine {
 
     /// The sample of a request with its labels and the warm-up/cool-down flag, nothing measured yet.
     private func labelledSample(_ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64) -> Sample {
+        // An embeddings request asks for its batch's prompt tokens and no output.
+        let target = self.spec.plan.targets[cell.targetIndex]
         var sample = Sample(
             requestIndex: UInt64(request.index), cellIndex: UInt32(cell.index), stageIndex: UInt16(stageIndex),
-            turnIndex: UInt16(clamping: request.turn), userIndex: UInt32(user), promptTokensRequested: Int32(clamping: request.promptTokens),
-            outputTokensRequested: Int32(clamping: request.outputTokens))
+            turnIndex: UInt16(clamping: request.turn), userIndex: UInt32(user),
+            promptTokensRequested: Int32(clamping: request.promptTokens * target.inputsPerRequest),
+            outputTokensRequested: target.streams ? Int32(clamping: request.outputTokens) : -1)
         if self.isExcluded(due: due, cellStart: cellStart) { sample.flags.insert(.excluded) }
         return sample
     }
@@ -731,7 +734,8 @@ final class ShardEngine {
     }
 
     private func enforceTimeouts(now: Int64) {
-        for transfer in Array(self.inFlight.values) {
+        // A whole-body response (embeddings) has no first token or silences: curl's total timeout bounds it.
+        for transfer in Array(self.inFlight.values) where transfer.streams {
             if transfer.firstTokenAt < 0 {
                 if Double(now - transfer.sentAtMonotonic) > transfer.timeouts.firstToken * 1_000_000 {
                     self.stop(transfer, as: .timeoutFirstToken)

@@ -22,7 +22,8 @@ final class EasyHandle {
         self.key = key
         self.checksSockets = !allowList.allowsAnything
         let timeouts = target.timeouts
-        for header in headers + ["Content-Type: application/json", "Accept: text/event-stream", "Expect:"] {
+        let accept = target.streams ? "Accept: text/event-stream" : "Accept: application/json"
+        for header in headers + ["Content-Type: application/json", accept, "Expect:"] {
             self.headerList = curl_slist_append(self.headerList, header)
         }
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
@@ -85,6 +86,12 @@ final class Transfer {
     /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
     private var body: [CChar]
     private var parser: SSEParser
+    /// For a target whose responses are not streams (embeddings): its body, scanned as it arrives.
+    private var embeddingsBody: EmbeddingsResponse?
+    /// Embeddings the response must hold (the target's batch size).
+    private let expectedInputs: Int
+    /// Whether the response is an event stream, whose first token and silences are timed.
+    var streams: Bool { self.embeddingsBody == nil }
 
     var sample: Sample
     let timeouts: Timeouts
@@ -105,6 +112,7 @@ final class Transfer {
     var usageCompletion: Int?
     var usageCached: Int?
     var usageReasoning: Int?
+    var serverTimings: Sample.ServerTimings?
     /// Set when we stop the transfer ourselves (timeouts, abort).
     var forcedError: ErrorClass?
     /// For a turn of an open-loop session: what the next turn follows from.
@@ -151,6 +159,8 @@ final class Transfer {
         self.timeouts = target.timeouts
         self.body = Array(body.utf8CString)
         self.parser = SSEParser(kind: target.kind)
+        self.embeddingsBody = target.streams ? nil : EmbeddingsResponse()
+        self.expectedInputs = target.inputsPerRequest
         self.sample = sample
         self.sentAtMonotonic = sentAtMonotonic
         self.allowList = allowList
@@ -186,6 +196,10 @@ final class Transfer {
             if room > 0 { self.errorBody.append(contentsOf: bytes.prefix(room)) }
             return bytes.count
         }
+        if self.embeddingsBody != nil {
+            self.embeddingsBody!.append(bytes)
+            return bytes.count
+        }
         self.parser.feed(bytes) { self.handle($0, at: now) }
         return bytes.count
     }
@@ -218,6 +232,7 @@ final class Transfer {
         if let c = event.completionTokens { self.usageCompletion = c }
         if let c = event.cachedTokens { self.usageCached = c }
         if let r = event.reasoningTokens { self.usageReasoning = r }
+        if let t = event.serverTimings { self.serverTimings = t }
     }
 
     /// Runs the transfer to its end on this thread, outside any multi handle (calibration probes).
@@ -229,6 +244,8 @@ final class Transfer {
     /// Completes the sample once curl is done with the transfer.
     func finish(result: CURLcode, at now: Int64) -> Sample {
         self.parser.finish { self.handle($0, at: now) }
+        let whole = self.embeddingsBody?.read()
+        if let whole { self.usagePrompt = whole.promptTokens }
         var s = self.sample
         let status = self.httpStatus
         s.httpStatus = UInt16(clamping: status)
@@ -253,7 +270,9 @@ final class Transfer {
         }
         s.promptTokens = Int32(clamping: self.usagePrompt ?? -1)
         s.cachedTokens = Int32(clamping: self.usageCached ?? -1)
-        if let completion = self.usageCompletion {
+        if whole != nil {
+            s.outputTokens = 0  // embeddings produce no tokens
+        } else if let completion = self.usageCompletion {
             s.outputTokens = Int32(clamping: completion)
         } else {
             s.outputTokens = Int32(clamping: self.outputEvents)
@@ -265,7 +284,8 @@ final class Transfer {
             s.reasoningTokens = Int32(clamping: self.reasoningEvents)
             s.flags.insert(.reasoningTokensEstimated)
         }
-        (s.errorClass, s.errorDetail) = self.classify(result: result, status: status)
+        s.serverTimings = self.serverTimings ?? .none
+        (s.errorClass, s.errorDetail) = self.classify(result: result, status: status, whole: whole)
         return s
     }
 
@@ -283,7 +303,7 @@ final class Transfer {
         return AllowedSocket.open(family: address.pointee.family, type: address.pointee.socktype, protocol: address.pointee.protocol)
     }
 
-    private func classify(result: CURLcode, status: Int) -> (ErrorClass, String) {
+    private func classify(result: CURLcode, status: Int, whole: EmbeddingsResponse.Reading? = nil) -> (ErrorClass, String) {
         if let forced = self.forcedError { return (forced, "stopped by the agent: \(forced.name)") }
         // Every connection curl tried was refused by the allow-list (with some let through, the
         // failure is theirs and classified as usual).
@@ -317,6 +337,13 @@ final class Transfer {
         case 500...: return (.http5xx, self.httpErrorDetail(status))
         case 200..<300: break
         default: return (.badStream, "unexpected HTTP status \(status)")
+        }
+        if let whole {
+            if let problem = whole.problem { return (.badStream, self.targetText(problem)) }
+            if whole.embeddings != self.expectedInputs {
+                return (.badStream, "expected \(self.expectedInputs) embeddings, the response held \(whole.embeddings)")
+            }
+            return (.none, "")
         }
         if let error = self.streamError { return (.badStream, self.targetText(error)) }
         if !self.sawDone { return (.streamCut, "stream ended before its end marker") }

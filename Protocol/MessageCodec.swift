@@ -253,8 +253,9 @@ public enum MessageCodec {
 /// The binary layout of one ``Sample`` inside a ``SampleBatch``.
 enum SampleCodec {
     /// Fixed part: 8+4+2+2+4 + 8*5 + 4*3 + 4*4 + 2 + 1 + 1 + 4 (gap count) + 4 + 4 (string lengths)
-    /// + 8 + 4 + 4 (ttfo, reasoning tokens, output tokens requested: appended within protocol version 3).
-    static let minimumEncodedSize = 20 + 40 + 12 + 16 + 4 + 4 + 4 + 4 + 16
+    /// + 8 + 4 + 4 (ttfo, reasoning tokens, output tokens requested: appended within protocol version 3)
+    /// + 4 + 8 + 4 + 8 + 4 (the server's timings: appended within version 3, before its release).
+    static let minimumEncodedSize = 20 + 40 + 12 + 16 + 4 + 4 + 4 + 4 + 16 + 28
 
     static func encode(_ s: Sample, into buffer: inout ByteBuffer) {
         buffer.writeMultipleIntegers(s.requestIndex, s.cellIndex, s.stageIndex, s.turnIndex, s.userIndex)
@@ -267,6 +268,8 @@ enum SampleCodec {
         buffer.writeWireString(s.errorDetail)
         buffer.writeWireString(s.serverRequestID)
         buffer.writeMultipleIntegers(s.ttfo, s.reasoningTokens, s.outputTokensRequested)
+        let t = s.serverTimings
+        buffer.writeMultipleIntegers(t.promptTokens, t.promptMicros, t.predictedTokens, t.predictedMicros, t.cachedTokens)
     }
 
     static func decode(from r: inout WireReader) throws(WireError) -> Sample {
@@ -302,6 +305,9 @@ enum SampleCodec {
         s.ttfo = try r.integer()
         s.reasoningTokens = try r.integer()
         s.outputTokensRequested = try r.integer()
+        s.serverTimings = Sample.ServerTimings(
+            promptTokens: try r.integer(), promptMicros: try r.integer(), predictedTokens: try r.integer(),
+            predictedMicros: try r.integer(), cachedTokens: try r.integer())
         return s
     }
 }

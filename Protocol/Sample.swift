@@ -44,6 +44,39 @@ public struct Sample: Equatable, Sendable {
     /// The output tokens the request asked for (`max_tokens`), against ``outputTokens`` delivered;
     /// `-1` when it asked for none.
     public var outputTokensRequested: Int32
+    /// What the server itself said about the request, where its stream carries it (llama.cpp's
+    /// `timings`); never mixed into the client's figures.
+    public var serverTimings: ServerTimings
+
+    /// The server's own account of one request (llama.cpp's `timings` object in the final chunk).
+    /// Each field is `-1` when the server did not give it, or gave a value that cannot be true
+    /// (negative, not a number, absurdly large): readers check each before use.
+    public struct ServerTimings: Equatable, Sendable {
+        /// `prompt_n`: prompt tokens the server processed (the cached part excluded).
+        public var promptTokens: Int32
+        /// `prompt_ms`, in µs: the server's prefill time.
+        public var promptMicros: Int64
+        /// `predicted_n`: tokens the server generated.
+        public var predictedTokens: Int32
+        /// `predicted_ms`, in µs: the server's generation time after the prefill.
+        public var predictedMicros: Int64
+        /// `cache_n`: prompt tokens the server reused from its cache.
+        public var cachedTokens: Int32
+
+        /// Nothing reported.
+        public static let none = ServerTimings()
+
+        public init(
+            promptTokens: Int32 = -1, promptMicros: Int64 = -1, predictedTokens: Int32 = -1, predictedMicros: Int64 = -1,
+            cachedTokens: Int32 = -1
+        ) {
+            self.promptTokens = promptTokens
+            self.promptMicros = promptMicros
+            self.predictedTokens = predictedTokens
+            self.predictedMicros = predictedMicros
+            self.cachedTokens = cachedTokens
+        }
+    }
 
     public struct Flags: OptionSet, Sendable, Hashable {
         public let rawValue: UInt8
@@ -65,9 +98,11 @@ public struct Sample: Equatable, Sendable {
         promptTokensRequested: Int32 = 0, promptTokens: Int32 = -1, outputTokens: Int32 = 0,
         cachedTokens: Int32 = -1, httpStatus: UInt16 = 0, errorClass: ErrorClass = .none,
         flags: Flags = [], gaps: [UInt32] = [], errorDetail: String = "", serverRequestID: String = "",
-        ttfo: Int64 = -1, reasoningTokens: Int32 = -1, outputTokensRequested: Int32 = -1
+        ttfo: Int64 = -1, reasoningTokens: Int32 = -1, outputTokensRequested: Int32 = -1,
+        serverTimings: ServerTimings = .none
     ) {
         self.outputTokensRequested = outputTokensRequested
+        self.serverTimings = serverTimings
         self.requestIndex = requestIndex
         self.cellIndex = cellIndex
         self.stageIndex = stageIndex

@@ -179,6 +179,11 @@ public struct Target: Codable, Equatable, Sendable {
         case openAICompletions = "openai-completions"
         case anthropicMessages = "anthropic-messages"
         case genericSSE = "generic-sse"
+        /// OpenAI's Responses API, streamed (`response.output_text.delta`, reasoning deltas,
+        /// `response.completed` with usage).
+        case openAIResponses = "openai-responses"
+        /// OpenAI's embeddings, not streamed: latency and throughput of whole responses.
+        case openAIEmbeddings = "openai-embeddings"
     }
 
     public var name: String
@@ -203,6 +208,8 @@ public struct Target: Codable, Equatable, Sendable {
     public var calibrate: Bool
     /// Request parameters for every request sent to this target; they win over the workload's.
     public var parameters: RequestParameters?
+    /// Inputs per request of an `openai-embeddings` target (`batch_size`); `nil`: one.
+    public var batchSize: Int?
 
     /// Either per-token prices, or a GPU-hour price times the GPUs serving the target.
     public enum Pricing: Codable, Equatable, Sendable {
@@ -231,9 +238,10 @@ public struct Target: Codable, Equatable, Sendable {
     public init(
         name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
         timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS(), pricing: Pricing? = nil,
-        quality: Double? = nil, calibrate: Bool = true, parameters: RequestParameters? = nil
+        quality: Double? = nil, calibrate: Bool = true, parameters: RequestParameters? = nil, batchSize: Int? = nil
     ) {
         self.parameters = parameters
+        self.batchSize = batchSize
         self.name = name
         self.kind = kind
         self.baseURL = baseURL
@@ -254,8 +262,16 @@ public struct Target: Codable, Equatable, Sendable {
         case .openAICompletions: "/v1/completions"
         case .anthropicMessages: "/v1/messages"
         case .genericSSE: ""
+        case .openAIResponses: "/v1/responses"
+        case .openAIEmbeddings: "/v1/embeddings"
         }
     }
+
+    /// Whether responses are event streams (every kind but embeddings).
+    public var streams: Bool { self.kind != .openAIEmbeddings }
+
+    /// Inputs each request carries: the embeddings batch, one for every other kind.
+    public var inputsPerRequest: Int { self.kind == .openAIEmbeddings ? max(1, self.batchSize ?? 1) : 1 }
 }
 
 /// Per-request time limits, in seconds.

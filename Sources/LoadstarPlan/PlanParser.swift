@@ -363,7 +363,7 @@ extension NodeReader {
         guard
             let f = self.fields(
                 node, path, required: ["name", "base_url", "model"],
-                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate"]
+                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate", "batch_size"]
                     + Self.requestParameterKeys)
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
@@ -407,11 +407,12 @@ extension NodeReader {
         let quality = f["quality"].flatMap { self.double($0, "\(path).quality") }
         let calibrate = f["calibrate"].flatMap { self.bool($0, "\(path).calibrate") } ?? true
         let parameters = self.requestParameters(f, path)
+        let batchSize = self.int(f["batch_size"], "\(path).batch_size", minimum: 1)
         guard let name, let baseURL, let model else { return nil }
         return Target(
             name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts, httpVersion: httpVersion,
             tls: tls, pricing: pricing, quality: quality, calibrate: calibrate,
-            parameters: parameters == RequestParameters() ? nil : parameters)
+            parameters: parameters == RequestParameters() ? nil : parameters, batchSize: batchSize)
     }
 
     /// The request parameters of a target or a workload mapping: temperature, top_p, stop (a

@@ -23,6 +23,8 @@ public enum PlanLimits {
     /// Stages of the load, targets, workloads, and cells (every combination of the matrix).
     public static let maxStages = 1_000
     public static let maxTargets = 1_000
+    /// Inputs in one embeddings request (`batch_size`).
+    public static let maxEmbeddingBatch = 2_048
     public static let maxWorkloads = 1_000
     public static let maxCells = 10_000
     /// Values of one matrix axis.
@@ -246,6 +248,7 @@ struct PlanChecker {
         self.slos(plan.slos)
         self.matrix(plan.matrix, stages: plan.load.stages)
         self.placement(plan.placement)
+        self.embeddingBatches(plan)
         // Cells: workloads × matrix values × targets, each run one after the other.
         var cells = 1
         var overflow = false
@@ -260,6 +263,26 @@ struct PlanChecker {
             self.report(
                 plan.matrix == Matrix() ? "" : "matrix",
                 "the plan has \(overflow ? "too many" : String(cells)) cells (workloads × matrix values × targets); at most \(PlanLimits.maxCells)")
+        }
+    }
+
+    /// An embeddings request carries `batch_size` prompts: bound its tokens as a session's.
+    mutating func embeddingBatches(_ plan: Plan) {
+        for (index, target) in plan.targets.enumerated() where target.kind == .openAIEmbeddings {
+            guard let batch = target.batchSize, batch > 1, batch <= PlanLimits.maxEmbeddingBatch else { continue }
+            for workload in plan.workloads {
+                guard let prompt = ([workload.promptTokens.upperBound] + plan.matrix.promptTokens.map { $0 }).compactMap({ $0 }).max()
+                else { continue }
+                var largest = Double(prompt)
+                if let session = workload.session, session.history, let output = workload.outputTokens.upperBound {
+                    largest = Double(min(Workload.Session.maxTurns, session.turns.upperBound ?? 1)) * (Double(prompt) + Double(output))
+                }
+                guard Double(batch) * largest > Double(PlanLimits.maxConversationTokens) else { continue }
+                self.report(
+                    "targets[\(index)].batch_size",
+                    "\(batch) inputs of up to \(Int(largest)) tokens (workload \(workload.name)) make \(Int(Double(batch) * largest)) tokens "
+                        + "per request; at most \(PlanLimits.maxConversationTokens): use a smaller batch_size or shorter prompts")
+            }
         }
     }
 
@@ -314,6 +337,13 @@ struct PlanChecker {
         case nil: break
         }
         if let quality = target.quality { self.number(quality, "\(path).quality", min: 0, max: 1e12) }
+        if let batchSize = target.batchSize {
+            if target.kind != .openAIEmbeddings {
+                self.report("\(path).batch_size", "applies only to kind openai-embeddings (inputs per request); remove it, or set kind: openai-embeddings")
+            } else {
+                self.integer(batchSize, "\(path).batch_size", min: 1, max: PlanLimits.maxEmbeddingBatch)
+            }
+        }
         if let parameters = target.parameters {
             self.requestParameters(
                 temperature: parameters.temperature, topP: parameters.topP, stop: parameters.stop, extraBody: parameters.extraBody, path)

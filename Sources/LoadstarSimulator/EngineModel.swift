@@ -12,9 +12,15 @@ public struct EngineModel: Sendable {
         /// Prompt tokens the server's prompt cache already decided to serve (`--prompt-cache`):
         /// not prefilled, and the engine's own prefix cache is not consulted.
         public var servedFromCache: Int?
+        /// Whether its tokens are output (false: an embeddings request, whose one "token" marks
+        /// the end of its prefill and is not counted as generated).
+        public var generates: Bool
 
-        public init(id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = [], servedFromCache: Int? = nil) {
+        public init(
+            id: UInt64, promptTokens: Int, maxTokens: Int, prefixBlocks: [UInt64] = [], servedFromCache: Int? = nil, generates: Bool = true
+        ) {
             self.id = id
+            self.generates = generates
             self.promptTokens = promptTokens
             self.maxTokens = max(1, maxTokens)
             self.prefixBlocks = prefixBlocks
@@ -30,12 +36,16 @@ public struct EngineModel: Sendable {
         public var isLast: Bool
         /// Prompt tokens served from the prefix cache (set on the first token).
         public var cachedTokens: Int
+        /// When the step that began the request's prefill started (µs, the clock `step(now:)` is
+        /// given): the server's prefill time is the first token's time less this.
+        public var prefillStartedAt: Int64
 
-        public init(id: UInt64, index: Int, isLast: Bool, cachedTokens: Int) {
+        public init(id: UInt64, index: Int, isLast: Bool, cachedTokens: Int, prefillStartedAt: Int64 = 0) {
             self.id = id
             self.index = index
             self.isLast = isLast
             self.cachedTokens = cachedTokens
+            self.prefillStartedAt = prefillStartedAt
         }
     }
 
@@ -52,6 +62,7 @@ public struct EngineModel: Sendable {
         var cached: Int
         var prefilled: Int
         var generated: Int
+        var prefillStartedAt: Int64 = 0
         var prefillNeeded: Int { self.request.promptTokens - self.cached }
         var reservation: Int { self.request.promptTokens + self.request.maxTokens }
     }
@@ -63,6 +74,39 @@ public struct EngineModel: Sendable {
     private var reserved = 0
     private var cache: PrefixCache
     private var lastBusyEnd: Int64?
+    private var promptTokensTotal = 0
+    private var generationTokensTotal = 0
+
+    /// What a vLLM server exports about its scheduler, read from this state.
+    public struct Metrics: Sendable, Equatable {
+        /// Sequences in the batch (prefilling or decoding).
+        public var running: Int
+        /// Requests waiting for KV-cache room or a batch slot.
+        public var waiting: Int
+        /// KV cache reserved by the batch (prompt plus `max_tokens` per sequence, as admission
+        /// counts it), as a fraction of the capacity: 1 is full.
+        public var kvCacheUsage: Double
+        /// Prompt tokens of the requests whose prefill finished (the cached part included).
+        public var promptTokensTotal: Int
+        /// Output tokens produced.
+        public var generationTokensTotal: Int
+
+        public init(running: Int, waiting: Int, kvCacheUsage: Double, promptTokensTotal: Int, generationTokensTotal: Int) {
+            self.running = running
+            self.waiting = waiting
+            self.kvCacheUsage = kvCacheUsage
+            self.promptTokensTotal = promptTokensTotal
+            self.generationTokensTotal = generationTokensTotal
+        }
+    }
+
+    /// The scheduler's state as of the last planned step (a step's effects count from its start).
+    public var metrics: Metrics {
+        Metrics(
+            running: self.running.count, waiting: self.queued,
+            kvCacheUsage: min(1, max(0, Double(self.reserved) / Double(max(1, self.profile.kvCapacityTokens)))),
+            promptTokensTotal: self.promptTokensTotal, generationTokensTotal: self.generationTokensTotal)
+    }
 
     public init(profile: SimulatorProfile) {
         self.profile = profile
@@ -114,19 +158,26 @@ public struct EngineModel: Sendable {
             if s.prefilled < s.prefillNeeded {
                 guard budget > 0 else { continue }
                 let take = min(budget, s.prefillNeeded - s.prefilled)
+                if s.prefilled == 0 { s.prefillStartedAt = now }
                 budget -= take
                 prefillTokens += take
                 s.prefilled += take
                 if s.prefilled == s.prefillNeeded {
                     // Prefill ends with the first token.
                     s.generated = 1
+                    self.promptTokensTotal += s.request.promptTokens
+                    if s.request.generates { self.generationTokensTotal += 1 }
                     self.cache.insert(s.request.prefixBlocks)
-                    emissions.append(Emission(id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached))
+                    emissions.append(Emission(
+                        id: s.request.id, index: 0, isLast: s.request.maxTokens == 1, cachedTokens: s.cached, prefillStartedAt: s.prefillStartedAt))
                 }
             } else {
                 decoding += 1
                 kvInDecode += s.request.promptTokens + s.generated
-                emissions.append(Emission(id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached))
+                if s.request.generates { self.generationTokensTotal += 1 }
+                emissions.append(Emission(
+                    id: s.request.id, index: s.generated, isLast: s.generated + 1 == s.request.maxTokens, cachedTokens: s.cached,
+                    prefillStartedAt: s.prefillStartedAt))
                 s.generated += 1
             }
             self.running[i] = s

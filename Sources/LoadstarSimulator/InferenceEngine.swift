@@ -24,6 +24,8 @@ final class InferenceEngine {
 
     func fits(_ request: EngineModel.Request) -> Bool { self.model.fits(request) }
 
+    var metrics: EngineModel.Metrics { self.model.metrics }
+
     func submit(_ request: EngineModel.Request, sink: any TokenSink) {
         self.sinks[request.id] = sink
         self.model.submit(request)

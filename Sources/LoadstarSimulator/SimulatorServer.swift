@@ -21,12 +21,19 @@ public final class SimulatorServer: Sendable {
 
     /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
     /// and `/<profile>/v1/…` reaches any profile from any port.
-    /// - Parameter promptCache: serve repeated prompt prefixes from a prompt cache per profile and
-    ///   report them as Anthropic does (``PromptCache``).
+    /// - Parameters:
+    ///   - promptCache: serve repeated prompt prefixes from a prompt cache per profile and report
+    ///     them as Anthropic does (``PromptCache``).
+    ///   - serverTimings: end every OpenAI chat and completions stream with llama.cpp's `timings`
+    ///     object in its final chunk.
+    ///   - timeScale: every duration of every profile, and of the faults, multiplied by this
+    ///     (``SimulatorProfile/scaled(by:)``); within ``SimulatorProfile/timeScales``.
     public static func start(
         host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
-        apiKey: String? = nil, promptCache: Bool = false
+        apiKey: String? = nil, promptCache: Bool = false, serverTimings: Bool = false, timeScale: Double = 1
     ) async throws -> SimulatorServer {
+        guard SimulatorProfile.timeScales.contains(timeScale) else { throw SimulatorError.badTimeScale(timeScale) }
+        let profiles = timeScale == 1 ? profiles : profiles.map { $0.scaled(by: timeScale) }
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
             throw SimulatorError.unknownProfile(listener.profile, known: known)
@@ -36,7 +43,10 @@ public final class SimulatorServer: Sendable {
         let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
         let state = try await loop.submit {
             NIOLoopBound(
-                SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache), eventLoop: loop)
+                SimulatorState(
+                    profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache,
+                    serverTimings: serverTimings, timeScale: timeScale),
+                eventLoop: loop)
         }.get()
         if truthLog != nil {
             loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
@@ -83,11 +93,20 @@ final class SimulatorState {
     var promptCaches: [String: PromptCache]?
     /// Tokens a prompt cache holds, at least (a profile's `prefix_cache_tokens` when larger).
     static let promptCacheTokens = 1 << 20
+    /// Whether streams end with llama.cpp's `timings` (`--timings`).
+    let serverTimings: Bool
+    /// `--time-scale`: the profiles come scaled; the fixed delays of faults on demand scale by it.
+    let timeScale: Double
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
-    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false) {
+    init(
+        profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false,
+        serverTimings: Bool = false, timeScale: Double = 1
+    ) {
         self.apiKey = apiKey
+        self.serverTimings = serverTimings
+        self.timeScale = timeScale
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
@@ -153,6 +172,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var maxTokens: Int
         var tokenTimes: [Int64] = []
         var cachedTokens = 0
+        /// When the engine began this request's prefill (wall µs).
+        var prefillStartedAt: Int64 = 0
         var fault: Fault?
         var stalledUntil: NIODeadline?
         var held = ""
@@ -192,13 +213,18 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         var path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
         var profile = self.defaultProfile
         let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
-        if let first = parts.first, first != "v1", first != "health", self.state.engines[String(first)] != nil {
+        if let first = parts.first, first != "v1", first != "health", first != "metrics", self.state.engines[String(first)] != nil {
             profile = String(first)
             path = "/" + (parts.count > 1 ? String(parts[1]) : "")
         }
         switch (head.method, path) {
         case (.GET, "/health"):
             self.respond(context, head, status: .ok, json: #"{"status":"ok"}"#)
+        case (.GET, "/metrics"):
+            let engine = self.state.engines[profile]!
+            self.respond(
+                context, head, status: .ok, json: MetricsExposition.render(engine.metrics, modelName: engine.profile.name),
+                contentType: MetricsExposition.contentType)
         case (.GET, "/v1/models"):
             let models = self.state.engines.keys.sorted().map { #"{"id":"\#($0)","object":"model","owned_by":"loadstar-sim"}"# }
             self.respond(context, head, status: .ok, json: #"{"object":"list","data":[\#(models.joined(separator: ","))]}"#)
@@ -208,6 +234,10 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             self.generate(head, format: .completions, profile: profile, context: context)
         case (.POST, "/v1/messages"):
             self.generate(head, format: .anthropic, profile: profile, context: context)
+        case (.POST, "/v1/responses"):
+            self.generate(head, format: .responses, profile: profile, context: context)
+        case (.POST, "/v1/embeddings"):
+            self.generate(head, format: .embeddings, profile: profile, context: context)
         default:
             self.respond(context, head, status: .notFound, json: Self.error("no route for \(head.method) \(path)", type: "not_found"))
         }
@@ -218,9 +248,12 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         return #"{"error":{"message":"\#(escaped)","type":"\#(type)"}}"#
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil) {
+    private func respond(
+        _ context: ChannelHandlerContext, _ request: HTTPRequestHead, status: HTTPResponseStatus, json: String, id: UInt64? = nil,
+        contentType: String = "application/json"
+    ) {
         var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-type", value: contentType)
         headers.add(name: "content-length", value: String(json.utf8.count))
         if let id { headers.add(name: "x-request-id", value: "sim-\(id)") }
         if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
@@ -261,15 +294,16 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             else if self.state.roll(faults.stall) { fault = .stall }
         }
         let id = self.state.newID()
-        let streaming = body["stream"] as? Bool ?? false
+        let streaming = format.generates && body["stream"] as? Bool ?? false
         let (words, blocks) = PrefixHasher.blocks(of: texts, blockTokens: engine.profile.prefixBlockTokens)
         let promptTokens = engine.profile.templateTokens + Int((Double(words) * engine.profile.tokensPerWord).rounded())
         let maxTokens = max(1, format.maxTokens(body) ?? engine.profile.defaultMaxTokens)
         // Reasoning comes on top of max_tokens, so the answer keeps the length asked for.
         var reasoning = head.headers.first(name: "x-loadstar-reasoning-tokens").flatMap { Int($0) } ?? engine.profile.reasoningTokens
-        reasoning = format == .completions ? 0 : min(max(0, reasoning), 1_000_000)
+        reasoning = format == .completions || !format.generates ? 0 : min(max(0, reasoning), 1_000_000)
         let model = body["model"] as? String ?? profile
-        let request = EngineModel.Request(id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks)
+        let request = EngineModel.Request(
+            id: id, promptTokens: promptTokens, maxTokens: maxTokens + reasoning, prefixBlocks: blocks, generates: format.generates)
         let start = {
             switch fault {
             case .http429?:
@@ -296,7 +330,8 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             request.servedFromCache = cache?.read
             let writer = StreamWriter(
                 format: format, id: id, model: model, promptTokens: promptTokens,
-                includeUsage: format.wantsUsage(body, streaming: streaming), reasoningTokens: reasoning, promptCache: cache)
+                includeUsage: format.wantsUsage(body, streaming: streaming), reasoningTokens: reasoning, promptCache: cache,
+                inputs: format.inputCount(body))
             self.active = ActiveRequest(
                 id: id, engine: engine, writer: writer, streaming: streaming, keepAlive: head.isKeepAlive, version: head.version,
                 arrival: arrival, maxTokens: request.maxTokens, fault: fault)
@@ -310,7 +345,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             }
             engine.submit(request, sink: self)
         }
-        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000) : faults.slowHeadersMs
+        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000 * self.state.timeScale) : faults.slowHeadersMs
         if slow > 0 {
             context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(Int64(slow * 1000))) { start() }
         } else {
@@ -328,7 +363,10 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
         guard var active = self.active, active.id == emission.id, let context = self.context else { return }
         let now = wallMicros()
         active.tokenTimes.append(now)
-        if emission.index == 0 { active.cachedTokens = emission.cachedTokens }
+        if emission.index == 0 {
+            active.cachedTokens = emission.cachedTokens
+            active.prefillStartedAt = emission.prefillStartedAt
+        }
         let halfway = emission.index == active.maxTokens / 2
         if active.streaming {
             var text = active.writer.token(emission.index)
@@ -341,7 +379,14 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
                 context.close(promise: nil)
                 return
             }
-            if emission.isLast { text += active.writer.closing(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens) }
+            if emission.isLast {
+                let timings = self.state.serverTimings
+                    ? ServerTimings(
+                        promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens,
+                        prefillStartedAt: active.prefillStartedAt, tokenTimes: active.tokenTimes)
+                    : nil
+                text += active.writer.closing(outputTokens: active.tokenTimes.count, cachedTokens: active.cachedTokens, timings: timings)
+            }
             if halfway, active.fault == .stall {
                 active.stalledUntil = .now() + .milliseconds(Int64(active.engine.profile.faults.stallMs))
                 let resume = active.stalledUntil!
@@ -391,6 +436,6 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             id: active.id, profile: active.engine.profile.name, arrival: active.arrival, tokenTimes: active.tokenTimes,
             promptTokens: active.writer.promptTokens, cachedTokens: active.cachedTokens, outcome: outcome,
             reasoningTokens: active.writer.reasoningTokens, cacheCreationTokens: active.writer.promptCache?.created ?? 0,
-            api: active.writer.format.name)
+            api: active.writer.format.name, outputTokens: active.writer.format.generates ? nil : 0)
     }
 }

@@ -14,6 +14,7 @@ struct SampleCopyEncoder {
         "prompt_tokens_requested", "prompt_tokens", "output_tokens", "output_tokens_estimated", "cached_tokens",
         "http_status", "error_class", "error_detail", "connection_reused", "excluded", "itl_us", "server_request_id",
         "turn_index", "ttfo_us", "reasoning_tokens", "reasoning_tokens_estimated", "output_tokens_requested",
+        "server_prompt_tokens", "server_prompt_us", "server_predicted_tokens", "server_predicted_us", "server_cached_tokens",
     ]
     static let columnCount = Int16(columns.count)
     /// The statement the encoded rows go with.
@@ -67,6 +68,12 @@ struct SampleCopyEncoder {
         self.optionalInt4(s.reasoningTokens)
         self.bool(s.flags.contains(.reasoningTokensEstimated))
         self.optionalInt4(s.outputTokensRequested)
+        let t = s.serverTimings
+        self.optionalInt4(t.promptTokens)
+        self.optionalInt8(t.promptMicros)
+        self.optionalInt4(t.predictedTokens)
+        self.optionalInt8(t.predictedMicros)
+        self.optionalInt4(t.cachedTokens)
     }
 
     /// Ends the COPY stream and returns the bytes to send.

@@ -975,6 +975,50 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 14, name: "server-reported timings per request", sql: """
+            -- What the server itself reported about each request, where its stream carried it
+            -- (llama.cpp's timings object in the final chunk): prompt tokens it processed (prompt_n,
+            -- the cached part excluded), its prefill time (prompt_ms, in µs), tokens it generated
+            -- (predicted_n) and their time (predicted_ms, in µs), prompt tokens from its cache
+            -- (cache_n). NULL where the stream carried none, or a value the agent did not believe.
+            -- Never mixed into the client's figures: ttft_us - server_prompt_us is what the network
+            -- and the server's queue added.
+            ALTER TABLE samples
+                ADD COLUMN server_prompt_tokens int,
+                ADD COLUMN server_prompt_us bigint,
+                ADD COLUMN server_predicted_tokens int,
+                ADD COLUMN server_predicted_us bigint,
+                ADD COLUMN server_cached_tokens int;
+
+            -- request_samples gains them at its end (a view's columns can only be appended).
+            CREATE OR REPLACE VIEW request_samples AS
+            SELECT s.run_id, s.shard_index, s.batch_seq, s.request_index, s.cell_index, s.stage_index, s.user_index,
+                   s.intended_at, s.sent_at, s.send_lag_us, s.ttfb_us, s.ttft_us, s.e2e_us, s.dns_us, s.connect_us, s.tls_us,
+                   s.prompt_tokens_requested, s.prompt_tokens, s.output_tokens, s.output_tokens_estimated,
+                   s.cached_tokens, s.http_status, s.error_class, s.error_detail, s.connection_reused, s.excluded,
+                   s.itl_us, s.server_request_id, s.turn_index,
+                   r.name AS run_name, t.name AS target, c.name AS cell, c.scenario,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   c.concurrency AS cell_concurrency, c.rate AS cell_rate,
+                   a.name AS agent, a.region,
+                   x.tpot_us,
+                   s.error_class = 'none'
+                       AND (r.slo_ttft_p99_ms IS NULL OR s.ttft_us <= r.slo_ttft_p99_ms * 1000)
+                       AND (r.slo_tpot_p99_ms IS NULL OR coalesce(x.tpot_us, 0) <= r.slo_tpot_p99_ms * 1000)
+                       AND (r.slo_e2e_p99_ms IS NULL OR s.e2e_us <= r.slo_e2e_p99_ms * 1000) AS meets_slo,
+                   s.ttfo_us, s.reasoning_tokens, s.reasoning_tokens_estimated, s.output_tokens_requested,
+                   s.server_prompt_tokens, s.server_prompt_us, s.server_predicted_tokens, s.server_predicted_us, s.server_cached_tokens
+            FROM samples s
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN s.output_tokens >= 2 AND s.ttft_us IS NOT NULL
+                            THEN (s.e2e_us - s.ttft_us)::double precision / (s.output_tokens - 1) END AS tpot_us
+            ) x
+            JOIN runs r ON r.id = s.run_id
+            JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
+            JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
+            JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
+            JOIN agents a ON a.id = sh.agent_id;
+            """),
         // Versions 10 and 11 come from another branch; the migrator applies whatever is missing,
         // by version, so the gap is harmless.
     ]

@@ -253,3 +253,116 @@ let chatStream = """
         #expect(body(workload, index: 0, kind: .anthropicMessages)["stop_sequences"] as? [String] == ["\n\n", "END"])
     }
 }
+
+/// The Responses API's stream and the embeddings response body.
+@Suite struct ResponsesAndEmbeddingsTests {
+    static let responsesStream = """
+        event: response.created
+        data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress","error":null,"usage":null}}
+
+        event: response.reasoning_text.delta
+        data: {"type":"response.reasoning_text.delta","sequence_number":3,"item_id":"rs_1","output_index":0,"content_index":0,"delta":"think"}
+
+        event: response.output_text.delta
+        data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":1,"content_index":0,"delta":"Hel"}
+
+        event: response.output_text.delta
+        data: {"type":"response.output_text.delta","sequence_number":5,"item_id":"msg_1","output_index":1,"content_index":0,"delta":""}
+
+        event: response.output_text.done
+        data: {"type":"response.output_text.done","sequence_number":6,"text":"Hel"}
+
+        event: response.completed
+        data: {"type":"response.completed","sequence_number":7,"response":{"id":"resp_1","status":"completed","error":null,"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":4},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":14}}}
+
+
+        """
+
+    @Test func responsesDeltasUsageAndEnd() {
+        let got = events(Self.responsesStream, kind: .openAIResponses)
+        #expect(got.count == 6)
+        #expect(got.map(\.carriesOutput) == [false, true, true, false, false, false])
+        #expect(got.map(\.carriesAnswer) == [false, false, true, false, false, false])
+        #expect(got.map(\.isDone) == [false, false, false, false, false, true])
+        #expect(got[5].promptTokens == 12 && got[5].completionTokens == 2 && got[5].cachedTokens == 4 && got[5].reasoningTokens == 1)
+        #expect(got.allSatisfy { $0.error == nil })
+        for size in [1, 7, 64] { #expect(events(Self.responsesStream, kind: .openAIResponses, splitAt: size) == got) }
+    }
+
+    @Test func responsesFastScanAgreesWithTheFullParser() throws {
+        for text in [
+            #"{"type":"response.output_text.delta","delta":"x","sequence_number":1}"#,
+            #"{"type":"response.output_text.delta","delta":"","sequence_number":1}"#,
+            #"{"type":"response.reasoning_text.delta","delta":"x"}"#,
+            #"{"type":"response.reasoning_summary_text.delta","delta":"x"}"#,
+            #"{"type":"response.reasoning_text.delta","delta":"the \"response.output_text.delta\" event"}"#,
+        ] {
+            let data = Array(text.utf8)
+            let fast = try #require(FastEventScan.interpret(data, kind: .openAIResponses), "\(text)")
+            #expect(fast == SSEParser.interpretFully(data: data, eventName: "", kind: .openAIResponses), "\(text)")
+        }
+        #expect(FastEventScan.interpret(Array(#"{"type":"response.completed","response":{}}"#.utf8), kind: .openAIResponses) == nil)
+    }
+
+    @Test func responsesFailuresAreErrors() {
+        let failed = events(#"data: {"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"# + "\n\n", kind: .openAIResponses)
+        #expect(failed.first?.error == "response failed: boom")
+        let error = events(#"data: {"type":"error","code":"rate_limit","message":"slow down"}"# + "\n\n", kind: .openAIResponses)
+        #expect(error.first?.error == "error event: slow down")
+        let incomplete = events(#"data: {"type":"response.incomplete","response":{"usage":{"input_tokens":3,"output_tokens":16}}}"# + "\n\n", kind: .openAIResponses)
+        #expect(incomplete.first?.isDone == true && incomplete.first?.completionTokens == 16)
+    }
+
+    @Test func embeddingsBodiesAreCountedAndChecked() {
+        func read(_ text: String) -> EmbeddingsResponse.Reading { EmbeddingsResponse.read(Array(text.utf8)) }
+        let two = read(#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-2e-3]},{"object": "embedding", "index":1,"embedding" : [1]}],"model":"m","usage":{"prompt_tokens":9,"total_tokens":9}}"#)
+        #expect(two == EmbeddingsResponse.Reading(embeddings: 2, promptTokens: 9, problem: nil))
+        #expect(read(#"{"data":[{"embedding":"AAAA"}]}"#) == EmbeddingsResponse.Reading(embeddings: 1, promptTokens: nil, problem: nil))
+        #expect(read(#"{"data":[]}"#).embeddings == 0)
+        #expect(read(#"{"error":{"message":"bad"}}"#).problem?.hasPrefix("error in response") == true)
+        #expect(read(#"{"object":"list"}"#).problem == "response has no data list")
+        for broken in [#"[1,2]"#, #"{"data":[{"embedding":[1,2"#, "", #"{"data":[]}{}"#, #"{"data":[]}]"#, #"{"data":[]} x"#, "7"] {
+            #expect(read(broken).problem == "response is not a complete JSON object", "\(broken)")
+        }
+        // Keys inside strings, escaped quotes and nested objects named like the top-level ones do not count.
+        #expect(read(#"{"data":[{"embedding":[1],"note":"\"embedding\": x","meta":{"error":{"a":1},"usage":{"prompt_tokens":99}}}],"usage":{"prompt_tokens":3}}"#)
+            == EmbeddingsResponse.Reading(embeddings: 1, promptTokens: 3, problem: nil))
+    }
+
+    @Test func embeddingsBodiesReadTheSameInAnyChunks() {
+        let body = Array(#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,1e-3]},{"object":"embedding","index":1,"embedding":[2]}],"model":"m","usage":{"prompt_tokens":12,"total_tokens":12}}"#.utf8)
+        let whole = EmbeddingsResponse.read(body)
+        #expect(whole == EmbeddingsResponse.Reading(embeddings: 2, promptTokens: 12, problem: nil))
+        for size in 1...body.count {
+            var response = EmbeddingsResponse()
+            var start = 0
+            while start < body.count {
+                let end = min(start + size, body.count)
+                body[start..<end].withUnsafeBytes { response.append($0) }
+                start = end
+            }
+            #expect(response.read() == whole, "chunks of \(size)")
+        }
+    }
+
+    @Test func requestBodiesOfTheNewKinds() throws {
+        let workload = Workload(name: "w", promptTokens: .fixed(6), outputTokens: .fixed(3), systemPrompt: "be brief", temperature: 0.5, stop: ["x"])
+        let request = ScheduledRequest(index: 0, offset: 0, promptTokens: 6, outputTokens: 3)
+        func body(_ target: Target) throws -> [String: Any] {
+            let text = RequestBody.make(target: target, workload: workload, request: request, seed: 1)
+            return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        }
+        let responses = try body(Target(name: "r", kind: .openAIResponses, baseURL: "http://x", model: "m"))
+        #expect(responses["max_output_tokens"] as? Int == 3 && responses["stream"] as? Bool == true)
+        #expect(responses["instructions"] as? String == "be brief" && responses["temperature"] as? Double == 0.5)
+        #expect((responses["input"] as? [[String: Any]])?.first?["role"] as? String == "user")
+        #expect(responses["stop"] == nil && responses["ignore_eos"] == nil && responses["max_tokens"] == nil)
+        let embeddings = try body(Target(name: "e", kind: .openAIEmbeddings, baseURL: "http://x", model: "m", batchSize: 4))
+        let inputs = try #require(embeddings["input"] as? [String])
+        #expect(inputs.count == 4 && Set(inputs).count == 4, "\(inputs)")
+        // Each input has the request's prompt tokens (one per word), the system prompt included.
+        #expect(inputs.allSatisfy { RequestBody.wordCount($0) == 6 && $0.hasPrefix("be brief ") }, "\(inputs)")
+        #expect(embeddings["stream"] == nil && embeddings["max_tokens"] == nil && embeddings["temperature"] == nil && embeddings["stop"] == nil)
+        #expect(embeddings["encoding_format"] as? String == "float")
+    }
+}

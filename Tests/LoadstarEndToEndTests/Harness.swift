@@ -170,6 +170,19 @@ struct Cluster {
             environment: Self.credentials.merging(environment) { $1 })
     }
 
+    /// Runs `plan` (YAML, `SIMPORT` filled in) with one agent of its own, waits for both, and
+    /// returns the run's id; the run must exit 0.
+    func runWithOneAgent(_ plan: String, agent name: String) async throws -> UInt64 {
+        let agent = try self.agent(name)
+        let run = try self.run(try self.writePlan(plan), minAgents: 1)
+        let status = try await run.wait(seconds: 90)
+        _ = try await agent.wait(seconds: 30)
+        guard status == 0, let id = runID(fromReport: run.stdout) else {
+            throw HarnessError("run exited \(status); stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        }
+        return id
+    }
+
     func writePlan(_ yaml: String) throws -> String {
         let path = NSTemporaryDirectory() + "loadstar-plan-\(UUID().uuidString).yaml"
         try yaml.replacingOccurrences(of: "SIMPORT", with: "\(self.simulatorPort)").write(toFile: path, atomically: true, encoding: .utf8)

@@ -2,6 +2,16 @@ import Foundation
 import LoadstarPlan
 import Testing
 
+/// The issues parsing `yaml` gives, each as `line:path: message`.
+func parseIssues(_ yaml: String) -> [String] {
+    do {
+        _ = try PlanParser.parse(yaml: yaml, file: "p.yaml")
+        return []
+    } catch {
+        return error.issues.map { "\($0.line):\($0.path): \($0.message)" }
+    }
+}
+
 /// The plan language's sweeps, placement, pricing, empirical distributions and sessions.
 @Suite struct PlanLanguageTests {
     let base = """
@@ -16,14 +26,7 @@ import Testing
             - {concurrency: 2, duration: 5s}
         """
 
-    func issues(_ yaml: String) -> [String] {
-        do {
-            _ = try PlanParser.parse(yaml: yaml, file: "p.yaml")
-            return []
-        } catch {
-            return error.issues.map { "\($0.line):\($0.path): \($0.message)" }
-        }
-    }
+    func issues(_ yaml: String) -> [String] { parseIssues(yaml) }
 
     @Test func matrixCellsCrossEveryAxisWithTargetsInnermost() throws {
         let plan = try PlanParser.parse(yaml: self.base + "\nmatrix:\n  prompt_tokens: [1024, 32768]\n  concurrency: [1, 8, 32]\n")

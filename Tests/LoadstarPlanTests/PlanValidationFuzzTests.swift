@@ -30,6 +30,11 @@ import Testing
         histogram.workloads[0].promptTokens = Distribution.histogram([(1, 10, 2), (100, 200, 1), (5_000, 5_000, 0.5)])!
         histogram.workloads[1].session = Workload.Session(turns: .fixed(3), thinkTime: 0, history: true)
         plans.append(histogram)
+        var kinds = validationBasePlan()
+        kinds.targets[0].kind = .openAIEmbeddings
+        kinds.targets[0].batchSize = 16
+        kinds.targets[1].kind = .openAIResponses
+        plans.append(kinds)
         for plan in plans { #expect(plan.validate() == [], "seed \(plan.name): \(plan.validate())") }
         return plans
     }

@@ -21,9 +21,11 @@ let everyMessage: [Message] = [
         Sample(requestIndex: 5, cellIndex: 1, stageIndex: 2, userIndex: 3, intendedAt: 100, sentAt: 101, ttfb: 3, ttft: 4,
                e2e: 50, dns: 1, connect: 2, tls: -1, promptTokensRequested: 256, promptTokens: 257, outputTokens: 64,
                cachedTokens: 128, httpStatus: 200, errorClass: .none, flags: [.connectionReused, .excluded],
-               gaps: [10, 20, 30], errorDetail: "", serverRequestID: "sim-42", ttfo: 9, reasoningTokens: 12, outputTokensRequested: 64),
+               gaps: [10, 20, 30], errorDetail: "", serverRequestID: "sim-42", ttfo: 9, reasoningTokens: 12, outputTokensRequested: 64,
+               serverTimings: Sample.ServerTimings(promptTokens: 129, promptMicros: 41_250, predictedTokens: 64, predictedMicros: 700_001, cachedTokens: 128)),
         Sample(requestIndex: 6, errorClass: .http429, flags: [.outputTokensEstimated], errorDetail: "HTTP 429"),
-        Sample(requestIndex: 7, ttft: 4, outputTokens: 3, flags: [.reasoningTokensEstimated], ttfo: 40, reasoningTokens: 5),
+        Sample(requestIndex: 7, ttft: 4, outputTokens: 3, flags: [.reasoningTokensEstimated], ttfo: 40, reasoningTokens: 5,
+               serverTimings: Sample.ServerTimings(promptMicros: 12, cachedTokens: 0)),
     ])),
     .batchAck(BatchAck(runID: 7, shardIndex: 1, batchSeq: 42)),
     .shardReady(ShardReady(runID: 7, shardIndex: 1, calibrations: [
@@ -127,6 +129,20 @@ func encoded(_ message: Message) -> ByteBuffer {
         // A sample batch claiming four billion samples in a 24-byte payload.
         var payload = ByteBuffer()
         payload.writeMultipleIntegers(UInt64(1), UInt32(0), UInt64(0), UInt32.max)
+        #expect(throws: WireError.truncated(message: "sampleBatch")) {
+            try MessageCodec.decodePayload(type: .sampleBatch, payload: payload)
+        }
+    }
+
+    @Test func aSampleWithoutTheServerTimingsIsTruncated() throws {
+        // A batch in the layout before the timings were appended (28 bytes shorter) is refused
+        // whole, not read with the next sample's bytes.
+        var payload = ByteBuffer()
+        let batch = SampleBatch(runID: 1, shardIndex: 0, batchSeq: 0, samples: [Sample(requestIndex: 1, serverTimings: .init(promptTokens: 5))])
+        MessageCodec.encodePayload(.sampleBatch(batch), into: &payload)
+        let whole = try MessageCodec.decodePayload(type: .sampleBatch, payload: payload)
+        #expect(whole == .sampleBatch(batch))
+        payload.moveWriterIndex(to: payload.writerIndex - 28)
         #expect(throws: WireError.truncated(message: "sampleBatch")) {
             try MessageCodec.decodePayload(type: .sampleBatch, payload: payload)
         }

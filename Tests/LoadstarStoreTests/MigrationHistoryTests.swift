@@ -35,6 +35,7 @@ import Testing
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
         12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
         13: ["67cd7aecb54cc5cf54ff4ec06914efaaf0487ebdc3a930e409c441cc5391ad1d"],
+        14: ["ad5394f3a811c37c4ea1943da4aba9ca325eea97b384b2aae2e6b68f63f40f03"],
     ]
 
     @Test func versionsRunOneToNInOrder() {
