@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Issue 18, point 6, end to end: a Responses API target and an embeddings target against the

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarCoordinator
+import LoadstarStore
 import Testing
 
 /// Issue 18, point 4, end to end: llama.cpp's `timings` from the simulator (`--timings`) reach
