@@ -185,24 +185,16 @@ final class ShardEngine {
     /// recorded `cancelled`, later ones counted as not due.
     private var abortedAt: Int64?
     /// Next turns of open-loop sessions, due a think time after the previous turn completed.
-    private var followUps: [FollowUp] = []
+    private var sessionTurns = SessionTurns()
     private var cellStart: Int64 = 0
-
-    struct FollowUp {
-        var due: Int64
-        var cell: Cell
-        var stageIndex: Int
-        var request: ScheduledRequest
-        /// Written when the turn is scheduled, during the think time before it is due.
-        var body: String
-    }
 
     private let timer = WaitTimer()
 
     /// Fixed per shard, so the request loop does not redo them for every request.
     private let cells: [Cell]
     /// Per cell: the workload as the cell runs it (matrix values applied).
-    private let cellWorkloads: [Workload]
+    /// Each cell's stages and workload, resolved once, by the plan's cell index.
+    private let resolved: [ResolvedCell]
     /// Per target: the request URL and header lines with `${NAME}` secrets filled in.
     private let endpoints: [(url: String, headers: [String])]
     /// Per workload: the seed of its shared prompt prefix.
@@ -237,7 +229,7 @@ final class ShardEngine {
         self.maxInFlight = (spec.plan.load.maxInFlight + workers - 1) / workers
         let plan = spec.plan
         self.cells = plan.cells
-        self.cellWorkloads = self.cells.map { plan.workload(of: $0) }
+        self.resolved = self.cells.map { ResolvedCell(plan: plan, cell: $0) }
         self.endpoints = plan.targets.map { target in
             let base = target.baseURL.hasSuffix("/") ? String(target.baseURL.dropLast()) : target.baseURL
             let headers = target.headers.sorted { $0.key < $1.key }.map { "\($0.key): \(RequestBody.substitute($0.value, values: secrets))" }
@@ -271,7 +263,6 @@ final class ShardEngine {
     func run(startMonotonic: Int64, anchor: ClockAnchor) -> (ShardOutcome, [Int: CellClientMeter]) {
         self.anchor = anchor
         self.resumeAt = self.spec.takeover.map { startMonotonic + $0.resumeAfter } ?? .min
-        let plan = self.spec.plan
         var cellStart = startMonotonic
         for (position, cell) in self.cells.enumerated() {
             self.waitUntil(cellStart)
@@ -283,7 +274,7 @@ final class ShardEngine {
             self.stats.cellIndex.store(UInt32(cell.index), ordering: .relaxed)
             let (wallStart, waitedStart) = (AgentClock.monotonicMicros(), self.waitedMicros)
             var stageStart = cellStart
-            let stages = plan.stages(of: cell)
+            let stages = self.resolved[cell.index].stages
             for (stageIndex, stage) in stages.enumerated() {
                 if self.aborted {
                     self.countNotDue(cell: cell, fromStage: stageIndex)
@@ -315,7 +306,7 @@ final class ShardEngine {
     // MARK: stages
 
     private func runOpenLoop(cell: Cell, stageIndex: Int, stage: Stage, start: Int64, cellStart: Int64) -> Int64 {
-        var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
+        var schedule = OpenLoopSchedule(seed: self.spec.plan.seed, cell: self.resolved[cell.index], stageIndex: stageIndex, striping: self.spec.striping)
         var ordinal = -1
         self.backlog.serviced()
         while let request = schedule.next() {
@@ -388,12 +379,13 @@ final class ShardEngine {
     /// would have sent: every open-loop request (with its session's turns), and the sessions of a
     /// closed-loop stage with `requests:` (one bounded only by a duration has no fixed count).
     private func countNotDue(cell: Cell, fromStage: Int) {
-        let stages = self.spec.plan.stages(of: cell)
+        let stages = self.resolved[cell.index].stages
         for stageIndex in stages.indices where stageIndex >= fromStage {
             let stage = stages[stageIndex]
             switch stage.mode {
             case .rate, .replay:
-                var schedule = OpenLoopSchedule(plan: self.spec.plan, cellIndex: cell.index, stageIndex: stageIndex, striping: self.spec.striping)
+                var schedule = OpenLoopSchedule(
+                    seed: self.spec.plan.seed, cell: self.resolved[cell.index], stageIndex: stageIndex, striping: self.spec.striping)
                 var ordinal = -1
                 while let request = schedule.next() {
                     ordinal += 1
@@ -432,7 +424,7 @@ final class ShardEngine {
             }
             joins[user] = joinsAt
         }
-        let sessionThink = Int64((self.cellWorkloads[cell.index].session?.thinkTime ?? 0) * 1_000_000)
+        let sessionThink = Int64((self.resolved[cell.index].workload.session?.thinkTime ?? 0) * 1_000_000)
         self.roster = ClosedLoopRoster(
             joins: joins, retireAt: retireAt, totalUsers: total, limit: stage.requests, think: think, sessionThink: sessionThink,
             turns: { shape.turns(session: $0) })
@@ -498,7 +490,7 @@ final class ShardEngine {
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), request.textKey)
         let promptSeed = promptRNG.next()
         return RequestBody.make(
-            target: plan.targets[cell.targetIndex], workload: self.cellWorkloads[cell.index], request: request, seed: promptSeed,
+            target: plan.targets[cell.targetIndex], workload: self.resolved[cell.index].workload, request: request, seed: promptSeed,
             prefixSeed: self.prefixSeeds[cell.workloadIndex], calibration: self.calibrations[cell.targetIndex])
     }
 
@@ -610,37 +602,29 @@ final class ShardEngine {
             } else if let due = self.roster?.completed(user: Int(sample.userIndex), failed: sample.errorClass != .none, now: now) {
                 self.rosterDueAt = min(self.rosterDueAt, due)
             }
-        } else if let session, sample.errorClass == .none, session.request.turn + 1 < session.request.turns, !self.aborted {
-            let workload = self.cellWorkloads[session.cell.index]
-            let think = Int64((workload.session?.thinkTime ?? 0) * 1_000_000)
-            let next = self.shape(cell: session.cell.index, stage: session.stageIndex).turn(session: session.request.index, turn: session.request.turn + 1, offset: 0)
-            self.followUps.append(FollowUp(
-                due: AgentClock.monotonicMicros() + think, cell: session.cell, stageIndex: session.stageIndex, request: next,
-                body: self.body(for: next, cell: session.cell, stageIndex: session.stageIndex)))
+        } else if let session, !self.aborted {
+            let think = Int64((self.resolved[session.cell.index].workload.session?.thinkTime ?? 0) * 1_000_000)
+            self.sessionTurns.answered(session.request, failed: sample.errorClass != .none, now: AgentClock.monotonicMicros(), think: think) { request in
+                let next = self.shape(cell: session.cell.index, stage: session.stageIndex).turn(session: request.index, turn: request.turn + 1, offset: 0)
+                return SessionTurns.Turn(
+                    due: 0, cell: session.cell, stageIndex: session.stageIndex, request: next,
+                    body: self.body(for: next, cell: session.cell, stageIndex: session.stageIndex))
+            }
         }
     }
 
     /// How requests of a cell's stage are drawn (no plan-wide work per request).
     private func shape(cell: Int, stage: Int) -> RequestShape {
-        RequestShape(seed: self.spec.plan.seed, cellIndex: cell, stageIndex: stage, workload: self.cellWorkloads[cell])
+        RequestShape(seed: self.spec.plan.seed, cellIndex: cell, stageIndex: stage, workload: self.resolved[cell].workload)
     }
 
     /// Sends the open-loop session turns that are due.
     private func launchDueFollowUps() {
         // After an abort, ``drain()`` accounts for them.
-        guard !self.followUps.isEmpty, !self.aborted else { return }
-        let now = AgentClock.monotonicMicros()
-        var waiting: [FollowUp] = []
-        for followUp in self.followUps {
-            if followUp.due <= now {
-                self.launch(
-                    followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
-                    cellStart: self.cellStart, body: followUp.body)
-            } else {
-                waiting.append(followUp)
-            }
+        guard !self.sessionTurns.isEmpty, !self.aborted else { return }
+        for turn in self.sessionTurns.takeDue(now: AgentClock.monotonicMicros()) {
+            self.launch(turn.request, cell: turn.cell, stageIndex: turn.stageIndex, user: 0, due: turn.due, cellStart: self.cellStart, body: turn.body)
         }
-        self.followUps = waiting
     }
 
     // MARK: the loop
@@ -655,20 +639,15 @@ final class ShardEngine {
 
     /// Waits for every in-flight request and every session's remaining turns; on abort, cancels them.
     private func drain() {
-        while !self.inFlight.isEmpty || !self.followUps.isEmpty {
+        while !self.inFlight.isEmpty || !self.sessionTurns.isEmpty {
             if self.aborted {
                 // Session turns due by the abort are cancelled rows; later ones are counted.
-                let abortedAt = self.abortedAt ?? AgentClock.monotonicMicros()
-                for followUp in self.followUps {
-                    if followUp.due <= abortedAt {
-                        self.record(self.unsentSample(
-                            followUp.request, cell: followUp.cell, stageIndex: followUp.stageIndex, user: 0, due: followUp.due,
-                            cellStart: self.cellStart, as: .cancelled))
-                    } else {
-                        self.outcome.notDue += UInt64(followUp.request.turns - followUp.request.turn)
-                    }
+                let (cancelled, notDue) = self.sessionTurns.interrupt(at: self.abortedAt ?? AgentClock.monotonicMicros())
+                for turn in cancelled {
+                    self.record(self.unsentSample(
+                        turn.request, cell: turn.cell, stageIndex: turn.stageIndex, user: 0, due: turn.due, cellStart: self.cellStart, as: .cancelled))
                 }
-                self.followUps = []
+                self.outcome.notDue += notDue
                 for transfer in Array(self.inFlight.values) { self.stop(transfer, as: .cancelled) }
                 break
             }
@@ -694,7 +673,7 @@ final class ShardEngine {
         self.flush()
         beforeWait?()
         var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
-        if let next = self.followUps.lazy.map(\.due).min() { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
+        if let next = self.sessionTurns.nextDue { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
         if self.rosterDueAt != .max { wait = min(wait, max(0, self.rosterDueAt - AgentClock.monotonicMicros())) }
         guard wait > 0 else { return }
         // curl_multi_poll counts in milliseconds; a timerfd among its descriptors ends the wait at

@@ -40,6 +40,20 @@ public struct ScheduledRequest: Equatable, Sendable {
     public var newTokens: Int { max(1, self.promptTokens - self.history.reduce(0, +)) }
 }
 
+/// A cell as it runs, resolved once from the plan: its stages with the matrix applied and its
+/// workload with the matrix's token counts and the target's parameters.
+public struct ResolvedCell: Equatable, Sendable {
+    public let cell: Cell
+    public let stages: [Stage]
+    public let workload: Workload
+
+    public init(plan: Plan, cell: Cell) {
+        self.cell = cell
+        self.stages = plan.stages(of: cell)
+        self.workload = plan.workload(of: cell)
+    }
+}
+
 /// The global, unsharded order of requests of one open-loop stage; a shard keeps the indices its
 /// striping owns. Deterministic for the plan's seed.
 public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
@@ -61,8 +75,14 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
 
     /// - Parameter striping: the shard's part, or `nil` for the whole plan.
     public init(plan: Plan, cellIndex: Int, stageIndex: Int, striping: Striping?) {
-        let cell = plan.cells[cellIndex]
-        let stage = plan.stages(of: cell)[stageIndex]
+        self.init(seed: plan.seed, cell: ResolvedCell(plan: plan, cell: plan.cells[cellIndex]), stageIndex: stageIndex, striping: striping)
+    }
+
+    /// The schedule of stage `stageIndex` of a cell already resolved (an agent resolves each
+    /// cell once).
+    public init(seed: UInt64, cell: ResolvedCell, stageIndex: Int, striping: Striping?) {
+        let cellIndex = cell.cell.index
+        let stage = cell.stages[stageIndex]
         let rate: Double
         let arrival: Stage.Arrival
         switch stage.mode {
@@ -82,8 +102,8 @@ public struct OpenLoopSchedule: Sequence, IteratorProtocol, Sendable {
         self.durationMicros = stage.duration.map { Int64($0 * 1_000_000) }
         self.limit = stage.requests
         self.striping = striping
-        self.shape = RequestShape(seed: plan.seed, cellIndex: cellIndex, stageIndex: stageIndex, workload: plan.workload(of: cell))
-        self.arrivals = SplitMix64(seed: plan.seed, 0x4152_52, UInt64(cellIndex), UInt64(stageIndex))  // "ARR"
+        self.shape = RequestShape(seed: seed, cellIndex: cellIndex, stageIndex: stageIndex, workload: cell.workload)
+        self.arrivals = SplitMix64(seed: seed, 0x4152_52, UInt64(cellIndex), UInt64(stageIndex))  // "ARR"
     }
 
     public mutating func next() -> ScheduledRequest? {

@@ -43,8 +43,8 @@ import Testing
         func waitForSamples(ofRun id: UInt64, atLeast count: Int) async throws {
             let database = Database(conninfo: self.url)
             for _ in 0..<600 {
-                let stored = try await database.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows.first?[0]
-                if let stored, let n = Int(stored ?? ""), n >= count { return }
+                let stored = try await database.query("SELECT count(*) FROM samples WHERE run_id = $1", [String(id)]).rows.first?[0] ?? nil
+                if let n = stored.flatMap({ Int($0) }), n >= count { return }
                 try await Task.sleep(for: .milliseconds(100))
             }
             throw HarnessError("run \(id) did not store \(count) samples within a minute")
