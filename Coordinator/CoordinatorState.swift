@@ -83,7 +83,7 @@ actor CoordinatorState {
 
     /// A submission waiting for enough free agents.
     struct AgentWait {
-        var minimum: Int
+        var need: AgentNeed
         var deadline: Int64
         var continuation: CheckedContinuation<[AgentEntry]?, Never>
     }
@@ -520,24 +520,21 @@ actor CoordinatorState {
             try await outbound.write(.reject(Reject(code: .forbidden, reason: refusal)))
             return
         }
-        // Runs go side by side on disjoint agents: this one takes the agents free now (waiting,
-        // and saying so, while fewer than it needs are), and gives back those its placement leaves out.
-        let minimum = max(1, Int(submit.minimumAgents))
-        guard var selected = await self.waitForAgents(minimum: minimum, client: outbound) else {
+        // Runs go side by side on disjoint agents: this one takes the free agents its placement
+        // can use (waiting, and saying so, while they do not meet its need), and gives back those
+        // the placement then leaves out.
+        let need = AgentNeed(plan: plan, minimum: Int(submit.minimumAgents))
+        guard var selected = await self.waitForAgents(need, client: outbound) else {
             let (free, busy) = await self.agentCounts()
             try await outbound.write(.reject(Reject(
                 code: .notEnoughAgents,
-                reason: "\(free) agent(s) free after \(Int(self.options.agentWait)) s (\(busy) busy in other runs), the run needs \(minimum); "
+                reason: "\(free) agent(s) free after \(Int(self.options.agentWait)) s (\(busy) busy in other runs), the run needs \(need.description); "
                     + "start agents with `loadstar agent --coordinator HOST:PORT`")))
             return
         }
         var reserved = Set(selected.map(\.hello.agentID))
         defer { let left = reserved; Task { await self.release(left) } }
-        let slots = selected.map { agent in
-            AgentSlot(
-                name: agent.hello.name, capacity: Int(agent.hello.capacity),
-                labels: agent.hello.labels.merging(["region": agent.hello.region]) { _, region in region })
-        }
+        let slots = selected.map { AgentSlot(name: $0.hello.name, capacity: Int($0.hello.capacity), labels: Self.labels(of: $0)) }
         let placed: [(agent: Int, spec: ShardSpec)]
         do {
             placed = try ShardSplitter.place(plan, agents: slots)
@@ -731,26 +728,35 @@ actor CoordinatorState {
         return (free, connected - free)
     }
 
-    /// The agents free now once at least `minimum` are, reserved for the caller; `nil` after
-    /// `--agent-wait` seconds. The client hears what the run waits for.
-    private func waitForAgents(minimum: Int, client: MessageWriter) async -> [AgentEntry]? {
-        if let agents = self.takeFreeAgents(minimum: minimum) { return agents }
+    /// The free agents the run can use, once they meet its need, reserved for the caller; `nil`
+    /// after `--agent-wait` seconds. The client hears what the run waits for.
+    private func waitForAgents(_ need: AgentNeed, client: MessageWriter) async -> [AgentEntry]? {
+        if let agents = self.takeFreeAgents(need) { return agents }
         if self.stopping { return nil }
         let (free, busy) = self.agentCounts()
+        let usable = self.freeAgents().filter { need.canUse(Self.labels(of: $0)) }.count
         try? await client.write(.runProgress(RunProgress(
-            runID: 0, line: "waiting for \(minimum) free agent(s): \(free) free, \(busy) busy in other runs (at most \(Int(self.options.agentWait)) s)")))
+            runID: 0, line: "waiting for \(need.description): \(usable) of the \(free) free agent(s) usable, \(busy) busy in other runs "
+                + "(at most \(Int(self.options.agentWait)) s)")))
         let deadline = monotonicMicros() + Int64(self.options.agentWait * 1_000_000)
         return await withCheckedContinuation { continuation in
             if self.stopping { return continuation.resume(returning: nil) }
-            self.agentWaits.append(AgentWait(minimum: minimum, deadline: deadline, continuation: continuation))
+            self.agentWaits.append(AgentWait(need: need, deadline: deadline, continuation: continuation))
         }
     }
 
-    private func takeFreeAgents(minimum: Int) -> [AgentEntry]? {
+    /// The free agents `need` can use, reserved, once they are enough; the others stay free.
+    private func takeFreeAgents(_ need: AgentNeed) -> [AgentEntry]? {
         let free = self.freeAgents()
-        guard free.count >= minimum else { return nil }
-        self.reservedAgents.formUnion(free.map(\.hello.agentID))
-        return free
+        guard let usable = need.take(from: free.map(Self.labels(of:))) else { return nil }
+        let taken = usable.map { free[$0] }
+        self.reservedAgents.formUnion(taken.map(\.hello.agentID))
+        return taken
+    }
+
+    /// An agent's labels as placement sees them, its region among them.
+    static func labels(of agent: AgentEntry) -> [String: String] {
+        agent.hello.labels.merging(["region": agent.hello.region]) { _, region in region }
     }
 
     private func release(_ agentIDs: Set<String>) {
@@ -888,7 +894,7 @@ actor CoordinatorState {
         // Submissions waiting for agents, in the order they came.
         var waiting: [AgentWait] = []
         for wait in self.agentWaits {
-            if let agents = self.takeFreeAgents(minimum: wait.minimum) {
+            if let agents = self.takeFreeAgents(wait.need) {
                 wait.continuation.resume(returning: agents)
             } else if now >= wait.deadline {
                 wait.continuation.resume(returning: nil)

@@ -4,7 +4,8 @@ import LoadstarStore
 import Testing
 
 /// Two plans whose placements use disjoint agents run side by side on one coordinator: neither
-/// waits for the other, and each stores exactly its planned requests.
+/// waits for the other, a run waits only for agents its placement can use, and each stores
+/// exactly its planned requests.
 @Suite struct ConcurrentRunsTests {
     @Test func twoPlansOnTwoAgentGroupsRunAtOnce() async throws {
         try await takingTurns { try await self.twoRuns() }
@@ -13,9 +14,7 @@ import Testing
     func twoRuns() async throws {
         let cluster = try await Cluster.start()
         defer { cluster.stop() }
-        let agents = try ["east", "west"].flatMap { region in
-            try (1...2).map { try cluster.agent("\(region)-\($0)", extra: ["--region", region]) }
-        }
+        var agents = try (1...2).map { try cluster.agent("east-\($0)", extra: ["--region", "east"]) }
         defer { for agent in agents { agent.stop() } }
         func plan(_ region: String) throws -> String {
             try cluster.writePlan(simulatorPlan("side-by-side-\(region)", stage: "{rate: 20, duration: 4s}") + """
@@ -25,18 +24,24 @@ import Testing
                     share: 1
                 """)
         }
-        // Every agent registered first (a submission takes the agents free when it comes), then
-        // both submitted at once.
+        // The east agents registered first; the west run is submitted before any west agent
+        // exists: it waits for agents its placement can use (the east ones are not), and says so,
+        // while the east run takes its own.
         let database = Database(conninfo: cluster.databaseURL)
         for _ in 0..<100 {
             let connected = try await database.query(
-                "SELECT count(*) FROM agents WHERE connected AND name = ANY($1::text[])", ["{east-1,east-2,west-1,west-2}"]).rows.first?[0]
-            if connected == "4" { break }
+                "SELECT count(*) FROM agents WHERE connected AND name = ANY($1::text[])", ["{east-1,east-2}"]).rows.first?[0]
+            if connected == "2" { break }
             try await Task.sleep(for: .milliseconds(200))
         }
         try await Task.sleep(for: .seconds(1))  // their clocks probed
-        let east = try cluster.run(try plan("east"), minAgents: 2)
         let west = try cluster.run(try plan("west"), minAgents: 2)
+        for _ in 0..<100 where !west.stderr.contains("waiting for 2 free agent(s) with region=west") {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(west.stderr.contains("waiting for 2 free agent(s) with region=west: 0 of the 2 free agent(s) usable"), "\(west.stderr)")
+        let east = try cluster.run(try plan("east"), minAgents: 2)
+        agents += try (1...2).map { try cluster.agent("west-\($0)", extra: ["--region", "west"]) }
         #expect(try await east.wait(seconds: 90) == 0, "east: \(east.stderr)")
         #expect(try await west.wait(seconds: 90) == 0, "west: \(west.stderr)")
         var windows: [(Double, Double)] = []
