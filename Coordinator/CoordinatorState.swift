@@ -74,6 +74,9 @@ actor CoordinatorState {
         var timeline: PlanTimeline?
         /// Stored samples by error class, for the client's live status.
         var errorCounts: [ErrorClass: UInt64] = [:]
+        /// The targets' own metrics, scraped from the run's start to its end.
+        var scraper: ServerMetricsScraper?
+        var scraping: Task<Void, Never>?
 
         init(machine: RunStateMachine, startedAt: Int64) {
             self.machine = machine
@@ -284,13 +287,17 @@ actor CoordinatorState {
             return "the coordinator's --allow-targets cannot be read"
         }
         let resolved = list.resolved(using: HostResolver.system)
+        // The coordinator itself fetches each metrics URL: it must be allowed too.
         for target in plan.targets {
-            guard let url = URLComponents(string: target.baseURL), let host = url.host, !host.isEmpty else {
-                return "target \(target.name): cannot read a host in base_url \(target.baseURL)"
-            }
-            let port = UInt16(clamping: url.port ?? (url.scheme == "https" ? 443 : 80))
-            if let refusal = resolved.refusal(host: host, port: port, addresses: HostResolver.system(host)) {
-                return "target \(target.name): \(refusal)"
+            for (field, address) in [("base_url", target.baseURL), ("metrics_url", target.scrapeURL)] {
+                guard let address else { continue }
+                guard let url = URLComponents(string: address), let host = url.host, !host.isEmpty else {
+                    return "target \(target.name): cannot read a host in \(field) \(address)"
+                }
+                let port = UInt16(clamping: url.port ?? (url.scheme == "https" ? 443 : 80))
+                if let refusal = resolved.refusal(host: host, port: port, addresses: HostResolver.system(host)) {
+                    return "target \(target.name)\(field == "base_url" ? "" : " (its metrics_url)"): \(refusal)"
+                }
             }
         }
         return nil
@@ -774,6 +781,7 @@ actor CoordinatorState {
             reassign: plan.load.onAgentLoss == .reassign)
         var run = ActiveRun(machine: machine, startedAt: monotonicMicros())
         run.timeline = PlanTimeline(plan: plan)
+        run.scraper = ServerMetricsScraper(runID: id, plan: plan)
         run.client = client
         run.setupDeadline = setupDeadline
         self.runs[id] = run
@@ -798,6 +806,12 @@ actor CoordinatorState {
 
     private func started(_ id: UInt64) async {
         self.runs[id]?.startedAt = monotonicMicros()
+        if let scraper = self.runs[id]?.scraper, self.runs[id]?.scraping == nil {
+            let (database, logger) = (self.database, self.logger)
+            self.runs[id]?.scraping = Task { [weak self] in
+                await scraper.run(database: database, logger: logger) { [weak self] notice in await self?.notify(id, notice) }
+            }
+        }
         await self.perform(id, self.apply(id) { $0.started() })
     }
 
@@ -1005,6 +1019,7 @@ actor CoordinatorState {
     /// Settles the final status, stores the results and lets whoever waits for the run go on.
     private func finishRun(_ id: UInt64) async {
         guard self.runs[id] != nil, !(self.runs[id]?.finishing ?? false) else { return }
+        self.runs[id]?.scraping?.cancel()
         self.runs[id]?.finishing = true
         defer { self.runs[id]?.finishing = false }
         // The database must answer (counts, accounting) and record the end; if it cannot, the run
@@ -1208,6 +1223,12 @@ actor CoordinatorState {
 
     /// The client's progress line: what was stored, and each agent's state from its heartbeats
     /// (its own histogram's running TTFT percentiles, not the fleet's exact ones).
+    /// A notice line for run `id`'s client, if one follows it.
+    private func notify(_ id: UInt64, _ line: String) async {
+        guard let client = self.runs[id]?.client else { return }
+        try? await client.write(.runProgress(RunProgress(runID: id, line: line)))
+    }
+
     /// What run `id` is doing, for its client: the plan position from the agents' heartbeats
     /// (the earliest cell any of them runs), the pace and TTFT from the heartbeats, errors from
     /// the stored samples.

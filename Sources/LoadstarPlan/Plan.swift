@@ -18,11 +18,15 @@ public struct Plan: Codable, Equatable, Sendable {
     public var matrix: Matrix
     /// Which agents run the plan, by label, and each group's share; empty: every agent by capacity.
     public var placement: [Placement]
+    /// How the targets' own Prometheus metrics are scraped during the run (`server_metrics`);
+    /// `nil`: every second, the default families.
+    public var serverMetrics: ServerMetrics?
 
     public init(
         name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load, slos: SLOs = SLOs(),
-        matrix: Matrix = Matrix(), placement: [Placement] = []
+        matrix: Matrix = Matrix(), placement: [Placement] = [], serverMetrics: ServerMetrics? = nil
     ) {
+        self.serverMetrics = serverMetrics
         self.name = name
         self.seed = seed
         self.targets = targets
@@ -210,6 +214,10 @@ public struct Target: Codable, Equatable, Sendable {
     public var parameters: RequestParameters?
     /// Inputs per request of an `openai-embeddings` target (`batch_size`); `nil`: one.
     public var batchSize: Int?
+    /// Where the target serves its Prometheus metrics (`metrics_url`); `nil`: `/metrics` on its
+    /// host for the OpenAI kinds (vLLM, SGLang and llama.cpp serve it there), none for the others;
+    /// `off`: not scraped.
+    public var metricsURL: String?
 
     /// Either per-token prices, or a GPU-hour price times the GPUs serving the target.
     public enum Pricing: Codable, Equatable, Sendable {
@@ -238,8 +246,10 @@ public struct Target: Codable, Equatable, Sendable {
     public init(
         name: String, kind: Kind = .openAIChat, baseURL: String, model: String, headers: [String: String] = [:],
         timeouts: Timeouts = Timeouts(), httpVersion: HTTPVersion = .http1, tls: TLS = TLS(), pricing: Pricing? = nil,
-        quality: Double? = nil, calibrate: Bool = true, parameters: RequestParameters? = nil, batchSize: Int? = nil
+        quality: Double? = nil, calibrate: Bool = true, parameters: RequestParameters? = nil, batchSize: Int? = nil,
+        metricsURL: String? = nil
     ) {
+        self.metricsURL = metricsURL
         self.parameters = parameters
         self.batchSize = batchSize
         self.name = name
@@ -272,6 +282,45 @@ public struct Target: Codable, Equatable, Sendable {
 
     /// Inputs each request carries: the embeddings batch, one for every other kind.
     public var inputsPerRequest: Int { self.kind == .openAIEmbeddings ? max(1, self.batchSize ?? 1) : 1 }
+
+    /// The URL the coordinator scrapes during a run, or `nil` when none.
+    public var scrapeURL: String? {
+        if let url = self.metricsURL { return url == "off" ? nil : url }
+        switch self.kind {
+        case .openAIChat, .openAICompletions, .openAIResponses, .openAIEmbeddings:
+            let base = self.baseURL.hasSuffix("/") ? String(self.baseURL.dropLast()) : self.baseURL
+            // The server's root: an OpenAI-compatible server serves its API and /metrics on one port.
+            return (base.hasSuffix("/v1") ? String(base.dropLast(3)) : base) + "/metrics"
+        case .anthropicMessages, .genericSSE:
+            return nil
+        }
+    }
+}
+
+/// The scrape of the targets' own metrics during a run (`server_metrics:`).
+public struct ServerMetrics: Codable, Equatable, Sendable {
+    /// Seconds between scrapes of each target.
+    public var interval: Double
+    /// Metric families to keep (every sample of each); `nil`: ``ServerMetrics/defaultFamilies``.
+    public var families: [String]?
+
+    public init(interval: Double = 1, families: [String]? = nil) {
+        self.interval = interval
+        self.families = families
+    }
+
+    /// KV-cache use, running and waiting requests, prompt and generation token counters, in the
+    /// names of vLLM, SGLang and llama.cpp.
+    public static let defaultFamilies = [
+        "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
+        "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
+        "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage", "sglang:prompt_tokens_total",
+        "sglang:generation_tokens_total",
+        "llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:kv_cache_usage_ratio",
+        "llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
+    ]
+
+    public var keptFamilies: [String] { self.families ?? Self.defaultFamilies }
 }
 
 /// Per-request time limits, in seconds.

@@ -268,7 +268,8 @@ extension NodeReader {
     mutating func plan(_ root: Node) -> Plan? {
         guard
             let f = self.fields(
-                root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos", "matrix", "placement"])
+                root, "", required: ["name", "targets", "workloads", "load"],
+                optional: ["seed", "slos", "matrix", "placement", "server_metrics"])
         else {
             return nil
         }
@@ -298,9 +299,22 @@ extension NodeReader {
         }
         let matrix = f["matrix"].flatMap { self.matrix($0, "matrix", stages: load?.stages ?? []) } ?? Matrix()
         let placement = f["placement"].flatMap { self.placement($0, "placement") } ?? []
+        let serverMetrics = f["server_metrics"].flatMap { self.serverMetrics($0, "server_metrics") }
         guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
         return Plan(
-            name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos, matrix: matrix, placement: placement)
+            name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos, matrix: matrix, placement: placement,
+            serverMetrics: serverMetrics)
+    }
+
+    /// `{interval: 1s, families: [vllm:num_requests_running, …]}`.
+    mutating func serverMetrics(_ node: Node, _ path: String) -> ServerMetrics? {
+        guard let f = self.fields(node, path, required: [], optional: ["interval", "families"]) else { return nil }
+        var settings = ServerMetrics()
+        if let interval = self.duration(f["interval"], "\(path).interval") { settings.interval = interval }
+        if let families = f["families"] {
+            settings.families = self.list(families, "\(path).families")?.enumerated().compactMap { self.string($1, "\(path).families[\($0)]") }
+        }
+        return settings
     }
 
     /// `{prompt_tokens: [...], output_tokens: [...], concurrency: [...], rate: [...]}`.
@@ -363,7 +377,7 @@ extension NodeReader {
         guard
             let f = self.fields(
                 node, path, required: ["name", "base_url", "model"],
-                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate", "batch_size"]
+                optional: ["kind", "headers", "timeouts", "http_version", "tls", "pricing", "quality", "calibrate", "batch_size", "metrics_url"]
                     + Self.requestParameterKeys)
         else { return nil }
         let name = self.string(f["name"], "\(path).name")
@@ -408,11 +422,15 @@ extension NodeReader {
         let calibrate = f["calibrate"].flatMap { self.bool($0, "\(path).calibrate") } ?? true
         let parameters = self.requestParameters(f, path)
         let batchSize = self.int(f["batch_size"], "\(path).batch_size", minimum: 1)
+        let metricsURL = f["metrics_url"].flatMap { self.string($0, "\(path).metrics_url") }
+        if let metricsURL, metricsURL != "off", !(metricsURL.hasPrefix("http://") || metricsURL.hasPrefix("https://")) {
+            self.report(f["metrics_url"], "\(path).metrics_url", "expected an http:// or https:// URL, or off")
+        }
         guard let name, let baseURL, let model else { return nil }
         return Target(
             name: name, kind: kind, baseURL: baseURL, model: model, headers: headers, timeouts: timeouts, httpVersion: httpVersion,
             tls: tls, pricing: pricing, quality: quality, calibrate: calibrate,
-            parameters: parameters == RequestParameters() ? nil : parameters, batchSize: batchSize)
+            parameters: parameters == RequestParameters() ? nil : parameters, batchSize: batchSize, metricsURL: metricsURL)
     }
 
     /// The request parameters of a target or a workload mapping: temperature, top_p, stop (a

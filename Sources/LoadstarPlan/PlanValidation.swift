@@ -249,6 +249,7 @@ struct PlanChecker {
         self.matrix(plan.matrix, stages: plan.load.stages)
         self.placement(plan.placement)
         self.embeddingBatches(plan)
+        if let metrics = plan.serverMetrics { self.serverMetrics(metrics) }
         // Cells: workloads × matrix values × targets, each run one after the other.
         var cells = 1
         var overflow = false
@@ -284,6 +285,25 @@ struct PlanChecker {
                         + "per request; at most \(PlanLimits.maxConversationTokens): use a smaller batch_size or shorter prompts")
             }
         }
+    }
+
+    /// Scrapes between 0.1 s and a minute apart; family names in Prometheus's alphabet.
+    mutating func serverMetrics(_ metrics: ServerMetrics) {
+        self.number(metrics.interval, "server_metrics.interval", min: 0.1, max: 60)
+        guard let families = metrics.families else { return }
+        if families.isEmpty || families.count > 100 { self.report("server_metrics.families", "expected 1 to 100 metric family names") }
+        for (index, family) in families.enumerated() where !Self.isMetricName(family) {
+            self.report("server_metrics.families[\(index)]", "a metric name is letters, digits, _ and : (not starting with a digit), at most 200 characters")
+        }
+    }
+
+    /// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    public static func isMetricName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, name.unicodeScalars.count <= 200 else { return false }
+        func allowed(_ c: Unicode.Scalar, digits: Bool) -> Bool {
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || c == "_" || c == ":" || (digits && ("0"..."9").contains(c))
+        }
+        return allowed(first, digits: false) && name.unicodeScalars.allSatisfy { allowed($0, digits: true) }
     }
 
     // MARK: targets
@@ -337,6 +357,15 @@ struct PlanChecker {
         case nil: break
         }
         if let quality = target.quality { self.number(quality, "\(path).quality", min: 0, max: 1e12) }
+        if let url = target.metricsURL, url != "off" {
+            if !(url.hasPrefix("http://") || url.hasPrefix("https://")) || url.count > 2_000
+                || url.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true })
+            {
+                self.report("\(path).metrics_url", "expected an http:// or https:// URL without spaces (at most 2,000 characters), or off")
+            } else if Self.urlCarriesPassword(url) {
+                self.report("\(path).metrics_url", "carries a password (user:password@); the plan text is stored in the runs table")
+            }
+        }
         if let batchSize = target.batchSize {
             if target.kind != .openAIEmbeddings {
                 self.report("\(path).batch_size", "applies only to kind openai-embeddings (inputs per request); remove it, or set kind: openai-embeddings")

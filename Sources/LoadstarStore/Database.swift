@@ -391,6 +391,28 @@ public actor Database {
         }
     }
 
+    /// One scrape of a target's metrics endpoint: every kept sample, at `scrapedAt` (µs since
+    /// the epoch on the coordinator's clock).
+    public func recordServerMetrics(runID: UInt64, targetIndex: Int, scrapedAt: Int64, samples: [(name: String, labels: String, value: Double)])
+        throws(DatabaseError)
+    {
+        guard !samples.isEmpty else { return }
+        func array(_ values: [String]) -> String {
+            "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+                .joined(separator: ",") + "}"
+        }
+        _ = try self.with { db throws(DatabaseError) in
+            try db.query(
+                """
+                INSERT INTO server_metrics (run_id, target_index, scraped_at, name, labels, value)
+                SELECT $1, $2, to_timestamp($3::bigint / 1e6), n, l, v
+                FROM unnest($4::text[], $5::text[], $6::float8[]) AS u(n, l, v)
+                """,
+                [String(runID), String(targetIndex), String(scrapedAt), array(samples.map(\.name)), array(samples.map(\.labels)),
+                 "{" + samples.map { String($0.value) }.joined(separator: ",") + "}"])
+        }
+    }
+
     public func setShardStatus(runID: UInt64, shardIndex: UInt32, status: ShardStatus) throws(DatabaseError) {
         _ = try self.with { db throws(DatabaseError) in
             try db.query("UPDATE shards SET status = $3 WHERE run_id = $1 AND shard_index = $2", [String(runID), String(shardIndex), status.rawValue])

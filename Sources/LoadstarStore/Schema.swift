@@ -1019,6 +1019,54 @@ enum Schema {
             JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
             JOIN agents a ON a.id = sh.agent_id;
             """),
+        Migration(version: 17, name: "the targets' own Prometheus metrics during a run", sql: """
+            -- What each target's metrics endpoint said during the run (issue 18): every sample of
+            -- the kept families, as served, with the scrape time on the coordinator's clock.
+            -- labels is the sample's label set as served ({a="x",b="y"}; '' without labels).
+            CREATE TABLE server_metrics (
+                run_id       bigint NOT NULL REFERENCES runs ON DELETE CASCADE,
+                target_index int NOT NULL,
+                scraped_at   timestamptz NOT NULL,
+                name         text NOT NULL,
+                labels       text NOT NULL DEFAULT '',
+                value        double precision NOT NULL,
+                FOREIGN KEY (run_id, target_index) REFERENCES targets
+            );
+            CREATE INDEX server_metrics_run ON server_metrics (run_id, target_index, name, scraped_at);
+
+            -- Per run × target × metric × label set × second: the last value scraped in that
+            -- second (a gauge as it stood; a counter's running total).
+            CREATE VIEW server_metrics_by_second AS
+            SELECT m.run_id, t.name AS target, m.target_index, m.name AS metric, m.labels,
+                   date_trunc('second', m.scraped_at) AS second,
+                   (array_agg(m.value ORDER BY m.scraped_at DESC))[1] AS value
+            FROM server_metrics m JOIN targets t USING (run_id, target_index)
+            GROUP BY m.run_id, t.name, m.target_index, m.name, m.labels, second;
+
+            -- The server's figures beside the client's, second by second, for each cell of the
+            -- target: what the server was doing when the client's p99 TTFT moved.
+            CREATE VIEW server_metrics_vs_client AS
+            SELECT ts.run_id, ts.cell, ts.cell_index, ts.second, ts.completed, ts.ttft_p50_ms, ts.ttft_p99_ms,
+                   s.target, s.metric, s.labels, s.value
+            FROM timeseries ts
+            JOIN cells c ON c.run_id = ts.run_id AND c.cell_index = ts.cell_index
+            JOIN server_metrics_by_second s ON s.run_id = ts.run_id AND s.target_index = c.target_index AND s.second = ts.second;
+
+            -- server_metrics_unavailable: a target's metrics endpoint could not be read (the run
+            -- goes on without them).
+            ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
+            ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
+                'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
+                'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted', 'server_metrics_unavailable'));
+
+            DO $$
+            BEGIN
+                GRANT SELECT ON server_metrics, server_metrics_by_second, server_metrics_vs_client TO loadstar_reader;
+            EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+                RAISE NOTICE 'server metrics not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
         // Versions 10 and 11 come from another branch; the migrator applies whatever is missing,
         // by version, so the gap is harmless.
     ]

@@ -36,6 +36,7 @@ import Testing
         12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
         13: ["67cd7aecb54cc5cf54ff4ec06914efaaf0487ebdc3a930e409c441cc5391ad1d"],
         14: ["ad5394f3a811c37c4ea1943da4aba9ca325eea97b384b2aae2e6b68f63f40f03"],
+        17: ["74fb6242f6f4a2d7375388a896562edabb191da72b19572a878a558d21b2685e"],
     ]
 
     @Test func versionsRunOneToNInOrder() {

@@ -1,0 +1,79 @@
+import Foundation
+import LoadstarPlan
+import LoadstarStore
+import Logging
+
+/// Scrapes each target's own Prometheus metrics during one run, at the plan's interval, and
+/// stores every sample of the kept families with the scrape time on the coordinator's clock. A
+/// target whose endpoint cannot be read is reported once (an event and a notice) and tried again
+/// each interval; the run never fails for it.
+struct ServerMetricsScraper: Sendable {
+    struct Endpoint: Sendable {
+        var targetIndex: Int
+        var targetName: String
+        var url: String
+    }
+
+    let runID: UInt64
+    let endpoints: [Endpoint]
+    let interval: Double
+    let families: Set<String>
+
+    init(runID: UInt64, plan: Plan) {
+        self.runID = runID
+        self.endpoints = plan.targets.enumerated().compactMap { index, target in
+            target.scrapeURL.map { Endpoint(targetIndex: index, targetName: target.name, url: $0) }
+        }
+        let settings = plan.serverMetrics ?? ServerMetrics()
+        self.interval = settings.interval
+        self.families = Set(settings.keptFamilies)
+    }
+
+    /// Scrapes until cancelled. `unavailable` hears the first failure of each target, in words.
+    func run(database: Database, logger: Logger, unavailable: @escaping @Sendable (String) async -> Void) async {
+        guard !self.endpoints.isEmpty else { return }
+        var reported = Set<Int>()
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let failures = await withTaskGroup(of: (Int, String?).self) { group in
+                for endpoint in self.endpoints {
+                    group.addTask { (endpoint.targetIndex, await self.scrape(endpoint, database: database)) }
+                }
+                var failures: [(Int, String)] = []
+                for await (index, failure) in group { if let failure { failures.append((index, failure)) } }
+                return failures
+            }
+            for (index, failure) in failures where reported.insert(index).inserted {
+                logger.warning("target metrics unavailable", metadata: ["run.id": "\(self.runID)", "detail": "\(failure)"])
+                try? await database.recordEvent(runID: self.runID, kind: "server_metrics_unavailable", detail: failure)
+                await unavailable(failure)
+            }
+            try? await Task.sleep(until: started + .seconds(self.interval), clock: .continuous)
+        }
+    }
+
+    /// One scrape of one target; the reason it failed, or `nil`.
+    private func scrape(_ endpoint: Endpoint, database: Database) async -> String? {
+        let text: String
+        do {
+            text = try await MetricsFetcher.fetch(try MetricsFetcher.Endpoint(endpoint.url), timeout: min(max(self.interval, 0.5), 5))
+        } catch {
+            return "target \(endpoint.targetName): no metrics from \(endpoint.url) (\(error)); server-side figures are not recorded "
+                + "(set metrics_url, or metrics_url: off)"
+        }
+        let scrapedAt = coordinatorNow()
+        let reading = PrometheusText.read(text, families: self.families)
+        if reading.samples.isEmpty {
+            return "target \(endpoint.targetName): \(endpoint.url) serves none of the kept metric families "
+                + "(\(reading.malformed) line(s) unreadable); list the ones it has under server_metrics.families"
+        }
+        do {
+            try await database.recordServerMetrics(
+                runID: self.runID, targetIndex: endpoint.targetIndex, scrapedAt: scrapedAt,
+                samples: reading.samples.map { ($0.name, $0.labels, $0.value) })
+        } catch {
+            return nil  // the database is down: this scrape is lost, the next may be stored
+        }
+        return nil
+    }
+}
