@@ -103,7 +103,7 @@ public enum LiveStatusView {
     /// The same in one line, for output that is not a terminal.
     public static func line(_ status: LiveRunStatus, runID: UInt64) -> String {
         var parts = ["run \(runID) \(Self.elapsed(status))", Self.cell(status), Self.pace(status)]
-        parts.append("in flight \(Self.count(UInt64(Self.inFlight(status)))), stored \(Self.count(status.stored)), \(Self.errors(status))")
+        parts.append("in flight \(Self.count(UInt64(Self.inFlight(status)))) · stored \(Self.count(status.stored)) · \(Self.errors(status))")
         parts.append(Self.ttft(status))
         let stopped = status.agents.filter { $0.state != .running }
         if !stopped.isEmpty { parts.append("agents: " + stopped.map { "\($0.name) \(Self.word($0.state))" }.joined(separator: ", ")) }

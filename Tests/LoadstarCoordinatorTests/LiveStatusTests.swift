@@ -82,7 +82,7 @@ import Testing
         status.agents.removeLast()
         let line = LiveStatusView.line(status, runID: 3)
         #expect(line.hasPrefix("run 3 0:42 of 2:00 | cell 3/6 ctx-32k@"), "\(line)")
-        #expect(line.contains(" | 990 req/s | in flight 66, stored 81,204, no errors | TTFT p50 210.0 ms · p99 780.1 ms (the agent's histogram)"), "\(line)")
+        #expect(line.contains(" | 990 req/s | in flight 66 · stored 81,204 · no errors | TTFT p50 210.0 ms · p99 780.1 ms (the agent's histogram)"), "\(line)")
         status.cellCount = 0
         status.agents[0].ttftP50 = -1
         #expect(LiveStatusView.line(status, runID: 3).contains(" | setting up | "))

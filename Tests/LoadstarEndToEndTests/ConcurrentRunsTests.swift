@@ -36,10 +36,10 @@ import Testing
         }
         try await Task.sleep(for: .seconds(1))  // their clocks probed
         let west = try cluster.run(try plan("west"), minAgents: 2)
-        for _ in 0..<100 where !west.stderr.contains("waiting for 2 free agent(s) with region=west") {
+        for _ in 0..<100 where !west.stderr.contains("waiting for 2 free agent(s), one with region=west") {
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(west.stderr.contains("waiting for 2 free agent(s) with region=west: 0 of the 2 free agent(s) usable"), "\(west.stderr)")
+        #expect(west.stderr.contains("waiting for 2 free agent(s), one with region=west: 0 of the 2 free agent(s) usable"), "\(west.stderr)")
         let east = try cluster.run(try plan("east"), minAgents: 2)
         agents += try (1...2).map { try cluster.agent("west-\($0)", extra: ["--region", "west"]) }
         #expect(try await east.wait(seconds: 90) == 0, "east: \(east.stderr)")

@@ -209,6 +209,14 @@ func simulatorPlan(_ name: String, stage: String, promptTokens: Int = 8, outputT
     """
 }
 
+/// Samples stored so far, from the last plain live-status line of `loadstar run` ("… · stored 1,234 · …").
+func storedSoFar(_ stderr: String) -> Int? {
+    guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("[loadstar] run ") && $0.contains(" · stored ") }),
+        let field = line.components(separatedBy: " · stored ").last?.components(separatedBy: " ·").first
+    else { return nil }
+    return Int(field.replacingOccurrences(of: ",", with: ""))
+}
+
 /// The run id from the first line of a report ("run 12 …").
 func runID(fromReport report: String) -> UInt64? {
     guard let line = report.split(separator: "\n").first(where: { $0.hasPrefix("run ") }) else { return nil }

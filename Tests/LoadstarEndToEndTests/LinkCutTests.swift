@@ -111,14 +111,13 @@ final class CuttableLink: Sendable {
         ], environment: Cluster.credentials)
         defer { agent.stop() }
         let plan = simulatorPlan("link-cut", stage: "{rate: 20, duration: 40s}")
-        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1)
-        // Wait until samples flow, then cut for 30 s.
+        let run = try cluster.run(try cluster.writePlan(plan), minAgents: 1, arguments: ["--progress-every", "1"])
+        // Wait until the live status says samples are stored, then cut for 30 s.
         let database = Database(conninfo: cluster.databaseURL)
         var started = false
-        for _ in 0..<100 where !started {
+        for _ in 0..<150 where !started {
             try await Task.sleep(for: .milliseconds(200))
-            let last = run.stderr.split(separator: "\n").last { $0.contains("] stored ") } ?? ""
-            started = !last.isEmpty && !last.contains("stored 0 samples")
+            started = (storedSoFar(run.stderr) ?? 0) > 0
         }
         #expect(started, "\(run.stderr)")
         link.cut()
