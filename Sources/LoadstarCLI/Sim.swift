@@ -28,10 +28,15 @@ extension Loadstar {
         var reasoningTokens: Int?
         @Flag(help: "Serve repeated prompt prefixes from a prompt cache, reported as Anthropic does (input_tokens without the cached part, cache_read_input_tokens, cache_creation_input_tokens) and as OpenAI's prompt_tokens_details.cached_tokens.")
         var promptCache = false
+        @Option(help: "Multiply every duration (prefill, decode steps, cold starts, fault delays) by this: 0.1 runs ten times faster, and the reported timings and truth log show the scaled times. Token counts and capacities are unchanged.")
+        var timeScale = 1.0
         @OptionGroup var common: CommonOptions
 
         func validate() throws {
             if let n = self.reasoningTokens, n < 0 { throw ValidationError("--reasoning-tokens must be 0 or more") }
+            if !SimulatorProfile.timeScales.contains(self.timeScale) {
+                throw ValidationError("--time-scale must be between \(SimulatorProfile.timeScales.lowerBound) and \(SimulatorProfile.timeScales.upperBound), got \(self.timeScale)")
+            }
         }
 
         func run() async throws {
@@ -57,7 +62,7 @@ extension Loadstar {
                     }
                 }
                 server = try await SimulatorServer.start(host: self.host, listeners: listeners, profiles: profiles, truthLogPath: self.truthLog, apiKey: self.apiKey,
-                    promptCache: self.promptCache)
+                    promptCache: self.promptCache, timeScale: self.timeScale)
             } catch let error as ValidationError {
                 throw error
             } catch {

@@ -106,3 +106,24 @@ extension SimulatorProfile {
             kvCapacityTokens: Int.max / 4, maxBatch: Int.max / 4, defaultMaxTokens: defaultMaxTokens)
     }
 }
+
+extension SimulatorProfile {
+    /// The time scales `loadstar sim --time-scale` accepts.
+    public static let timeScales: ClosedRange<Double> = 0.001...1000
+
+    /// The profile with every duration multiplied by `scale` (0.1: everything ten times faster):
+    /// prefill speed, the decode step and its cost per KV token, the cold start and the idleness
+    /// before it, and the fault delays. Token counts, capacities and fault rates are unchanged, so
+    /// the same load at `1/scale` times the rate meets the same queues, batches and cache.
+    public func scaled(by scale: Double) -> SimulatorProfile {
+        var p = self
+        p.prefillTokensPerSecond = self.prefillTokensPerSecond / scale
+        p.decodeStepMs = self.decodeStepMs * scale
+        p.decodeMicrosPerKVToken = self.decodeMicrosPerKVToken * scale
+        p.coldStartMs = self.coldStartMs * scale
+        p.coldAfterIdleSeconds = self.coldAfterIdleSeconds * scale
+        p.faults.stallMs = self.faults.stallMs * scale
+        p.faults.slowHeadersMs = self.faults.slowHeadersMs * scale
+        return p
+    }
+}

@@ -21,12 +21,17 @@ public final class SimulatorServer: Sendable {
 
     /// Binds one port per entry of `listeners`; requests to `/v1/…` on a port go to its profile,
     /// and `/<profile>/v1/…` reaches any profile from any port.
-    /// - Parameter promptCache: serve repeated prompt prefixes from a prompt cache per profile and
-    ///   report them as Anthropic does (``PromptCache``).
+    /// - Parameters:
+    ///   - promptCache: serve repeated prompt prefixes from a prompt cache per profile and report
+    ///     them as Anthropic does (``PromptCache``).
+    ///   - timeScale: every duration of every profile, and of the faults, multiplied by this
+    ///     (``SimulatorProfile/scaled(by:)``); within ``SimulatorProfile/timeScales``.
     public static func start(
         host: String, listeners: [(port: Int, profile: String)], profiles: [SimulatorProfile], truthLogPath: String?,
-        apiKey: String? = nil, promptCache: Bool = false
+        apiKey: String? = nil, promptCache: Bool = false, timeScale: Double = 1
     ) async throws -> SimulatorServer {
+        guard SimulatorProfile.timeScales.contains(timeScale) else { throw SimulatorError.badTimeScale(timeScale) }
+        let profiles = timeScale == 1 ? profiles : profiles.map { $0.scaled(by: timeScale) }
         let known = profiles.map(\.name)
         for listener in listeners where !known.contains(listener.profile) {
             throw SimulatorError.unknownProfile(listener.profile, known: known)
@@ -36,7 +41,10 @@ public final class SimulatorServer: Sendable {
         let truthLog = try truthLogPath.map { try TruthLog(path: $0) }
         let state = try await loop.submit {
             NIOLoopBound(
-                SimulatorState(profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache), eventLoop: loop)
+                SimulatorState(
+                    profiles: profiles, loop: loop, truthLog: truthLog, apiKey: apiKey, promptCache: promptCache,
+                    timeScale: timeScale),
+                eventLoop: loop)
         }.get()
         if truthLog != nil {
             loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(200)) { _ in
@@ -83,11 +91,17 @@ final class SimulatorState {
     var promptCaches: [String: PromptCache]?
     /// Tokens a prompt cache holds, at least (a profile's `prefix_cache_tokens` when larger).
     static let promptCacheTokens = 1 << 20
+    /// `--time-scale`: the profiles come scaled; the fixed delays of faults on demand scale by it.
+    let timeScale: Double
     private var nextID: UInt64 = 0
     private var dice = SystemRandomNumberGenerator()
 
-    init(profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false) {
+    init(
+        profiles: [SimulatorProfile], loop: any EventLoop, truthLog: TruthLog?, apiKey: String? = nil, promptCache: Bool = false,
+        timeScale: Double = 1
+    ) {
         self.apiKey = apiKey
+        self.timeScale = timeScale
         var engines: [String: InferenceEngine] = [:]
         for profile in profiles { engines[profile.name] = InferenceEngine(profile: profile, loop: loop) }
         self.engines = engines
@@ -310,7 +324,7 @@ final class SimulatorHandler: ChannelInboundHandler, TokenSink {
             }
             engine.submit(request, sink: self)
         }
-        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000) : faults.slowHeadersMs
+        let slow = fault == .slowHeaders ? max(faults.slowHeadersMs, 1000 * self.state.timeScale) : faults.slowHeadersMs
         if slow > 0 {
             context.eventLoop.assumeIsolated().scheduleTask(in: .microseconds(Int64(slow * 1000))) { start() }
         } else {

@@ -39,12 +39,15 @@ public enum SimulatorError: Error, CustomStringConvertible {
     case cannotWrite(String)
     case unknownProfile(String, known: [String])
     case badProfileFile(String, String)
+    case badTimeScale(Double)
 
     public var description: String {
         switch self {
         case .cannotWrite(let path): return "cannot write \(path)"
         case .unknownProfile(let name, let known): return "unknown profile '\(name)'; known: \(known.joined(separator: ", "))"
         case .badProfileFile(let path, let why): return "\(path): \(why)"
+        case .badTimeScale(let scale):
+            return "time scale \(scale) is outside \(SimulatorProfile.timeScales.lowerBound)…\(SimulatorProfile.timeScales.upperBound) (0.1 makes every duration ten times shorter)"
         }
     }
 }
