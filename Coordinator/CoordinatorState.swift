@@ -516,7 +516,7 @@ actor CoordinatorState {
             return
         }
         // Ceilings and allowed targets: refused before any agent is told anything.
-        let overCeilings = self.options.ceilings.violations(of: plan)
+        let overCeilings = self.options.ceilings.violations(of: plan.heaviestProbe ?? plan)
         if !overCeilings.isEmpty {
             self.logger.warning("run refused: above the coordinator's ceilings", metadata: ["plan": "\(submit.planName)"])
             try await outbound.write(.reject(Reject(code: .forbidden, reason: overCeilings.joined(separator: "; "))))
@@ -527,91 +527,11 @@ actor CoordinatorState {
             try await outbound.write(.reject(Reject(code: .forbidden, reason: refusal)))
             return
         }
-        // Runs go side by side on disjoint agents: this one takes the free agents its placement
-        // can use (waiting, and saying so, while they do not meet its need), and gives back those
-        // the placement then leaves out.
-        let need = AgentNeed(plan: plan, minimum: Int(submit.minimumAgents))
-        guard var selected = await self.waitForAgents(need, client: outbound) else {
-            let (free, busy) = await self.agentCounts()
-            try await outbound.write(.reject(Reject(
-                code: .notEnoughAgents,
-                reason: "\(free) agent(s) free after \(Int(self.options.agentWait)) s (\(busy) busy in other runs), the run needs \(need.description); "
-                    + "start agents with `loadstar agent --coordinator HOST:PORT`")))
+        if plan.load.search != nil {
+            try await self.serveSearch(plan, submit, messages: messages, outbound: outbound)
             return
         }
-        var reserved = Set(selected.map(\.hello.agentID))
-        defer { let left = reserved; Task { await self.release(left) } }
-        let slots = selected.map { AgentSlot(name: $0.hello.name, capacity: Int($0.hello.capacity), labels: Self.labels(of: $0)) }
-        let placed: [(agent: Int, spec: ShardSpec)]
-        do {
-            placed = try ShardSplitter.place(plan, agents: slots)
-        } catch {
-            try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
-            return
-        }
-        // Agents the placement leaves out take no part in this run, and are free for another.
-        selected = placed.map { selected[$0.agent] }
-        await self.release(reserved.subtracting(selected.map(\.hello.agentID)))
-        reserved = Set(selected.map(\.hello.agentID))
-        // Secrets travel to agents only encrypted: without TLS, only to agents on this machine.
-        if self.options.tls == nil, !submit.secrets.isEmpty {
-            let exposed = selected.filter { !hostIsLoopback(Self.host(of: $0.address)) }
-            if !exposed.isEmpty {
-                try await outbound.write(.reject(Reject(
-                    code: .badPlan,
-                    reason: "the plan's secrets would reach agent(s) \(exposed.map { "\($0.hello.name) (\($0.address))" }.joined(separator: ", ")) "
-                        + "over an unencrypted link; run the coordinator with --tls-cert and --tls-key (and the agents with --tls-ca)")))
-                return
-            }
-        }
-        let specs = placed.map(\.spec)
-        let records = zip(specs, selected).map { spec, agent in
-            Database.ShardRecord(
-                spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt, secret: newShardSecret())
-        }
-        let id = try await self.database.createRun(
-            plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID)
-        let setupDeadline = monotonicMicros() + Int64(Self.setupSeconds(plan) * 1_000_000)
-        await self.startRun(id, records, plan: plan, client: outbound, setupDeadline: setupDeadline)
-        // The run holds its agents now.
-        await self.release(reserved)
-        reserved = []
-        self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
-        try? await self.database.recordEvent(
-            runID: id, kind: "run_started", detail: "\(selected.count) agent(s): " + selected.map(\.hello.name).joined(separator: ", "))
-        do {
-            try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
-        } catch {
-            await self.abandonRun(id, reason: "the submitting client went away before the run started")
-            throw error
-        }
-
-        // Shards go out first; once every agent has set its shard up (probed the targets), all
-        // start at one common instant, each told it on its own clock.
-        for record in records {
-            let spec = record.spec
-            let json = (try? JSONEncoder().encode(spec)) ?? Data()
-            let assignment = ShardAssignment(
-                runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
-                spec: Array(json), secrets: submit.secrets, shardSecret: record.secret, allowTargets: self.options.allowTargets)
-            await self.shardAssigned(ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: record.agentID, secret: record.secret)
-            // The agent's link now (it may have reconnected since it was chosen).
-            try? await self.agents[record.agentID]?.writer?.write(.assignShard(assignment))
-        }
-        if !(await self.waitUntilReady(id)) {
-            self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
-        }
-        // A coordinator stopping now starts nothing: the run stays its own, resumed at its next start.
-        if await self.stopping { return }
-        let start = coordinatorNow() + 1_000_000
-        await self.keepForHandOver(id, HandOver(
-            plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
-            start: start))
-        for agent in selected {
-            let offset = await self.agents[agent.hello.agentID]?.clock.offset ?? agent.clock.offset
-            try? await self.agents[agent.hello.agentID]?.writer?.write(.startAt(StartAt(runID: id, startTime: start &+ offset)))
-        }
-        await self.started(id)
+        guard let id = try await self.launch(plan, submit: submit, outbound: outbound, probe: nil) else { return }
 
         // Watch the run; the client may ask to abort (or vanish, which aborts too). The client's
         // iterator moves into the reading task and is never touched here again.
@@ -648,6 +568,103 @@ actor CoordinatorState {
         try? await outbound.write(.runFinished(RunFinished(runID: id, status: status.0, report: report, problems: problems)))
     }
 
+    /// Places `plan` on the free agents, records the run (linked to its search when it is a
+    /// probe), hands out the shards and starts them at one instant. Returns the run's id once it
+    /// is started; `nil` when it was refused (the client was told why) or the coordinator is
+    /// stopping. Only a run that is not a probe is announced to the client (`runAccepted`).
+    nonisolated func launch(_ plan: Plan, submit: SubmitRun, outbound: MessageWriter, probe: ProbeLink?) async throws -> UInt64? {
+        // Runs go side by side on disjoint agents: this one takes the free agents its placement
+        // can use (waiting, and saying so, while they do not meet its need), and gives back those
+        // the placement then leaves out.
+        let need = AgentNeed(plan: plan, minimum: Int(submit.minimumAgents))
+        guard var selected = await self.waitForAgents(need, client: outbound) else {
+            let (free, busy) = await self.agentCounts()
+            try await outbound.write(.reject(Reject(
+                code: .notEnoughAgents,
+                reason: "\(free) agent(s) free after \(Int(self.options.agentWait)) s (\(busy) busy in other runs), the run needs \(need.description); "
+                    + "start agents with `loadstar agent --coordinator HOST:PORT`")))
+            return nil
+        }
+        var reserved = Set(selected.map(\.hello.agentID))
+        defer { let left = reserved; Task { await self.release(left) } }
+        let slots = selected.map { AgentSlot(name: $0.hello.name, capacity: Int($0.hello.capacity), labels: Self.labels(of: $0)) }
+        let placed: [(agent: Int, spec: ShardSpec)]
+        do {
+            placed = try ShardSplitter.place(plan, agents: slots)
+        } catch {
+            try await outbound.write(.reject(Reject(code: .badPlan, reason: error.description)))
+            return nil
+        }
+        // Agents the placement leaves out take no part in this run, and are free for another.
+        selected = placed.map { selected[$0.agent] }
+        await self.release(reserved.subtracting(selected.map(\.hello.agentID)))
+        reserved = Set(selected.map(\.hello.agentID))
+        // Secrets travel to agents only encrypted: without TLS, only to agents on this machine.
+        if self.options.tls == nil, !submit.secrets.isEmpty {
+            let exposed = selected.filter { !hostIsLoopback(Self.host(of: $0.address)) }
+            if !exposed.isEmpty {
+                try await outbound.write(.reject(Reject(
+                    code: .badPlan,
+                    reason: "the plan's secrets would reach agent(s) \(exposed.map { "\($0.hello.name) (\($0.address))" }.joined(separator: ", ")) "
+                        + "over an unencrypted link; run the coordinator with --tls-cert and --tls-key (and the agents with --tls-ca)")))
+                return nil
+            }
+        }
+        let specs = placed.map(\.spec)
+        let records = zip(specs, selected).map { spec, agent in
+            Database.ShardRecord(
+                spec: spec, agentID: agent.hello.agentID, clockOffset: agent.clock.offset, clockRTT: agent.clock.rtt, secret: newShardSecret())
+        }
+        let id = try await self.database.createRun(
+            plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID,
+            probe: probe)
+        let setupDeadline = monotonicMicros() + Int64(Self.setupSeconds(plan) * 1_000_000)
+        await self.startRun(id, records, plan: plan, client: outbound, setupDeadline: setupDeadline)
+        // The run holds its agents now.
+        await self.release(reserved)
+        reserved = []
+        self.logger.info("run started", metadata: ["run.id": "\(id)", "agents": "\(selected.count)"])
+        try? await self.database.recordEvent(
+            runID: id, kind: "run_started", detail: "\(selected.count) agent(s): " + selected.map(\.hello.name).joined(separator: ", "))
+        if probe == nil {
+            do {
+                try await outbound.write(.runAccepted(RunAccepted(runID: id, agents: UInt32(selected.count))))
+            } catch {
+                await self.abandonRun(id, reason: "the submitting client went away before the run started")
+                throw error
+            }
+        }
+
+        // Shards go out first; once every agent has set its shard up (probed the targets), all
+        // start at one common instant, each told it on its own clock.
+        for record in records {
+            let spec = record.spec
+            let json = (try? JSONEncoder().encode(spec)) ?? Data()
+            let assignment = ShardAssignment(
+                runID: id, shardIndex: UInt32(spec.shardIndex), shardCount: UInt32(specs.count), seed: spec.seed,
+                spec: Array(json), secrets: submit.secrets, shardSecret: record.secret, allowTargets: self.options.allowTargets)
+            await self.shardAssigned(ShardOwnership.Key(runID: id, shardIndex: UInt32(spec.shardIndex)), agentID: record.agentID, secret: record.secret)
+            // The agent's link now (it may have reconnected since it was chosen).
+            try? await self.agents[record.agentID]?.writer?.write(.assignShard(assignment))
+        }
+        if !(await self.waitUntilReady(id)) {
+            self.logger.warning("not every agent reported its shard ready in time; starting anyway", metadata: ["run.id": "\(id)"])
+        }
+        // A coordinator stopping now starts nothing: the run stays its own, resumed at its next start.
+        if await self.stopping { return nil }
+        let start = coordinatorNow() + 1_000_000
+        await self.keepForHandOver(id, HandOver(
+            plan: plan, specs: Dictionary(uniqueKeysWithValues: specs.map { (UInt32($0.shardIndex), $0) }), secrets: submit.secrets,
+            start: start))
+        for agent in selected {
+            let offset = await self.agents[agent.hello.agentID]?.clock.offset ?? agent.clock.offset
+            try? await self.agents[agent.hello.agentID]?.writer?.write(.startAt(StartAt(runID: id, startTime: start &+ offset)))
+        }
+        await self.started(id)
+        return id
+
+    }
+
     /// Sees to the end the runs this coordinator left running when it stopped (its state is in
     /// PostgreSQL): agents reconnect, resend what was not acknowledged and their shard's end; the
     /// run is finished and its results stored as usual. Nobody waits for its report: see
@@ -662,6 +679,14 @@ actor CoordinatorState {
         }
         let now = monotonicMicros()
         for run in interrupted {
+            // A search's driver died with the coordinator: its probes so far stay stored (one
+            // still running is resumed below as a run of its own); the search ends here.
+            if run.plan.load.search != nil {
+                let reason = "the coordinator restarted during the search; the probes run so far are stored"
+                try? await self.database.finishRun(run.id, status: .aborted, reason: reason)
+                try? await self.database.recordEvent(runID: run.id, kind: "run_finished", detail: "aborted: " + reason)
+                continue
+            }
             var shards: [UInt32: RunStateMachine.Shard] = [:]
             for shard in run.shards {
                 var state = RunStateMachine.Shard(agentID: shard.agentID, agentName: shard.agentName)
@@ -816,7 +841,7 @@ actor CoordinatorState {
     }
 
     /// The run's final status, once it is settled.
-    private func waitForFinish(_ id: UInt64) async -> (RunStatus, String?) {
+    func waitForFinish(_ id: UInt64) async -> (RunStatus, String?) {
         guard self.runs[id] != nil else { return self.finishedRuns[id] ?? (.failed, "run state lost") }
         if self.stopping { return (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id") }
         return await withCheckedContinuation { continuation in
@@ -855,7 +880,7 @@ actor CoordinatorState {
 
     private func keepForHandOver(_ id: UInt64, _ handOver: HandOver) { self.runs[id]?.handOver = handOver }
 
-    private func abortRun(_ id: UInt64, reason: String, byCoordinator: Bool = false) async {
+    func abortRun(_ id: UInt64, reason: String, byCoordinator: Bool = false) async {
         guard self.runs[id] != nil else { return }
         if self.runs[id]?.abortedAt == nil { self.runs[id]?.abortedAt = monotonicMicros() }
         self.logger.info("aborting run", metadata: ["run.id": "\(id)", "reason": "\(reason)"])

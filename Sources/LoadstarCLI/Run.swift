@@ -76,7 +76,9 @@ extension Loadstar {
                     server = local
                     serverTask = Task { try await local.run() }
                     address = try Address("127.0.0.1:\(local.port)", option: "--coordinator")
-                    agents = try await Self.spawnAgents(count: count, port: local.port, token: access.agentToken ?? "")
+                    // A search runs one probe after another: its agents stay for every probe.
+                    agents = try await Self.spawnAgents(
+                        count: count, port: local.port, token: access.agentToken ?? "", once: parsed.load.search == nil)
                     minimum = UInt32(count)
                 } catch {
                     throw fail("\(error)")
@@ -150,11 +152,11 @@ extension Loadstar {
         /// Starts the local agents, each told to end with this process (``ParentWatch``). They are
         /// spawned from a thread that lives as long as the process: the kernel's parent-death
         /// signal follows the spawning *thread*, and a pool thread may retire mid-run.
-        static func spawnAgents(count: Int, port: Int, token: String) async throws -> [Process] {
+        static func spawnAgents(count: Int, port: Int, token: String, once: Bool = true) async throws -> [Process] {
             try await withCheckedThrowingContinuation { continuation in
                 let thread = Thread {
                     continuation.resume(with: Result {
-                        try (0..<count).map { try Self.spawnAgent(index: $0, port: port, token: token) }
+                        try (0..<count).map { try Self.spawnAgent(index: $0, port: port, token: token, once: once) }
                     })
                     while true { sleep(3600) }
                 }
@@ -163,13 +165,13 @@ extension Loadstar {
             }
         }
 
-        private static func spawnAgent(index: Int, port: Int, token: String) throws -> Process {
+        private static func spawnAgent(index: Int, port: Int, token: String, once: Bool) throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             process.arguments = [
                 "agent", "--coordinator", "127.0.0.1:\(port)", "--name", "local-\(index + 1)", "--region", "local",
-                "--once", "--log-level", "warning",
-            ]
+                "--log-level", "warning",
+            ] + (once ? ["--once"] : [])
             process.standardInput = FileHandle.nullDevice
             var environment = ProcessInfo.processInfo.environment
             environment["LOADSTAR_AGENT_TOKEN"] = token

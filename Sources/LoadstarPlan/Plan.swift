@@ -521,6 +521,8 @@ public struct Load: Codable, Equatable, Sendable {
     public var onAgentLoss: AgentLossPolicy?
     /// When a cell counts as client-bound (`nil`: the defaults of ``ClientBound``).
     public var clientBound: ClientBound?
+    /// A capacity search instead of stages (`stages: [{search: …}]`); ``stages`` is then empty.
+    public var search: CapacitySearchSpec?
 
     /// The thresholds past which the client, not the target, set a cell's pace. A cell is
     /// client-bound when an agent's send lag p99 exceeds ``sendLagP99Ms``, when any request was
@@ -538,8 +540,9 @@ public struct Load: Codable, Equatable, Sendable {
 
     public init(
         stages: [Stage], warmup: Double = 0, cooldown: Double = 0, maxInFlight: Int = 1024, workers: Int? = nil,
-        onAgentLoss: AgentLossPolicy? = nil, clientBound: ClientBound? = nil
+        onAgentLoss: AgentLossPolicy? = nil, clientBound: ClientBound? = nil, search: CapacitySearchSpec? = nil
     ) {
+        self.search = search
         self.clientBound = clientBound
         self.onAgentLoss = onAgentLoss
         self.stages = stages

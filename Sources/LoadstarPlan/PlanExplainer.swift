@@ -82,6 +82,12 @@ public enum PlanExplainer {
                 }
             }
         }
+        if let search = plan.load.search {
+            let probes = search.maxProbesPerCell
+            out += "\ncapacity \(search.summary): each cell's probes run one after the other, each by the whole fleet; "
+            out += "at most \(probes) probes per cell, \(Int(Double(probes * plan.cells.count) * search.probe)) s in all\n"
+            return out
+        }
         let duration = plan.load.cellSeconds.map { String(format: "%.0f s", $0 * Double(plan.cells.count)) } ?? "depends on latency"
         out += "\nexpected: \(totalRequests) requests\(unknown ? " plus the latency-bound closed-loop stages" : ""), "
         out += String(format: "%.2f M prompt tokens, %.2f M output tokens; estimated duration %@\n", promptTokens / 1e6, outputTokens / 1e6, duration)

@@ -286,17 +286,7 @@ extension NodeReader {
         if let workloads {
             self.checkUnique(workloads.map(\.name), f["workloads"], "workloads", what: "workload name")
         }
-        var slos = SLOs()
-        if let node = f["slos"],
-            let g = self.fields(node, "slos", required: [], optional: ["ttft_p99_ms", "tpot_p99_ms", "itl_p99_ms", "e2e_p99_ms", "error_rate"])
-        {
-            slos.ttftP99Ms = g["ttft_p99_ms"].flatMap { self.double($0, "slos.ttft_p99_ms", exclusive: true) }
-            slos.tpotP99Ms = g["tpot_p99_ms"].flatMap { self.double($0, "slos.tpot_p99_ms", exclusive: true) }
-            slos.itlP99Ms = g["itl_p99_ms"].flatMap { self.double($0, "slos.itl_p99_ms", exclusive: true) }
-            slos.e2eP99Ms = g["e2e_p99_ms"].flatMap { self.double($0, "slos.e2e_p99_ms", exclusive: true) }
-            slos.errorRate = g["error_rate"].flatMap { self.double($0, "slos.error_rate") }
-            if let rate = slos.errorRate, rate > 1 { self.report(g["error_rate"], "slos.error_rate", "expected a share between 0 and 1") }
-        }
+        let slos = f["slos"].map { self.slos($0, "slos") } ?? SLOs()
         let matrix = f["matrix"].flatMap { self.matrix($0, "matrix", stages: load?.stages ?? []) } ?? Matrix()
         let placement = f["placement"].flatMap { self.placement($0, "placement") } ?? []
         let serverMetrics = f["server_metrics"].flatMap { self.serverMetrics($0, "server_metrics") }
@@ -567,8 +557,16 @@ extension NodeReader {
                 node, path, required: ["stages"],
                 optional: ["warmup", "cooldown", "max_in_flight", "workers", "on_agent_loss", "client_bound"])
         else { return nil }
-        let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap {
-            self.stage($1, "\(path).stages[\($0)]")
+        var search: CapacitySearchSpec?
+        let stages = self.list(f["stages"], "\(path).stages")?.enumerated().compactMap { index, node -> Stage? in
+            let stagePath = "\(path).stages[\(index)]"
+            guard case .mapping(let mapping) = node, mapping.contains(where: { $0.key.string == "search" }) else {
+                return self.stage(node, stagePath)
+            }
+            if let g = self.fields(node, stagePath, required: ["search"], optional: []), let searchNode = g["search"] {
+                search = self.search(searchNode, "\(stagePath).search")
+            }
+            return nil
         }
         let warmup = self.duration(f["warmup"], "\(path).warmup") ?? 0
         let cooldown = self.duration(f["cooldown"], "\(path).cooldown") ?? 0
@@ -592,7 +590,7 @@ extension NodeReader {
         guard let stages else { return nil }
         return Load(
             stages: stages, warmup: warmup, cooldown: cooldown, maxInFlight: maxInFlight, workers: workers, onAgentLoss: onAgentLoss,
-            clientBound: clientBound)
+            clientBound: clientBound, search: search)
     }
 
     mutating func stage(_ node: Node, _ path: String) -> Stage? {
@@ -681,6 +679,44 @@ extension NodeReader {
 }
 
 extension NodeReader {
+    /// `{ttft_p99_ms, tpot_p99_ms, itl_p99_ms, e2e_p99_ms, error_rate}`: the plan's `slos`, or a search's `slo`.
+    mutating func slos(_ node: Node, _ path: String) -> SLOs {
+        var slos = SLOs()
+        guard let g = self.fields(node, path, required: [], optional: ["ttft_p99_ms", "tpot_p99_ms", "itl_p99_ms", "e2e_p99_ms", "error_rate"])
+        else { return slos }
+        slos.ttftP99Ms = g["ttft_p99_ms"].flatMap { self.double($0, "\(path).ttft_p99_ms", exclusive: true) }
+        slos.tpotP99Ms = g["tpot_p99_ms"].flatMap { self.double($0, "\(path).tpot_p99_ms", exclusive: true) }
+        slos.itlP99Ms = g["itl_p99_ms"].flatMap { self.double($0, "\(path).itl_p99_ms", exclusive: true) }
+        slos.e2eP99Ms = g["e2e_p99_ms"].flatMap { self.double($0, "\(path).e2e_p99_ms", exclusive: true) }
+        slos.errorRate = g["error_rate"].flatMap { self.double($0, "\(path).error_rate") }
+        if let rate = slos.errorRate, rate > 1 { self.report(g["error_rate"], "\(path).error_rate", "expected a share between 0 and 1") }
+        return slos
+    }
+
+    /// `{slo, min_rate, max_rate, precision, probe, arrival}`: a capacity search; its ranges are
+    /// checked by `Plan.validate()`.
+    mutating func search(_ node: Node, _ path: String) -> CapacitySearchSpec? {
+        guard
+            let f = self.fields(
+                node, path, required: ["slo", "min_rate", "max_rate"], optional: ["precision", "probe", "arrival"])
+        else { return nil }
+        let slo = f["slo"].map { self.slos($0, "\(path).slo") } ?? SLOs()
+        let minRate = self.double(f["min_rate"], "\(path).min_rate", exclusive: true)
+        let maxRate = self.double(f["max_rate"], "\(path).max_rate", exclusive: true)
+        let precision = f["precision"].flatMap { self.double($0, "\(path).precision", exclusive: true) } ?? CapacitySearchSpec.defaultPrecision
+        let probe = f["probe"].flatMap { self.duration($0, "\(path).probe") } ?? CapacitySearchSpec.defaultProbe
+        var arrival = Stage.Arrival.constant
+        if let a = f["arrival"] {
+            if let text = a.string, let parsed = Stage.Arrival(rawValue: text), parsed != .gamma {
+                arrival = parsed
+            } else {
+                self.report(a, "\(path).arrival", "expected constant or poisson")
+            }
+        }
+        guard let minRate, let maxRate else { return nil }
+        return CapacitySearchSpec(slo: slo, minRate: minRate, maxRate: maxRate, precision: precision, probe: probe, arrival: arrival)
+    }
+
     /// `{file, format, time_scale, rate_scale, window_start, window_duration, max_prompt_tokens}`:
     /// the trace's requests become a replay list.
     mutating func trace(_ node: Node, _ path: String) -> [Stage.ReplayRequest]? {

@@ -550,7 +550,12 @@ struct PlanChecker {
     // MARK: load
 
     mutating func load(_ load: Load, _ path: String) {
-        if load.stages.isEmpty { self.report("\(path).stages", "expected a non-empty list") }
+        if let search = load.search {
+            if !load.stages.isEmpty { self.report("\(path).stages", "a search is the only stage of its plan: it runs every probe itself") }
+            self.search(search, "\(path).stages[0].search", load: load)
+        } else if load.stages.isEmpty {
+            self.report("\(path).stages", "expected a non-empty list")
+        }
         if load.stages.count > PlanLimits.maxStages { self.report("\(path).stages", "at most \(PlanLimits.maxStages) stages") }
         for (index, stage) in load.stages.enumerated() { self.stage(stage, "\(path).stages[\(index)]") }
         self.seconds(load.warmup, "\(path).warmup")
@@ -623,13 +628,41 @@ struct PlanChecker {
 
     // MARK: slos, matrix, placement
 
-    mutating func slos(_ slos: SLOs) {
+    mutating func slos(_ slos: SLOs, _ path: String = "slos") {
         for (key, _, limit) in slos.objectives {
             if key == "error_rate" {
-                if !(limit.isFinite && limit >= 0 && limit <= 1) { self.report("slos.error_rate", "expected a share between 0 and 1") }
+                if !(limit.isFinite && limit >= 0 && limit <= 1) { self.report("\(path).error_rate", "expected a share between 0 and 1") }
             } else {
-                self.number(limit, "slos.\(key)", min: 0, exclusive: true, max: 1e12)
+                self.number(limit, "\(path).\(key)", min: 0, exclusive: true, max: 1e12)
             }
+        }
+    }
+
+    /// A capacity search: its objectives, a rate range, a precision, and probes long enough for
+    /// ``CapacitySearchSpec/minimumRequestsPerProbe`` requests at the lowest rate.
+    mutating func search(_ search: CapacitySearchSpec, _ path: String, load: Load) {
+        if search.slo.objectives.isEmpty {
+            self.report("\(path).slo", "a search needs at least one objective to search under, e.g. {ttft_p99_ms: 800}")
+        }
+        self.slos(search.slo, "\(path).slo")
+        let minOK = self.number(search.minRate, "\(path).min_rate", min: PlanLimits.minRate, max: PlanLimits.maxRate)
+        let maxOK = self.number(search.maxRate, "\(path).max_rate", min: PlanLimits.minRate, max: PlanLimits.maxRate)
+        if minOK, maxOK, search.maxRate < search.minRate {
+            self.report("\(path).max_rate", "max_rate \(Self.text(search.maxRate)) is below min_rate \(Self.text(search.minRate))")
+        }
+        let range = CapacitySearchSpec.precisionRange
+        self.number(search.precision, "\(path).precision", min: range.lowerBound, max: range.upperBound)
+        self.seconds(search.probe, "\(path).probe", positive: true)
+        if search.arrival == .gamma { self.report("\(path).arrival", "expected constant or poisson") }
+        let minimum = CapacitySearchSpec.minimumRequestsPerProbe
+        if minOK, search.probe.isFinite, search.probe > 0, search.probe * search.minRate < minimum {
+            self.report(
+                "\(path).probe",
+                "a probe of \(Self.text(search.probe)) s at min_rate \(Self.text(search.minRate))/s has \(Int(search.probe * search.minRate)) requests; "
+                    + "each probe needs at least \(Int(minimum)) for its p99: make probe at least \(Self.text((minimum / search.minRate).rounded(.up))) s or raise min_rate")
+        }
+        if search.probe.isFinite, load.warmup + load.cooldown >= search.probe {
+            self.report("\(path).probe", "warmup and cooldown (\(Self.text(load.warmup + load.cooldown)) s) leave nothing of each probe to measure")
         }
     }
 

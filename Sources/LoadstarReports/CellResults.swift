@@ -29,10 +29,12 @@ public struct CellResult: Sendable, Equatable {
         case goodput = "good/s"
         case outputTokensPerSecond = "output tok/s"
         case costPerMillion = "$/M output tokens"
+        /// A capacity search's result: the highest rate meeting the search's SLOs (`capacity_search`).
+        case capacity = "capacity req/s"
 
         public var higherIsBetter: Bool {
             switch self {
-            case .tokensPerSecond, .throughput, .goodput, .outputTokensPerSecond: true
+            case .tokensPerSecond, .throughput, .goodput, .outputTokensPerSecond, .capacity: true
             default: false
             }
         }
@@ -49,6 +51,7 @@ public struct CellResult: Sendable, Equatable {
             case .goodput: "l.goodput_rps"
             case .outputTokensPerSecond: "l.output_tok_s"
             case .costPerMillion: "l.usd_per_m_output_tokens"
+            case .capacity: "NULL::float8"
             }
         }
     }
@@ -59,7 +62,12 @@ extension CellResult {
     public static func load(database: Database, runIDs: [UInt64]) async throws -> [CellResult] {
         let metrics = CellResult.Metric.allCases
         var rows: [Row] = []
+        var searches: [CellResult] = []
         for runID in runIDs {
+            if try await CapacityReport.isSearch(database: database, runID: runID) {
+                searches += try await Self.capacities(database: database, runID: runID)
+                continue
+            }
             let source = try await ResultSource.of(database, runID: runID)
             let promptMean = "(SELECT p.requested_mean FROM \(source.relation("cell_prompt")) p WHERE p.run_id = l.run_id AND p.cell_index = l.cell_index)"
             let sql = """
@@ -72,7 +80,7 @@ extension CellResult {
                 """
             rows += try await database.rows(sql, [String(runID)])
         }
-        return try rows.map { row in
+        return try searches + rows.map { row in
             var figures: [Metric: Double] = [:]
             for (index, metric) in metrics.enumerated() {
                 if let value = try row.optionalDouble(12 + index), value.isFinite { figures[metric] = value }
@@ -82,6 +90,25 @@ extension CellResult {
                 scenario: try row.string(4), promptTokens: try row.optionalDouble(5) ?? 0, outputTokens: try row.optionalInt(6),
                 concurrency: try row.optionalInt(7), rate: try row.optionalDouble(8), requests: try row.int(9),
                 errorRate: try row.optionalDouble(10) ?? 0, figures: figures, quality: try row.optionalDouble(11))
+        }
+    }
+
+    /// A search's cells with their capacity as the one figure (cells without a capacity have none).
+    static func capacities(database: Database, runID: UInt64) async throws -> [CellResult] {
+        let rows = try await database.rows("""
+            SELECT k.cell_index, k.cell, k.target, k.scenario,
+                   coalesce(k.cell_prompt_tokens::float8,
+                            (SELECT avg(s.prompt_tokens_requested) FROM samples s JOIN runs p ON p.id = s.run_id
+                             WHERE p.search_run_id = k.search_run_id AND p.search_cell_index = k.cell_index)),
+                   k.cell_output_tokens, k.capacity_rps,
+                   (SELECT coalesce(sum(p.requests), 0) FROM capacity_probes p WHERE p.search_run_id = k.search_run_id AND p.cell_index = k.cell_index)
+            FROM capacity_search k WHERE k.search_run_id = $1 ORDER BY k.cell_index
+            """, [String(runID)])
+        return try rows.map { row in
+            CellResult(
+                runID: runID, cellIndex: try row.int(0), cell: try row.string(1), target: try row.string(2), scenario: try row.string(3),
+                promptTokens: try row.optionalDouble(4) ?? 0, outputTokens: try row.optionalInt(5), concurrency: nil, rate: nil,
+                requests: try row.int(7), errorRate: 0, figures: (try row.optionalDouble(6)).map { [.capacity: $0] } ?? [:], quality: nil)
         }
     }
 }

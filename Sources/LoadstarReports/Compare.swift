@@ -3,7 +3,8 @@ import Foundation
 /// `loadstar compare`: targets ranked in every cell of one or more runs, and every rank
 /// inversion with the context length (or concurrency) where the curves cross.
 public enum Compare {
-    public static let defaultMetrics: [CellResult.Metric] = [.tokensPerSecond, .ttftP99, .e2eP99, .goodput]
+    /// `capacity` ranks only the cells of capacity searches; the others only ordinary runs' cells.
+    public static let defaultMetrics: [CellResult.Metric] = [.capacity, .tokensPerSecond, .ttftP99, .e2eP99, .goodput]
 
     public static func text(_ cells: [CellResult], runIDs: [UInt64], metrics: [CellResult.Metric] = defaultMetrics) -> String {
         let targets = Array(Set(cells.map(\.target))).sorted()

@@ -91,6 +91,9 @@ public enum Report {
 
     /// - Parameter wide: every column (per-request mean gaps, estimated outputs, unfinished requests).
     public static func table(database: Database, runID: UInt64, wide: Bool = false) async throws -> String {
+        if try await CapacityReport.isSearch(database: database, runID: runID) {
+            return try await CapacityReport.table(database: database, runID: runID)
+        }
         let columns = Self.columns + (wide ? Self.wideColumns : [])
         let run = try await database.rows(
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",

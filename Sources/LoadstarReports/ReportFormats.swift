@@ -5,7 +5,8 @@ import LoadstarStore
 /// per cell of `latency_summary`).
 extension Report {
     /// One JSON document: the run, its cells' figures, regions, errors, cold/warm, the per-agent
-    /// against global view, calibrations, events and the per-second time series.
+    /// against global view, calibrations, events, a search's capacities and probes (`capacity`,
+    /// `capacity_probes`; empty for other runs) and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
         guard try await database.rows("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).count == 1 else {
             throw ReportError.noSuchRun(runID)
@@ -34,6 +35,9 @@ extension Report {
                                      sh.late, sh.dropped, sh.clock_offset_us, sh.clock_rtt_us
                               FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1) s),
                 'events', (SELECT coalesce(json_agg(v ORDER BY at, id), '[]') FROM run_events v WHERE run_id = $1),
+                'capacity', (SELECT coalesce(json_agg(k ORDER BY cell_index), '[]') FROM capacity_search k WHERE search_run_id = $1),
+                'capacity_probes', (SELECT coalesce(json_agg(p ORDER BY cell_index, probe_index), '[]') FROM capacity_probes p
+                                    WHERE search_run_id = $1),
                 'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM \(source.relation("timeseries")) x WHERE run_id = $1)
             )::text
             """

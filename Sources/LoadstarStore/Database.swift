@@ -121,7 +121,7 @@ public actor Database {
 
     /// Creates the run, its targets, cells, shards and its samples partition; returns the run id.
     public func createRun(
-        plan: Plan, planName: String, planYAML: String, shards: [ShardRecord], coordinatorID: String? = nil
+        plan: Plan, planName: String, planYAML: String, shards: [ShardRecord], coordinatorID: String? = nil, probe: ProbeLink? = nil
     ) throws(DatabaseError) -> UInt64 {
         try self.with { db throws(DatabaseError) in
             let planJSON = String(decoding: (try? JSONEncoder().encode(plan)) ?? Data("{}".utf8), as: UTF8.self)
@@ -164,6 +164,11 @@ public actor Database {
                         [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name,
                          cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
                          cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false"])
+                }
+                if let probe {
+                    _ = try db.query(
+                        "UPDATE runs SET search_run_id = $2, search_cell_index = $3, probe_index = $4, probe_rate = $5 WHERE id = $1",
+                        [String(id), String(probe.searchRunID), String(probe.cellIndex), String(probe.probeIndex), "\(probe.rate)"])
                 }
                 for shard in shards { try Self.insert(shard, runID: id, status: .assigned, into: db) }
                 try db.execute("CREATE TABLE samples_run_\(id) PARTITION OF samples FOR VALUES IN (\(id))")

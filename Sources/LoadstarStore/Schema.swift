@@ -1019,6 +1019,74 @@ enum Schema {
             JOIN shards sh ON sh.run_id = s.run_id AND sh.shard_index = s.shard_index
             JOIN agents a ON a.id = sh.agent_id;
             """),
+        Migration(version: 15, name: "capacity search: probes as child runs, capacity_probes and capacity_search", sql: """
+            ALTER TABLE runs
+                ADD COLUMN search_run_id bigint REFERENCES runs ON DELETE CASCADE,
+                ADD COLUMN search_cell_index int,
+                ADD COLUMN probe_index int,
+                ADD COLUMN probe_rate double precision;
+            CREATE INDEX runs_search ON runs (search_run_id, search_cell_index, probe_index) WHERE search_run_id IS NOT NULL;
+            CREATE VIEW capacity_probes AS
+            SELECT p.search_run_id, p.search_cell_index AS cell_index, c.name AS cell, t.name AS target, c.scenario,
+                   c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                   p.probe_index, p.probe_rate, p.id AS probe_run_id, p.status AS probe_status,
+                   l.requests, l.errors, l.error_rate, l.ttft_p50_ms, l.ttft_p99_ms, l.tpot_p99_ms, l.itl_p99_ms, l.e2e_p99_ms,
+                   l.window_s, l.throughput_rps, l.output_tok_s, l.goodput_rps, l.client_bound,
+                   CASE WHEN p.status IN ('pending', 'running') THEN NULL
+                        ELSE (p.status IN ('completed', 'partial') AND l.requests > 0
+                              AND (p.slo_ttft_p99_ms IS NULL OR l.ttft_p99_ms <= p.slo_ttft_p99_ms)
+                              AND (p.slo_tpot_p99_ms IS NULL OR l.tpot_p99_ms <= p.slo_tpot_p99_ms)
+                              AND (p.slo_itl_p99_ms IS NULL OR l.itl_p99_ms <= p.slo_itl_p99_ms)
+                              AND (p.slo_e2e_p99_ms IS NULL OR l.e2e_p99_ms <= p.slo_e2e_p99_ms)
+                              AND (p.slo_error_rate IS NULL OR l.error_rate <= p.slo_error_rate)) IS TRUE
+                   END AS meets_slo
+            FROM runs p
+            JOIN cells c ON c.run_id = p.search_run_id AND c.cell_index = p.search_cell_index
+            JOIN targets t ON t.run_id = c.run_id AND t.target_index = c.target_index
+            LEFT JOIN LATERAL (
+                SELECT run_id, requests, errors, error_rate, ttft_p50_ms, ttft_p99_ms, tpot_p99_ms, itl_p99_ms, e2e_p99_ms, window_s, throughput_rps, output_tok_s, goodput_rps, client_bound FROM latency_summary_done d
+                WHERE d.run_id = p.id AND p.results_materialized_at IS NOT NULL
+                UNION ALL
+                SELECT run_id, requests, errors, error_rate, ttft_p50_ms, ttft_p99_ms, tpot_p99_ms, itl_p99_ms, e2e_p99_ms, window_s, throughput_rps, output_tok_s, goodput_rps, client_bound FROM latency_summary v
+                WHERE v.run_id = p.id AND p.results_materialized_at IS NULL
+            ) l ON true
+            WHERE p.search_run_id IS NOT NULL;
+            CREATE VIEW capacity_search AS
+            WITH bounds AS (
+                SELECT r.id, r.name, (r.plan->'load'->'search'->>'minRate')::float8 AS min_rate,
+                       (r.plan->'load'->'search'->>'maxRate')::float8 AS max_rate,
+                       (r.plan->'load'->'search'->>'precision')::float8 AS precision
+                FROM runs r WHERE r.plan->'load' ? 'search'
+            ), found AS (
+                SELECT b.id AS search_run_id, b.name AS run_name, c.cell_index, c.name AS cell, t.name AS target, c.scenario,
+                       c.prompt_tokens AS cell_prompt_tokens, c.output_tokens AS cell_output_tokens,
+                       b.min_rate, b.max_rate, b.precision,
+                       count(p.meets_slo) AS probes,
+                       max(p.probe_rate) FILTER (WHERE p.meets_slo) AS capacity_rps,
+                       min(p.probe_rate) FILTER (WHERE NOT p.meets_slo) AS lowest_failing_rps
+                FROM bounds b
+                JOIN cells c ON c.run_id = b.id
+                JOIN targets t ON t.run_id = c.run_id AND t.target_index = c.target_index
+                LEFT JOIN capacity_probes p ON p.search_run_id = b.id AND p.cell_index = c.cell_index
+                GROUP BY b.id, b.name, c.cell_index, c.name, t.name, c.scenario, c.prompt_tokens, c.output_tokens, b.min_rate, b.max_rate, b.precision
+            )
+            SELECT f.*,
+                   CASE WHEN f.probes = 0 THEN 'pending'
+                        WHEN f.capacity_rps IS NULL THEN 'below_min_rate'
+                        WHEN f.lowest_failing_rps IS NULL AND f.capacity_rps >= f.max_rate THEN 'at_max_rate'
+                        WHEN f.lowest_failing_rps IS NOT NULL
+                             AND (f.lowest_failing_rps - f.capacity_rps) / f.capacity_rps <= f.precision * (1 + 1e-9) THEN 'found'
+                        ELSE 'incomplete'
+                   END AS outcome
+            FROM found f;
+            DO $$
+            BEGIN
+                GRANT SELECT ON capacity_probes, capacity_search TO loadstar_reader;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
         Migration(version: 17, name: "the targets' own Prometheus metrics during a run", sql: """
             -- What each target's metrics endpoint said during the run (issue 18): every sample of
             -- the kept families, as served, with the scrape time on the coordinator's clock.
@@ -1067,7 +1135,7 @@ enum Schema {
             END
             $$;
             """),
-        // Versions 10 and 11 come from another branch; the migrator applies whatever is missing,
-        // by version, so the gap is harmless.
+        // Versions are applied when missing, in this array's order (branches that added
+        // migrations side by side may leave gaps; MigrationHistoryTests checks they increase).
     ]
 }
