@@ -7,7 +7,8 @@ public enum Compare {
 
     public static func text(_ cells: [CellResult], runIDs: [UInt64], metrics: [CellResult.Metric] = defaultMetrics) -> String {
         let targets = Array(Set(cells.map(\.target))).sorted()
-        var out = "compare run(s) \(runIDs.map(String.init).joined(separator: ", ")): \(cells.count) cell(s), targets \(targets.joined(separator: ", "))\n"
+        var out = "compare run(s) \(runIDs.map(String.init).joined(separator: ", ")): \(cells.count) cell(s), targets \(targets.joined(separator: ", "))\n\n"
+        out += Verdict.text(cells)
         var crossings: [Inversions.Crossing] = []
         for axis in Inversions.Axis.allCases {
             for metric in metrics {

@@ -20,6 +20,7 @@ public enum HTMLReport {
 
         let reason = try run.string(2)
         var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(try run.string(0)))</h1>\n"
+        body += Self.verdict(cells)
         body += "<p>Status <b>\(SVGChart.escape(try run.string(1)))</b>\(reason.isEmpty ? "" : " (\(SVGChart.escape(reason)))"), "
         body += "\(try run.int(3)) agent(s), started \(SVGChart.escape(try run.optionalString(4) ?? "-")). Every figure is computed in PostgreSQL from the raw "
         body += "samples of the whole fleet; latencies in milliseconds; percentiles: \(SVGChart.escape(Report.estimator)).</p>\n"
@@ -48,7 +49,7 @@ public enum HTMLReport {
         let crossings = Inversions.Axis.allCases.flatMap { axis in
             CellResult.Metric.allCases.flatMap { Inversions.crossings(cells, axis: axis, metric: $0) }
         }
-        body += "<h2>Rank inversions</h2>\n"
+        body += "<h2>Rank inversions, one line per figure</h2>\n"
         body += crossings.isEmpty
             ? "<p>No two targets' curves cross between the measured points.</p>\n"
             : "<ul>" + crossings.map { "<li>\(SVGChart.escape($0.description))</li>" }.joined() + "</ul>\n"
@@ -114,6 +115,18 @@ public enum HTMLReport {
             </body></html>
 
             """
+    }
+
+    /// The verdict, first on the page: a sentence per pair of targets whose ranking inverts.
+    static func verdict(_ cells: [CellResult]) -> String {
+        let sentences = Verdict.sentences(cells)
+        var out = "<section id=\"verdict\"><h2>Verdict</h2>\n"
+        out += sentences.isEmpty
+            ? "<p>No ranking of two targets inverts along context length or concurrency between the measured points.</p>\n"
+            : "<ul>" + sentences.map { "<li>\(SVGChart.escape($0)).</li>" }.joined() + "</ul>\n"
+        out += "<p><small>Figures compared: \(SVGChart.escape(Verdict.metrics.map(Verdict.label).joined(separator: ", "))); "
+        out += "\(SVGChart.escape(Verdict.method)).</small></p></section>\n"
+        return out
     }
 
     /// Each figure against context length (and concurrency) per target, crossings marked.

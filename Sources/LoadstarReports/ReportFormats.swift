@@ -4,7 +4,7 @@ import LoadstarStore
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).
 extension Report {
-    /// One JSON document: the run, its cells' figures, regions, errors, cold/warm, the per-agent
+    /// One JSON document: the verdict's sentences, the run, its cells' figures, regions, errors, cold/warm, the per-agent
     /// against global view, calibrations, events and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
         guard try await database.rows("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).count == 1 else {
@@ -15,6 +15,7 @@ extension Report {
             SELECT json_build_object(
                 'percentile_estimator', $2::text,
                 'warnings', $3::json,
+                'verdict', $4::json,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
                                                            created_at, started_at, finished_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
@@ -39,7 +40,10 @@ extension Report {
             """
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
         let warningsJSON = String(decoding: (try? JSONEncoder().encode(warnings)) ?? Data("[]".utf8), as: UTF8.self)
-        guard let text = try await database.rows(sql, [String(runID), Self.estimator, warningsJSON]).first?.optionalString(0) else {
+        let results = try await CellResult.load(database: database, runIDs: [runID])
+        let verdictJSON = String(decoding: (try? JSONEncoder().encode(Verdict.sentences(results))) ?? Data("[]".utf8), as: UTF8.self)
+        let parameters = [String(runID), Self.estimator, warningsJSON, verdictJSON]
+        guard let text = try await database.rows(sql, parameters).first?.optionalString(0) else {
             throw ReportError.noSuchRun(runID)
         }
         return text + "\n"
