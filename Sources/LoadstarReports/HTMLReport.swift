@@ -62,6 +62,9 @@ public enum HTMLReport {
                 FROM \(source.relation("agent_vs_global")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
         body += try await Self.table(
+            database: database, title: "Where the milliseconds went: libcurl's phases (\(ConnectionPhases.legend)\(ConnectionPhases.wideLegend))",
+            sql: ConnectionPhases.htmlSQL(source), runID: runID)
+        body += try await Self.table(
             database: database, title: "Regions",
             sql: """
                 SELECT cell, region, requests, errors, round(ttft_p50_ms::numeric, 2) AS "ttft p50", round(ttft_p99_ms::numeric, 2) AS "ttft p99",

@@ -173,6 +173,7 @@ public enum Report {
                 out += TextLayout.wrap(line, width: Self.terminalWidth, indent: "    ") + "\n"
             }
         }
+        out += try await ConnectionPhases.text(database: database, runID: runID, source: source, wide: wide)
         out += TextLayout.wrap(try await Self.calibration(database: database, runID: runID, source: source), width: Self.terminalWidth, indent: "    ")
         return out
     }

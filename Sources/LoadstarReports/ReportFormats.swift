@@ -4,7 +4,7 @@ import LoadstarStore
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).
 extension Report {
-    /// One JSON document: the verdict's sentences, the run, its cells' figures, regions, errors, cold/warm, the per-agent
+    /// One JSON document: the verdict's sentences, the run, its cells' figures, regions, errors, connection phases, cold/warm, the per-agent
     /// against global view, calibrations, events and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
         guard try await database.rows("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).count == 1 else {
@@ -27,6 +27,7 @@ extension Report {
                 'regions', (SELECT coalesce(json_agg(g ORDER BY cell_index, region), '[]') FROM \(source.relation("latency_by_region")) g WHERE run_id = $1),
                 'errors', (SELECT coalesce(json_agg(e ORDER BY cell_index, requests DESC), '[]') FROM \(source.relation("error_breakdown")) e
                            WHERE run_id = $1 AND error_class <> 'none'),
+                'connection_phases', (SELECT coalesce(json_agg(p ORDER BY cell_index), '[]') FROM \(source.relation("connection_phases")) p WHERE run_id = $1),
                 'cold_warm', (SELECT coalesce(json_agg(w ORDER BY cell_index, temperature), '[]') FROM \(source.relation("cold_warm")) w WHERE run_id = $1),
                 'agent_vs_global', (SELECT coalesce(json_agg(a ORDER BY cell_index), '[]') FROM \(source.relation("agent_vs_global")) a WHERE run_id = $1),
                 'calibrations', (SELECT coalesce(json_agg(k ORDER BY shard_index, target_index), '[]') FROM calibrations k WHERE run_id = $1),

@@ -35,10 +35,16 @@ import Testing
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
         12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
         13: ["67cd7aecb54cc5cf54ff4ec06914efaaf0487ebdc3a930e409c441cc5391ad1d"],
+        // 14 and 15 belong to other branches.
+        16: ["018093b55c0a78534f8513f8cc722358c81879f619c7e6efb343ff6040e6165b"],
     ]
 
-    @Test func versionsRunOneToNInOrder() {
-        #expect(Schema.migrations.map(\.version) == Array(1...Schema.migrations.count))
+    /// Versions only grow along the array (the runner applies missing ones in its order); a gap
+    /// is a version another branch holds (14 and 15), not an error.
+    @Test func versionsIncreaseInOrder() {
+        let versions = Schema.migrations.map(\.version)
+        #expect(versions.first == 1)
+        #expect(zip(versions, versions.dropFirst()).allSatisfy { $0 < $1 }, "\(versions)")
     }
 
     @Test func everyMigrationIsPinnedAndUnchanged() {
