@@ -268,7 +268,7 @@ extension NodeReader {
     mutating func plan(_ root: Node) -> Plan? {
         guard
             let f = self.fields(
-                root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos", "matrix", "placement"])
+                root, "", required: ["name", "targets", "workloads", "load"], optional: ["seed", "slos", "matrix", "placement", "repeat"])
         else {
             return nil
         }
@@ -298,9 +298,12 @@ extension NodeReader {
         }
         let matrix = f["matrix"].flatMap { self.matrix($0, "matrix", stages: load?.stages ?? []) } ?? Matrix()
         let placement = f["placement"].flatMap { self.placement($0, "placement") } ?? []
+        let repeats = f["repeat"].flatMap { self.int($0, "repeat", minimum: 1) }
         guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
-        return Plan(
+        var plan = Plan(
             name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos, matrix: matrix, placement: placement)
+        plan.repeats = repeats
+        return plan
     }
 
     /// `{prompt_tokens: [...], output_tokens: [...], concurrency: [...], rate: [...]}`.

@@ -46,6 +46,7 @@ public enum HTMLReport {
                        dropped, lost, not_sent AS "not sent", cancelled, client_bound AS "client-bound"
                 FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
+        body += Self.repeats(cells)
         let crossings = Inversions.Axis.allCases.flatMap { axis in
             CellResult.Metric.allCases.flatMap { Inversions.crossings(cells, axis: axis, metric: $0) }
         }
@@ -130,6 +131,21 @@ public enum HTMLReport {
         out += "<p><small>Figures compared: \(SVGChart.escape(Verdict.metrics.map(Verdict.label).joined(separator: ", "))); "
         out += "\(SVGChart.escape(Verdict.method)).</small></p></section>\n"
         return out
+    }
+
+    /// Each repeated cell's headline figures across its repeats: mean, 95% interval, spread.
+    static func repeats(_ cells: [CellResult]) -> String {
+        let rows = Repeats.rows(cells)
+        guard !rows.isEmpty else { return "" }
+        var out = "<h2>Repeats</h2>\n<p>\(SVGChart.escape(RepeatStats.method)).</p>\n<table id=\"repeats\"><tr>"
+        out += ["cell", "figure", "n", "mean", "95% CI low", "95% CI high", "s", "min", "max"].map { "<th>\($0)</th>" }.joined() + "</tr>\n"
+        for row in rows {
+            let s = row.stats
+            let values = [row.cell, row.metric.rawValue, String(s.count)]
+                + [s.mean, s.interval95?.lowerBound, s.interval95?.upperBound, s.standardDeviation, s.min, s.max].map { $0.map(Repeats.format) ?? "-" }
+            out += "<tr>" + values.map { "<td>\(SVGChart.escape($0))</td>" }.joined() + "</tr>\n"
+        }
+        return out + "</table>\n"
     }
 
     /// Each figure against context length (and concurrency) per target, crossings marked.

@@ -157,6 +157,7 @@ public enum Report {
         }
         out += TextLayout.table(titles: titles, rows: cells, maxWidth: wide ? nil : Self.terminalWidth)
         if cells.isEmpty { out += "(no samples)\n" }
+        out += Repeats.text(results)
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
         if !warnings.isEmpty {
             out += "\nwarnings:\n" + warnings.map { TextLayout.wrap("  \($0)", width: Self.terminalWidth, indent: "    ") + "\n" }.joined()

@@ -4,7 +4,7 @@ import LoadstarStore
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).
 extension Report {
-    /// One JSON document: the verdict's sentences, the run, its cells' figures, regions, errors, connection phases, cold/warm, the per-agent
+    /// One JSON document: the verdict's sentences, each repeated cell's figures across its repeats, the run, its cells' figures, regions, errors, connection phases, cold/warm, the per-agent
     /// against global view, calibrations, events and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
         guard try await database.rows("SELECT 1 FROM runs WHERE id = $1", [String(runID)]).count == 1 else {
@@ -16,6 +16,7 @@ extension Report {
                 'percentile_estimator', $2::text,
                 'warnings', $3::json,
                 'verdict', $4::json,
+                'repeats', $5::json,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
                                                            created_at, started_at, finished_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
@@ -43,7 +44,7 @@ extension Report {
         let warningsJSON = String(decoding: (try? JSONEncoder().encode(warnings)) ?? Data("[]".utf8), as: UTF8.self)
         let results = try await CellResult.load(database: database, runIDs: [runID])
         let verdictJSON = String(decoding: (try? JSONEncoder().encode(Verdict.sentences(results))) ?? Data("[]".utf8), as: UTF8.self)
-        let parameters = [String(runID), Self.estimator, warningsJSON, verdictJSON]
+        let parameters = [String(runID), Self.estimator, warningsJSON, verdictJSON, Repeats.json(results)]
         guard let text = try await database.rows(sql, parameters).first?.optionalString(0) else {
             throw ReportError.noSuchRun(runID)
         }
@@ -73,7 +74,7 @@ public enum ReportError: Error, CustomStringConvertible {
     case noSuchRun(UInt64)
     public var description: String {
         switch self {
-        case .noSuchRun(let id): "run \(id) does not exist; `SELECT id, name, status FROM runs` lists the runs"
+        case .noSuchRun(let id): "run \(id) does not exist; `loadstar runs` lists the runs"
         }
     }
 }
