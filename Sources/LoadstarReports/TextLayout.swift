@@ -37,8 +37,10 @@ enum TextLayout {
 
     /// Words wrapped to `width`; continuation lines start with `indent`. Newlines in `text` are kept.
     static func wrap(_ text: String, width: Int, indent: String = "") -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { paragraph -> String in
-            // The paragraph's own leading spaces are kept; words after them are joined by one space.
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { (paragraph: Substring) -> String in
+            // A line that fits is kept as it is; in a longer one the paragraph's own leading spaces
+            // are kept and words after them are joined by one space.
+            guard paragraph.count > width else { return String(paragraph) }
             let lead = String(paragraph.prefix { $0 == " " })
             var lines: [String] = []
             var current = lead

@@ -95,5 +95,6 @@ import Testing
         let lines = text.split(separator: "\n")
         #expect(lines.count > 5 && lines.allSatisfy { $0.count <= 40 })
         #expect(lines.dropFirst().allSatisfy { $0.hasPrefix("  word") })
+        #expect(TextLayout.wrap("  raw  10 requests", width: 40) == "  raw  10 requests", "a line that fits keeps its spacing")
     }
 }
