@@ -21,6 +21,8 @@ extension Loadstar {
         @Option(help: "Wait for at least this many agents (with --coordinator).") var minAgents: UInt32 = 1
         @Option(help: "The coordinator's operator credential (default: $LOADSTAR_OPERATOR_TOKEN; prefer the variable: arguments show in ps). Sent only over TLS or to a loopback coordinator.")
         var operatorToken: String?
+        @Option(name: .customLong("repeat"), help: "Run every cell this many times (the plan's `repeat: N`); reports give each headline figure's spread and 95% confidence interval across repeats.")
+        var repeats: Int?
         @Flag(help: "Show a line per agent in the live status.") var showAgents = false
         @Option(help: "When standard error is not a terminal, print the live status every this many seconds.")
         var progressEvery: Double = 5
@@ -33,6 +35,7 @@ extension Loadstar {
                 throw ValidationError("give either --coordinator HOST:PORT or --local-agents N")
             }
             if let n = self.localAgents, !(1...256).contains(n) { throw ValidationError("--local-agents must be 1…256") }
+            if let n = self.repeats, !(1...PlanLimits.maxRepeats).contains(n) { throw ValidationError("--repeat must be 1…\(PlanLimits.maxRepeats)") }
         }
 
         func run() async throws {
@@ -42,10 +45,11 @@ extension Loadstar {
             let started = Mutex(false)
             let interrupts = await Self.interrupts(runStarted: { started.withLock { $0 } })
             let yaml: String
-            let parsed: Plan
+            var parsed: Plan
             do {
                 yaml = try String(contentsOfFile: self.plan, encoding: .utf8)
                 parsed = try PlanParser.parse(yaml: yaml, file: self.plan)
+                if let repeats = self.repeats { parsed.repeats = repeats }
             } catch let error as PlanError {
                 throw fail(error.description)
             } catch {

@@ -21,6 +21,8 @@ public struct Plan: Codable, Equatable, Sendable {
     /// How the targets' own Prometheus metrics are scraped during the run (`server_metrics`);
     /// `nil`: every second, the default families.
     public var serverMetrics: ServerMetrics?
+    /// How many times every cell runs (`repeat: N`); `nil`: once. See ``passes``.
+    public var repeats: Int?
 
     public init(
         name: String, seed: UInt64, targets: [Target], workloads: [Workload], load: Load, slos: SLOs = SLOs(),
@@ -37,11 +39,18 @@ public struct Plan: Codable, Equatable, Sendable {
         self.placement = placement
     }
 
-    /// Cells run one after the other, in this order: workloads × prompt tokens × output tokens ×
-    /// concurrency × rate × targets (targets innermost, so the targets of one shape run close in time).
+    /// Passes over the cells: `repeat`, else 1.
+    public var passes: Int { max(1, self.repeats ?? 1) }
+
+    /// Cells run one after the other, in this order: repeat passes × workloads × prompt tokens ×
+    /// output tokens × concurrency × rate × targets (targets innermost, so the targets of one shape
+    /// run close in time; passes outermost, so a slow drift of the target spreads over every cell
+    /// instead of biasing one). With `repeat: N` a cell's name ends in ` #k` (k = 1 … N), and each
+    /// pass draws its own arrivals and request sizes (they are seeded by the cell's index).
     public var cells: [Cell] {
         var cells: [Cell] = []
         func axis<T>(_ values: [T]) -> [T?] { values.isEmpty ? [nil] : values.map { $0 } }
+        for pass in 0..<self.passes {
         for (w, workload) in self.workloads.enumerated() {
             for prompt in axis(self.matrix.promptTokens) {
                 for output in axis(self.matrix.outputTokens) {
@@ -52,12 +61,17 @@ public struct Plan: Codable, Equatable, Sendable {
                                     index: cells.count, name: "", targetIndex: t, workloadIndex: w, promptTokens: prompt,
                                     outputTokens: output, concurrency: users, rate: rate)
                                 cell.name = "\(workload.name)@\(target.name)" + cell.matrixLabel
+                                if self.repeats != nil {
+                                    cell.repeatIndex = pass
+                                    cell.name += " #\(pass + 1)"
+                                }
                                 cells.append(cell)
                             }
                         }
                     }
                 }
             }
+        }
         }
         return cells
     }
@@ -115,11 +129,14 @@ public struct Cell: Codable, Equatable, Sendable {
     public var outputTokens: Int?
     public var concurrency: Int?
     public var rate: Double?
+    /// The pass over the plan's cells this cell belongs to (0 … `repeat` − 1); `nil` when the plan does not repeat.
+    public var repeatIndex: Int?
 
     public init(
         index: Int, name: String, targetIndex: Int, workloadIndex: Int, promptTokens: Int? = nil, outputTokens: Int? = nil,
-        concurrency: Int? = nil, rate: Double? = nil
+        concurrency: Int? = nil, rate: Double? = nil, repeatIndex: Int? = nil
     ) {
+        self.repeatIndex = repeatIndex
         self.index = index
         self.name = name
         self.targetIndex = targetIndex

@@ -35,7 +35,7 @@ public enum PlanExplainer {
         let shards = ShardSplitter.split(plan, capacities: Array(repeating: 1, count: max(1, agents)))
         let sweep = [plan.matrix.promptTokens.count, plan.matrix.outputTokens.count, plan.matrix.concurrency.count, plan.matrix.rate.count]
             .filter { $0 > 0 }.map { " × \($0)" }.joined()
-        var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s)\(sweep.isEmpty ? "" : " × matrix\(sweep)") = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
+        var out = "plan \(plan.name) (seed \(plan.seed)): \(plan.targets.count) target(s) × \(plan.workloads.count) workload(s)\(sweep.isEmpty ? "" : " × matrix\(sweep)")\(plan.repeats.map { " × \($0) repeat(s)" } ?? "") = \(plan.cells.count) cell(s), run one after the other, on \(shards.count) agent(s) of equal capacity\n"
         if !plan.placement.isEmpty {
             out += "placement: " + plan.placement.map { "\($0.selectorText) \(String(format: "%.0f%%", $0.share * 100))" }.joined(separator: ", ")
                 + " (each group's agents are chosen by label when the run starts; the per-agent figures below ignore placement)\n"

@@ -269,7 +269,7 @@ extension NodeReader {
         guard
             let f = self.fields(
                 root, "", required: ["name", "targets", "workloads", "load"],
-                optional: ["seed", "slos", "matrix", "placement", "server_metrics"])
+                optional: ["seed", "slos", "matrix", "placement", "server_metrics", "repeat"])
         else {
             return nil
         }
@@ -290,10 +290,13 @@ extension NodeReader {
         let matrix = f["matrix"].flatMap { self.matrix($0, "matrix", stages: load?.stages ?? []) } ?? Matrix()
         let placement = f["placement"].flatMap { self.placement($0, "placement") } ?? []
         let serverMetrics = f["server_metrics"].flatMap { self.serverMetrics($0, "server_metrics") }
+        let repeats = f["repeat"].flatMap { self.int($0, "repeat", minimum: 1) }
         guard let name, let targets, let workloads, let load, self.issues.isEmpty else { return nil }
-        return Plan(
+        var plan = Plan(
             name: name, seed: seed, targets: targets, workloads: workloads, load: load, slos: slos, matrix: matrix, placement: placement,
             serverMetrics: serverMetrics)
+        plan.repeats = repeats
+        return plan
     }
 
     /// `{interval: 1s, families: [vllm:num_requests_running, …]}`.

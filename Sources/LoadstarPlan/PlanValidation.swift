@@ -27,6 +27,8 @@ public enum PlanLimits {
     public static let maxEmbeddingBatch = 2_048
     public static let maxWorkloads = 1_000
     public static let maxCells = 10_000
+    /// Passes over the cells (`repeat`).
+    public static let maxRepeats = 100
     /// Values of one matrix axis.
     public static let maxAxisValues = 1_000
     /// Requests one agent keeps open, and its worker threads.
@@ -250,10 +252,13 @@ struct PlanChecker {
         self.placement(plan.placement)
         self.embeddingBatches(plan)
         if let metrics = plan.serverMetrics { self.serverMetrics(metrics) }
-        // Cells: workloads × matrix values × targets, each run one after the other.
+        if let repeats = plan.repeats, !(1...PlanLimits.maxRepeats).contains(repeats) {
+            self.report("repeat", "expected 1 … \(PlanLimits.maxRepeats) passes over the cells")
+        }
+        // Cells: passes × workloads × matrix values × targets, each run one after the other.
         var cells = 1
         var overflow = false
-        for factor in [plan.workloads.count, plan.targets.count] + [
+        for factor in [plan.passes, plan.workloads.count, plan.targets.count] + [
             plan.matrix.promptTokens.count, plan.matrix.outputTokens.count, plan.matrix.concurrency.count, plan.matrix.rate.count,
         ].map({ max(1, $0) }) {
             let (product, o) = cells.multipliedReportingOverflow(by: factor)
@@ -263,7 +268,7 @@ struct PlanChecker {
         if overflow || cells > PlanLimits.maxCells {
             self.report(
                 plan.matrix == Matrix() ? "" : "matrix",
-                "the plan has \(overflow ? "too many" : String(cells)) cells (workloads × matrix values × targets); at most \(PlanLimits.maxCells)")
+                "the plan has \(overflow ? "too many" : String(cells)) cells (repeats × workloads × matrix values × targets); at most \(PlanLimits.maxCells)")
         }
     }
 

@@ -17,12 +17,21 @@ public struct CellResult: Sendable, Equatable {
     public var errorRate: Double
     public var figures: [Metric: Double]
     public var quality: Double?
+    /// The pass over the plan's cells (`repeat: N`): 0 … N − 1; `nil` when the plan does not repeat.
+    public var repeatIndex: Int? = nil
+
+    /// The cell's name without its pass (` #k`): what the repeats of one cell share.
+    public var baseName: String {
+        guard self.repeatIndex != nil, let hash = self.cell.range(of: " #", options: .backwards) else { return self.cell }
+        return String(self.cell[..<hash.lowerBound])
+    }
 
     /// The figures compared and plotted, with the direction that is better.
     public enum Metric: String, CaseIterable, Sendable {
         case tokensPerSecond = "tok/s"
         case ttftP50 = "ttft p50 ms"
         case ttftP99 = "ttft p99 ms"
+        case itlP99 = "itl p99 ms"
         case tpotP99 = "tpot p99 ms"
         case e2eP99 = "e2e p99 ms"
         case throughput = "req/s"
@@ -45,6 +54,7 @@ public struct CellResult: Sendable, Equatable {
             case .tokensPerSecond: "1000 / nullif(l.tpot_p50_ms, 0)"
             case .ttftP50: "l.ttft_p50_ms"
             case .ttftP99: "l.ttft_p99_ms"
+            case .itlP99: "l.itl_p99_ms"
             case .tpotP99: "l.tpot_p99_ms"
             case .e2eP99: "l.e2e_p99_ms"
             case .throughput: "l.throughput_rps"
@@ -73,6 +83,7 @@ extension CellResult {
             let sql = """
                 SELECT l.run_id, l.cell_index, l.cell, l.target, l.scenario, coalesce(l.cell_prompt_tokens::float8, \(promptMean)),
                        l.cell_output_tokens, l.cell_concurrency, l.cell_rate, l.requests, l.error_rate, l.quality,
+                       (SELECT c.repeat_index FROM cells c WHERE c.run_id = l.run_id AND c.cell_index = l.cell_index),
                        \(metrics.map(\.column).joined(separator: ", "))
                 FROM \(source.relation("latency_summary")) l
                 WHERE l.run_id = $1
@@ -83,13 +94,14 @@ extension CellResult {
         return try searches + rows.map { row in
             var figures: [Metric: Double] = [:]
             for (index, metric) in metrics.enumerated() {
-                if let value = try row.optionalDouble(12 + index), value.isFinite { figures[metric] = value }
+                if let value = try row.optionalDouble(13 + index), value.isFinite { figures[metric] = value }
             }
             return CellResult(
                 runID: try row.uint64(0), cellIndex: try row.int(1), cell: try row.string(2), target: try row.string(3),
                 scenario: try row.string(4), promptTokens: try row.optionalDouble(5) ?? 0, outputTokens: try row.optionalInt(6),
                 concurrency: try row.optionalInt(7), rate: try row.optionalDouble(8), requests: try row.int(9),
-                errorRate: try row.optionalDouble(10) ?? 0, figures: figures, quality: try row.optionalDouble(11))
+                errorRate: try row.optionalDouble(10) ?? 0, figures: figures, quality: try row.optionalDouble(11),
+                repeatIndex: try row.optionalInt(12))
         }
     }
 

@@ -8,7 +8,8 @@ public enum Compare {
 
     public static func text(_ cells: [CellResult], runIDs: [UInt64], metrics: [CellResult.Metric] = defaultMetrics) -> String {
         let targets = Array(Set(cells.map(\.target))).sorted()
-        var out = "compare run(s) \(runIDs.map(String.init).joined(separator: ", ")): \(cells.count) cell(s), targets \(targets.joined(separator: ", "))\n"
+        var out = "compare run(s) \(runIDs.map(String.init).joined(separator: ", ")): \(cells.count) cell(s), targets \(targets.joined(separator: ", "))\n\n"
+        out += Verdict.text(cells)
         var crossings: [Inversions.Crossing] = []
         for axis in Inversions.Axis.allCases {
             for metric in metrics {
@@ -20,11 +21,21 @@ public enum Compare {
                         family = entry.family
                         out += "\n\(metric.rawValue) (\(metric.higherIsBetter ? "higher" : "lower") is better) along \(axis.rawValue) [\(family)]:\n"
                     }
-                    let ranks = entry.ranked.enumerated().map { "\($0 + 1). \($1.0) \(String(format: "%.1f", $1.1))" }
-                    out += "  \(Inversions.Crossing.format(entry.x)):".padding(toLength: 10, withPad: " ", startingAt: 0) + ranks.joined(separator: "   ") + "\n"
+                    let ranks = entry.ranked.enumerated().map { i, r in
+                        "\(i + 1). \(r.0) \(String(format: "%.1f", r.1))" + (r.2.halfWidth95.map { String(format: " ±%.1f", $0) } ?? "")
+                    }
+                    // Neighbours whose 95% intervals overlap: their order is within the noise of the repeats.
+                    let ties = zip(entry.ranked, entry.ranked.dropFirst()).filter { $0.2.overlaps($1.2) == true }
+                        .map { "\($0.0) and \($1.0) within the noise" }
+                    out += "  \(Inversions.Crossing.format(entry.x)):".padding(toLength: 10, withPad: " ", startingAt: 0) + ranks.joined(separator: "   ")
+                    out += (ties.isEmpty ? "" : "   [" + ties.joined(separator: "; ") + "]") + "\n"
                 }
                 crossings += Inversions.crossings(cells, axis: axis, metric: metric)
             }
+        }
+        if cells.contains(where: { $0.repeatIndex != nil }) {
+            out += "\n± = half the \(RepeatStats.method.components(separatedBy: ";")[0]); "
+            out += "\"within the noise\": the two intervals overlap, so the order of those two is not established\n"
         }
         if crossings.isEmpty {
             out += "\nno rank inversions: no two targets' curves cross between the measured points"

@@ -20,6 +20,7 @@ public enum HTMLReport {
 
         let reason = try run.string(2)
         var body = "<h1>Loadstar run \(runID): \(SVGChart.escape(try run.string(0)))</h1>\n"
+        body += Self.verdict(cells)
         body += "<p>Status <b>\(SVGChart.escape(try run.string(1)))</b>\(reason.isEmpty ? "" : " (\(SVGChart.escape(reason)))"), "
         body += "\(try run.int(3)) agent(s), started \(SVGChart.escape(try run.optionalString(4) ?? "-")). Every figure is computed in PostgreSQL from the raw "
         body += "samples of the whole fleet; latencies in milliseconds; percentiles: \(SVGChart.escape(Report.estimator)).</p>\n"
@@ -45,10 +46,11 @@ public enum HTMLReport {
                        dropped, lost, not_sent AS "not sent", cancelled, client_bound AS "client-bound"
                 FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
+        body += Self.repeats(cells)
         let crossings = Inversions.Axis.allCases.flatMap { axis in
             CellResult.Metric.allCases.flatMap { Inversions.crossings(cells, axis: axis, metric: $0) }
         }
-        body += "<h2>Rank inversions</h2>\n"
+        body += "<h2>Rank inversions, one line per figure</h2>\n"
         body += crossings.isEmpty
             ? "<p>No two targets' curves cross between the measured points.</p>\n"
             : "<ul>" + crossings.map { "<li>\(SVGChart.escape($0.description))</li>" }.joined() + "</ul>\n"
@@ -60,6 +62,9 @@ public enum HTMLReport {
                        round(ttft_p99_agent_min_ms::numeric, 2) AS "min", round(ttft_p99_agent_max_ms::numeric, 2) AS "max"
                 FROM \(source.relation("agent_vs_global")) WHERE run_id = $1 ORDER BY cell_index
                 """, runID: runID)
+        body += try await Self.table(
+            database: database, title: "Where the milliseconds went: libcurl's phases (\(ConnectionPhases.legend)\(ConnectionPhases.wideLegend))",
+            sql: ConnectionPhases.htmlSQL(source), runID: runID)
         body += try await Self.table(
             database: database, title: "Regions",
             sql: """
@@ -114,6 +119,33 @@ public enum HTMLReport {
             </body></html>
 
             """
+    }
+
+    /// The verdict, first on the page: a sentence per pair of targets whose ranking inverts.
+    static func verdict(_ cells: [CellResult]) -> String {
+        let sentences = Verdict.sentences(cells)
+        var out = "<section id=\"verdict\"><h2>Verdict</h2>\n"
+        out += sentences.isEmpty
+            ? "<p>No ranking of two targets inverts along context length or concurrency between the measured points.</p>\n"
+            : "<ul>" + sentences.map { "<li>\(SVGChart.escape($0)).</li>" }.joined() + "</ul>\n"
+        out += "<p><small>Figures compared: \(SVGChart.escape(Verdict.metrics.map(Verdict.label).joined(separator: ", "))); "
+        out += "\(SVGChart.escape(Verdict.method)).</small></p></section>\n"
+        return out
+    }
+
+    /// Each repeated cell's headline figures across its repeats: mean, 95% interval, spread.
+    static func repeats(_ cells: [CellResult]) -> String {
+        let rows = Repeats.rows(cells)
+        guard !rows.isEmpty else { return "" }
+        var out = "<h2>Repeats</h2>\n<p>\(SVGChart.escape(RepeatStats.method)).</p>\n<table id=\"repeats\"><tr>"
+        out += ["cell", "figure", "n", "mean", "95% CI low", "95% CI high", "s", "min", "max"].map { "<th>\($0)</th>" }.joined() + "</tr>\n"
+        for row in rows {
+            let s = row.stats
+            let values = [row.cell, row.metric.rawValue, String(s.count)]
+                + [s.mean, s.interval95?.lowerBound, s.interval95?.upperBound, s.standardDeviation, s.min, s.max].map { $0.map(Repeats.format) ?? "-" }
+            out += "<tr>" + values.map { "<td>\(SVGChart.escape($0))</td>" }.joined() + "</tr>\n"
+        }
+        return out + "</table>\n"
     }
 
     /// Each figure against context length (and concurrency) per target, crossings marked.

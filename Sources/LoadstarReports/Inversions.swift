@@ -32,6 +32,8 @@ public enum Inversions {
     public struct Curve: Sendable {
         public var target: String
         public var points: [(x: Double, y: Double)]
+        /// Every measurement behind each point (runs and repeats at the same x), in the order of `points`.
+        public var samples: [[Double]] = []
     }
 
     /// Two curves crossing between two measured points.
@@ -81,8 +83,9 @@ public enum Inversions {
             let curves = targets.keys.sorted().compactMap { target -> Curve? in
                 // Several runs may measure the same point: keep their mean.
                 let byX = Dictionary(grouping: targets[target]!, by: { $0.0 })
-                let points = byX.keys.sorted().map { x in (x: x, y: byX[x]!.map(\.1).reduce(0, +) / Double(byX[x]!.count)) }
-                return points.count >= 2 ? Curve(target: target, points: points) : nil
+                let xs = byX.keys.sorted()
+                let points = xs.map { x in (x: x, y: byX[x]!.map(\.1).reduce(0, +) / Double(byX[x]!.count)) }
+                return points.count >= 2 ? Curve(target: target, points: points, samples: xs.map { byX[$0]!.map(\.1) }) : nil
             }
             if curves.count >= 2 { out[family] = curves }
         }
@@ -119,12 +122,17 @@ public enum Inversions {
     }
 
     /// Targets ranked best first by `metric` at every point of every family along `axis`.
-    public static func rankings(_ cells: [CellResult], axis: Axis, metric: CellResult.Metric) -> [(family: String, x: Double, ranked: [(String, Double)])] {
-        var out: [(String, Double, [(String, Double)])] = []
+    /// Each entry carries the measurements behind it (runs and repeats at that point).
+    public static func rankings(_ cells: [CellResult], axis: Axis, metric: CellResult.Metric)
+        -> [(family: String, x: Double, ranked: [(String, Double, RepeatStats)])]
+    {
+        var out: [(String, Double, [(String, Double, RepeatStats)])] = []
         for (family, curves) in self.curves(cells, axis: axis, metric: metric).sorted(by: { $0.key < $1.key }) {
             let xs = Set(curves.flatMap { $0.points.map(\.x) }).sorted()
             for x in xs {
-                let values = curves.compactMap { curve in curve.points.first { $0.x == x }.map { (curve.target, $0.y) } }
+                let values = curves.compactMap { curve in
+                    curve.points.firstIndex { $0.x == x }.map { (curve.target, curve.points[$0].y, RepeatStats(curve.samples[$0])) }
+                }
                 let ranked = values.sorted { metric.higherIsBetter ? $0.1 > $1.1 : $0.1 < $1.1 }
                 out.append((family, x, ranked))
             }

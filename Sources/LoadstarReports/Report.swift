@@ -4,7 +4,18 @@ import LoadstarStore
 
 /// Renders a run's percentile table from the `latency_summary` view.
 public enum Report {
+    /// The default columns: they fit 120 terminal columns beside a cell name of about 40 characters
+    /// (longer names are shortened in the middle).
     static let columns = [
+        ("cell", "cell"), ("requests", "reqs"), ("error_rate", "err%"),
+        ("ttft_p50_ms", "ttft p50"), ("ttft_p99_ms", "ttft p99"), ("itl_p99_ms", "itl p99"),
+        ("e2e_p50_ms", "e2e p50"), ("e2e_p99_ms", "e2e p99"),
+        ("1000 / nullif(tpot_p50_ms, 0)", "tok/s"), ("throughput_rps", "req/s"), ("goodput_rps", "good/s"),
+    ]
+
+    /// Every column, for `--wide`: the other percentiles, per-request mean gaps, estimated outputs,
+    /// output asked against delivered, unfinished requests.
+    static let wideColumns = [
         ("cell", "cell"), ("requests", "reqs"), ("error_rate", "err%"),
         ("ttft_p50_ms", "ttft p50"), ("ttft_p90_ms", "p90"), ("ttft_p95_ms", "p95"), ("ttft_p99_ms", "p99"),
         ("itl_p50_ms", "itl p50"), ("itl_p90_ms", "p90"), ("itl_p95_ms", "p95"), ("itl_p99_ms", "p99"),
@@ -12,10 +23,6 @@ public enum Report {
         ("sched_e2e_p99_ms", "sched e2e p99"),
         ("1000 / nullif(tpot_p50_ms, 0)", "tok/s"),
         ("throughput_rps", "req/s"), ("goodput_rps", "good/s"),
-    ]
-
-    /// More columns for `--wide`: per-request mean gaps, estimated outputs, output asked against delivered.
-    static let wideColumns = [
         ("itl_mean_p50_ms", "itl-mean p50"), ("itl_mean_p99_ms", "itl-mean p99"), ("tpot_p99_ms", "tpot p99"),
         ("sched_ttft_p99_ms", "sched ttft p99"), ("output_estimated_share", "est out%"),
         ("output_tokens_requested_mean", "out asked"), ("output_tokens_mean", "out got"),
@@ -23,6 +30,9 @@ public enum Report {
         ("reasoning_tokens_mean", "reason tok"), ("prompt_error_mean", "prompt err%"),
         ("dropped", "dropped"), ("lost", "lost"), ("not_sent", "not sent"), ("cancelled", "cancelled"),
     ]
+
+    /// The width the default table and its prose fit in.
+    public static let terminalWidth = 120
 
     /// How every percentile is computed, as each report names it.
     public static let estimator =
@@ -94,7 +104,7 @@ public enum Report {
         if try await CapacityReport.isSearch(database: database, runID: runID) {
             return try await CapacityReport.table(database: database, runID: runID)
         }
-        let columns = Self.columns + (wide ? Self.wideColumns : [])
+        let columns = wide ? Self.wideColumns : Self.columns
         let run = try await database.rows(
             "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
             [String(runID)])
@@ -105,28 +115,34 @@ public enum Report {
             "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
         var out = "run \(runID) \"\(try header.string(0))\": \(try header.string(1)) with \(try header.int(3)) agents"
         if case let reason = try header.string(2), !reason.isEmpty { out += " (\(reason))" }
+        let results = try await CellResult.load(database: database, runIDs: [runID])
+        out += "\n\n" + Verdict.text(results) + "\n"
         // Each agent's clock against the coordinator's: sample times are stored on the
         // coordinator's clock, corrected by this offset, to within half the probe's round trip.
         let clocks = try await database.rows("""
             SELECT a.name, a.region, sh.clock_offset_us, sh.clock_rtt_us FROM shards sh JOIN agents a ON a.id = sh.agent_id
             WHERE sh.run_id = $1 ORDER BY sh.shard_index
             """, [String(runID)])
+        var prose = ""
         if !clocks.isEmpty {
-            out += "\nagent clocks (offset from the coordinator's ± half the best probe round trip): " + (try clocks.map { row in
+            prose += "agent clocks (offset from the coordinator's ± half the best probe round trip): " + (try clocks.map { row in
                 let offset = try row.optionalDouble(2) ?? 0
                 let rtt = try row.optionalDouble(3) ?? 0
                 return String(format: "%@ (%@) %+.3f ± %.3f ms", try row.string(0), try row.string(1), offset / 1000, rtt / 2000)
-            }).joined(separator: ", ")
+            }).joined(separator: ", ") + "\n"
         }
-        out += "\nlatencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap;\n"
-        out += "sched = from the intended send time (free of coordinated omission); "
-        out += "tok/s = output tokens per second per request after the first (1 / median TPOT); "
-        out += "good/s = requests per second meeting every per-request SLO"
+        prose += "latencies in ms, percentiles over the raw samples of the whole fleet; itl = every inter-token gap; "
+        prose += "tok/s = output tokens per second per request after the first (1 / median TPOT); "
+        prose += "good/s = requests per second meeting every per-request SLO"
         if wide {
-            out += "; itl-mean = each request's mean gap; est out% = outputs counted from events (no usage); "
-            out += "ttfo = time to first answer token; reason = ttfo - ttft of requests that reasoned"
+            prose += "; sched = from the intended send time (free of coordinated omission); itl-mean = each request's mean gap; "
+            prose += "est out% = outputs counted from events (no usage); "
+            prose += "ttfo = time to first answer token; reason = ttfo - ttft of requests that reasoned"
+        } else {
+            prose += "; --wide shows every column"
         }
-        out += "\npercentiles: \(Self.estimator)\n\n"
+        prose += "\npercentiles: \(Self.estimator)"
+        out += TextLayout.wrap(prose, width: Self.terminalWidth, indent: "  ") + "\n\n"
         let titles = columns.map(\.1)
         let cells: [[String]] = try rows.map { row in
             try columns.indices.map { index in
@@ -142,19 +158,13 @@ public enum Report {
                 }
             }
         }
-        let widths = titles.indices.map { i in ([titles[i]] + cells.map { $0[i] }).map(\.count).max() ?? 0 }
-        func line(_ values: [String]) -> String {
-            values.enumerated().map { i, v in
-                i < 1 ? v.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[i] - v.count) + v
-            }.joined(separator: "  ")
-        }
-        out += line(titles) + "\n"
-        out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-        for row in cells { out += line(row) + "\n" }
+        out += TextLayout.table(titles: titles, rows: cells, maxWidth: wide ? nil : Self.terminalWidth)
         if cells.isEmpty { out += "(no samples)\n" }
+        out += Repeats.text(results)
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
-        if !warnings.isEmpty { out += "\nwarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
+        if !warnings.isEmpty {
+            out += "\nwarnings:\n" + warnings.map { TextLayout.wrap("  \($0)", width: Self.terminalWidth, indent: "    ") + "\n" }.joined()
+        }
         let errors = try await database.rows("""
             SELECT cell, error_class, sum(requests), min(example) FROM \(source.relation("error_breakdown"))
             WHERE run_id = $1 AND error_class <> 'none' GROUP BY cell_index, cell, error_class ORDER BY cell_index, 3 DESC
@@ -163,10 +173,12 @@ public enum Report {
             out += "\nerrors:\n"
             for row in errors {
                 // The example is the first error's detail, NULL when none was recorded.
-                out += "  \(try row.string(0))  \(try row.string(1))  \(try row.int(2))  \(try row.optionalString(3) ?? "")\n"
+                let line = "  \(try row.string(0))  \(try row.string(1))  \(try row.int(2))  \(try row.optionalString(3) ?? "")"
+                out += TextLayout.wrap(line, width: Self.terminalWidth, indent: "    ") + "\n"
             }
         }
-        out += try await Self.calibration(database: database, runID: runID, source: source)
+        out += try await ConnectionPhases.text(database: database, runID: runID, source: source, wide: wide)
+        out += TextLayout.wrap(try await Self.calibration(database: database, runID: runID, source: source), width: Self.terminalWidth, indent: "    ")
         return out
     }
 

@@ -4,7 +4,8 @@ import LoadstarStore
 /// The machine-readable reports: JSON (everything, built by PostgreSQL itself) and CSV (one row
 /// per cell of `latency_summary`).
 extension Report {
-    /// One JSON document: the run, its cells' figures, regions, errors, cold/warm, the per-agent
+    /// One JSON document: the verdict's sentences, each repeated cell's figures across its repeats,
+    /// the run, its cells' figures, regions, errors, connection phases, cold/warm, the per-agent
     /// against global view, calibrations, events, a search's capacities and probes (`capacity`,
     /// `capacity_probes`; empty for other runs) and the per-second time series.
     public static func json(database: Database, runID: UInt64) async throws -> String {
@@ -16,6 +17,8 @@ extension Report {
             SELECT json_build_object(
                 'percentile_estimator', $2::text,
                 'warnings', $3::json,
+                'verdict', $4::json,
+                'repeats', $5::json,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
                                                            created_at, started_at, finished_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
@@ -27,6 +30,7 @@ extension Report {
                 'regions', (SELECT coalesce(json_agg(g ORDER BY cell_index, region), '[]') FROM \(source.relation("latency_by_region")) g WHERE run_id = $1),
                 'errors', (SELECT coalesce(json_agg(e ORDER BY cell_index, requests DESC), '[]') FROM \(source.relation("error_breakdown")) e
                            WHERE run_id = $1 AND error_class <> 'none'),
+                'connection_phases', (SELECT coalesce(json_agg(p ORDER BY cell_index), '[]') FROM \(source.relation("connection_phases")) p WHERE run_id = $1),
                 'cold_warm', (SELECT coalesce(json_agg(w ORDER BY cell_index, temperature), '[]') FROM \(source.relation("cold_warm")) w WHERE run_id = $1),
                 'agent_vs_global', (SELECT coalesce(json_agg(a ORDER BY cell_index), '[]') FROM \(source.relation("agent_vs_global")) a WHERE run_id = $1),
                 'calibrations', (SELECT coalesce(json_agg(k ORDER BY shard_index, target_index), '[]') FROM calibrations k WHERE run_id = $1),
@@ -43,7 +47,10 @@ extension Report {
             """
         let warnings = try await Self.warnings(database: database, runID: runID, source: source)
         let warningsJSON = String(decoding: (try? JSONEncoder().encode(warnings)) ?? Data("[]".utf8), as: UTF8.self)
-        guard let text = try await database.rows(sql, [String(runID), Self.estimator, warningsJSON]).first?.optionalString(0) else {
+        let results = try await CellResult.load(database: database, runIDs: [runID])
+        let verdictJSON = String(decoding: (try? JSONEncoder().encode(Verdict.sentences(results))) ?? Data("[]".utf8), as: UTF8.self)
+        let parameters = [String(runID), Self.estimator, warningsJSON, verdictJSON, Repeats.json(results)]
+        guard let text = try await database.rows(sql, parameters).first?.optionalString(0) else {
             throw ReportError.noSuchRun(runID)
         }
         return text + "\n"
@@ -72,7 +79,7 @@ public enum ReportError: Error, CustomStringConvertible {
     case noSuchRun(UInt64)
     public var description: String {
         switch self {
-        case .noSuchRun(let id): "run \(id) does not exist; `SELECT id, name, status FROM runs` lists the runs"
+        case .noSuchRun(let id): "run \(id) does not exist; `loadstar runs` lists the runs"
         }
     }
 }

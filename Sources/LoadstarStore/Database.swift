@@ -158,12 +158,13 @@ public actor Database {
                 for cell in plan.cells {
                     _ = try db.query("""
                         INSERT INTO cells (run_id, cell_index, name, target_index, scenario, prompt_tokens, output_tokens, concurrency, rate,
-                                           cache_bust)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                           cache_bust, repeat_index)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                         """,
                         [String(id), String(cell.index), cell.name, String(cell.targetIndex), plan.workloads[cell.workloadIndex].name,
                          cell.promptTokens.map(String.init), cell.outputTokens.map(String.init), cell.concurrency.map(String.init),
-                         cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false"])
+                         cell.rate.map { "\($0)" }, plan.workloads[cell.workloadIndex].cacheBust ? "true" : "false",
+                         cell.repeatIndex.map(String.init)])
                 }
                 if let probe {
                     _ = try db.query(

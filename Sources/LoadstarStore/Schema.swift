@@ -1087,6 +1087,53 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 16, name: "connection phases per cell, repeats, run tags", sql: """
+            -- Where the milliseconds went, per run × cell: libcurl's phase times as percentiles, and
+            -- connection reuse. A request reused a connection when libcurl opened none for it
+            -- (CURLINFO_NUM_CONNECTS = 0: samples.connection_reused; its connect_us is then NULL and
+            -- dns_us 0), so DNS, connect and TLS percentiles are over the requests that opened one.
+            -- Every request the agent handed to libcurl counts (failed ones too); dropped, lost and
+            -- not_sent rows never reached it, and warm-up and cool-down rows are excluded.
+            CREATE VIEW connection_phases AS
+            SELECT r.run_id, r.cell_index, c.name AS cell, t.name AS target, c.scenario, r.requests, r.new_connections,
+                   r.requests - r.new_connections AS reused, (r.requests - r.new_connections)::float8 / nullif(r.requests, 0) AS reuse_share,
+                   r.dns[1] / 1000 AS dns_p50_ms, r.dns[2] / 1000 AS dns_p90_ms, r.dns[3] / 1000 AS dns_p99_ms,
+                   r.connect[1] / 1000 AS connect_p50_ms, r.connect[2] / 1000 AS connect_p90_ms, r.connect[3] / 1000 AS connect_p99_ms,
+                   r.tls[1] / 1000 AS tls_p50_ms, r.tls[2] / 1000 AS tls_p90_ms, r.tls[3] / 1000 AS tls_p99_ms,
+                   r.ttfb[1] / 1000 AS ttfb_p50_ms, r.ttfb[2] / 1000 AS ttfb_p90_ms, r.ttfb[3] / 1000 AS ttfb_p99_ms,
+                   r.wait[1] / 1000 AS wait_p50_ms, r.wait[2] / 1000 AS wait_p90_ms, r.wait[3] / 1000 AS wait_p99_ms,
+                   r.ttft[1] / 1000 AS ttft_p50_ms, r.ttft[2] / 1000 AS ttft_p90_ms, r.ttft[3] / 1000 AS ttft_p99_ms
+            FROM (
+                SELECT s.run_id, s.cell_index, count(*) AS requests, count(*) FILTER (WHERE NOT s.connection_reused) AS new_connections,
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (ORDER BY s.dns_us) FILTER (WHERE NOT s.connection_reused) AS dns,
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (ORDER BY s.connect_us) FILTER (WHERE NOT s.connection_reused) AS connect,
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (ORDER BY s.tls_us) FILTER (WHERE NOT s.connection_reused) AS tls,
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (ORDER BY s.ttfb_us) AS ttfb,
+                       -- after the handshakes until the first response byte: sending the request and the server's answer
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (
+                           ORDER BY s.ttfb_us - coalesce(s.dns_us, 0) - coalesce(s.connect_us, 0) - coalesce(s.tls_us, 0)) AS wait,
+                       percentile_cont('{0.5,0.9,0.99}'::float8[]) WITHIN GROUP (ORDER BY s.ttft_us) FILTER (WHERE s.error_class = 'none') AS ttft
+                FROM samples s
+                WHERE NOT s.excluded AND s.error_class NOT IN ('dropped', 'lost', 'not_sent')
+                GROUP BY s.run_id, s.cell_index
+            ) r
+            JOIN cells c ON c.run_id = r.run_id AND c.cell_index = r.cell_index
+            JOIN targets t ON t.run_id = c.run_id AND t.target_index = c.target_index;
+            CREATE TABLE connection_phases_done AS SELECT * FROM connection_phases WITH NO DATA;
+            CREATE INDEX connection_phases_done_run ON connection_phases_done (run_id);
+            -- Which pass over the plan's cells a cell belongs to (plan `repeat: N`): 0 … N-1; NULL
+            -- when the plan does not repeat.
+            ALTER TABLE cells ADD COLUMN repeat_index int;
+            -- Labels a user gives a run (`loadstar runs tag`).
+            ALTER TABLE runs ADD COLUMN tags text[] NOT NULL DEFAULT '{}';
+            DO $$
+            BEGIN
+                GRANT SELECT ON connection_phases, connection_phases_done TO loadstar_reader;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE NOTICE 'not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
         Migration(version: 17, name: "the targets' own Prometheus metrics during a run", sql: """
             -- What each target's metrics endpoint said during the run (issue 18): every sample of
             -- the kept families, as served, with the scrape time on the coordinator's clock.
@@ -1135,7 +1182,7 @@ enum Schema {
             END
             $$;
             """),
-        // Versions are applied when missing, in this array's order (branches that added
-        // migrations side by side may leave gaps; MigrationHistoryTests checks they increase).
+        // Versions are applied when missing, in this array's order; MigrationHistoryTests checks
+        // they run 1…N.
     ]
 }

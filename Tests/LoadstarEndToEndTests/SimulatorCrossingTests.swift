@@ -48,6 +48,16 @@ import Testing
         #expect(try await run.wait(seconds: 240) == 0, "stderr: \(run.stderr)")
         print(run.stdout)
         let id = try #require(runID(fromReport: run.stdout))
+        // The report opens with the verdict: one sentence for the pair, not one line per figure.
+        let verdict = String(try #require(run.stdout.range(of: "verdict:\n").map { run.stdout[$0.upperBound...] }))
+            .replacingOccurrences(of: "\n    ", with: " ")
+        let sentence = try #require(verdict.split(separator: "\n").first { $0.hasPrefix("  h100-dense is faster than sram-decode in tok/s") },
+                                    "\(verdict.prefix(600))")
+        #expect(sentence.contains("prompt tokens on; below that sram-decode leads"), "\(sentence)")
+        #expect(!verdict.contains("hybrid-chunked is faster than hybrid-chunked"))
+        let table = String(run.stdout[run.stdout.range(of: "run \(id) ")!.lowerBound...])
+        #expect(table.split(separator: "\n").allSatisfy { $0.count <= 120 }, "the default report fits 120 columns:\n\(table)")
+        #expect(table.range(of: "verdict:")!.lowerBound < table.range(of: "ttft p50")!.lowerBound, "the verdict comes first")
         let rows = try await Database(conninfo: url).query("""
             SELECT target, scenario, 1e6 / percentile_cont(0.5) WITHIN GROUP (ORDER BY tpot_us)
             FROM request_samples WHERE run_id = $1 AND error_class = 'none' GROUP BY 1, 2
@@ -83,6 +93,10 @@ import Testing
         let page = try String(contentsOfFile: html, encoding: .utf8)
         #expect(!page.contains("<script src") && !page.contains("<link ") && !page.contains("<img "), "self-contained")
         #expect(page.contains("h100-dense &gt; sram-decode"), "the crossing is marked on the chart")
+        let verdictAt = try #require(page.range(of: "<section id=\"verdict\">"))
+        #expect(page[verdictAt.upperBound...].contains("h100-dense is faster than sram-decode in tok/s"))
+        #expect(verdictAt.lowerBound < page.range(of: "<h2>Cells</h2>")!.lowerBound, "the verdict opens the page")
+        #expect((document?["verdict"] as? [String])?.contains { $0.hasPrefix("h100-dense is faster than sram-decode") } == true)
         let charts = try await renderedCharts(html)
         #expect(charts.count >= 8, "\(charts)")
         for chart in charts {
