@@ -43,13 +43,12 @@ import Testing
             host: "127.0.0.1", listeners: [(0, "slow")], profiles: [slow], truthLogPath: nil, serverTimings: true, timeScale: 0.1)
         defer { Task { try await server.close() } }
         let prompt = (0..<1_000).map { _ in "w" }.joined(separator: " ")
-        let started = Date()
         let response = try await post(
             "http://127.0.0.1:\(server.ports[0])/v1/chat/completions",
             #"{"stream":true,"max_tokens":10,"messages":[{"role":"user","content":"\#(prompt)"}]}"#)
-        let elapsed = Date().timeIntervalSince(started)
         #expect(response.status == 200)
-        #expect(elapsed < 0.4, "a tenth of 550 ms, with room for a loaded machine: \(elapsed) s")
+        // The server's own times say it ran scaled (unscaled they would be 100 and 450 ms); the
+        // wall time of the whole exchange is left out: on a loaded machine it measures the load.
         let t = try #require(try ServerTimingsTests.timings(response.body))
         let promptMs = try #require(t["prompt_ms"] as? Double), predictedMs = try #require(t["predicted_ms"] as? Double)
         #expect(promptMs >= 9.5 && promptMs < 60, "\(promptMs)")
