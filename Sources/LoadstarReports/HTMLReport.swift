@@ -16,6 +16,7 @@ public enum HTMLReport {
         charts += Self.curveCharts(cells)
         charts += try await Self.cdfCharts(database: database, runID: runID, source: source)
         charts += try await Self.timeCharts(database: database, runID: runID, source: source)
+        charts += try await Self.serverCharts(database: database, runID: runID, source: source)
         charts += Self.frontierCharts(cells)
 
         let reason = try run.string(2)
@@ -65,6 +66,7 @@ public enum HTMLReport {
         body += try await Self.table(
             database: database, title: "Where the milliseconds went: libcurl's phases (\(ConnectionPhases.legend)\(ConnectionPhases.wideLegend))",
             sql: ConnectionPhases.htmlSQL(source), runID: runID)
+        body += try await ServerSide.html(database: database, runID: runID, source: source)
         body += try await Self.table(
             database: database, title: "Regions",
             sql: """
@@ -208,6 +210,44 @@ public enum HTMLReport {
             SVGChart(id: "latency-time", title: "p99 TTFT per second", xLabel: "seconds into the run", yLabel: "ms",
                      series: order.compactMap { cell in latency[cell].map { SVGChart.Series(name: cell, points: $0) } }),
         ]
+    }
+
+    /// Under the client's p99 TTFT per second, on the same time axis: what each target's own
+    /// metrics said — requests running and waiting, and KV-cache use (vLLM's, SGLang's and
+    /// llama.cpp's names).
+    static func serverCharts(database: Database, runID: UInt64, source: ResultSource) async throws -> [SVGChart] {
+        let rows = try await database.rows("""
+            SELECT s.target || ' ' || s.metric || s.labels,
+                   extract(epoch FROM s.second - (SELECT min(second) FROM \(source.relation("timeseries")) WHERE run_id = $1)),
+                   s.value,
+                   s.metric LIKE '%cache_usage%' OR s.metric = 'sglang:token_usage'
+            FROM server_metrics_by_second s
+            WHERE s.run_id = $1 AND (s.metric LIKE '%cache_usage%' OR s.metric IN (
+                'vllm:num_requests_running', 'vllm:num_requests_waiting', 'sglang:num_running_reqs', 'sglang:num_queue_reqs',
+                'sglang:token_usage', 'llamacpp:requests_processing', 'llamacpp:requests_deferred'))
+            ORDER BY s.target_index, s.metric, s.labels, s.second
+            """, [String(runID)])
+        var order: [(name: String, kv: Bool)] = []
+        var points: [String: [(x: Double, y: Double)]] = [:]
+        for row in rows {
+            guard let t = try row.optionalDouble(1) else { continue }
+            let name = try row.string(0)
+            if points[name] == nil { order.append((name, try row.bool(3))) }
+            points[name, default: []].append((t, try row.double(2)))
+        }
+        let queues = order.filter { !$0.kv }.map { SVGChart.Series(name: $0.name, points: points[$0.name]!) }
+        let kv = order.filter(\.kv).map { SVGChart.Series(name: $0.name, points: points[$0.name]!) }
+        var charts: [SVGChart] = []
+        if !queues.isEmpty {
+            charts.append(SVGChart(
+                id: "server-queues", title: "The servers' own metrics: requests running and waiting", xLabel: "seconds into the run",
+                yLabel: "requests", series: queues))
+        }
+        if !kv.isEmpty {
+            charts.append(SVGChart(
+                id: "server-kv", title: "The servers' own metrics: KV-cache use", xLabel: "seconds into the run", yLabel: "share", series: kv))
+        }
+        return charts
     }
 
     /// p99 TTFT against per-request decode speed for every cell, per target, with the Pareto

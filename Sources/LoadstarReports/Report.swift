@@ -178,6 +178,7 @@ public enum Report {
             }
         }
         out += try await ConnectionPhases.text(database: database, runID: runID, source: source, wide: wide)
+        out += try await ServerSide.text(database: database, runID: runID, source: source)
         out += TextLayout.wrap(try await Self.calibration(database: database, runID: runID, source: source), width: Self.terminalWidth, indent: "    ")
         return out
     }

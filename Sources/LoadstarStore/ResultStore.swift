@@ -18,7 +18,10 @@ public struct ResultSource: Sendable {
     }
 
     /// The views materialized when a run ends.
-    static let views = ["latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global", "connection_phases"]
+    static let views = [
+        "latency_summary", "latency_by_region", "timeseries", "error_breakdown", "cold_warm", "agent_vs_global", "connection_phases",
+        "server_timings",
+    ]
 
     /// TTFT percentiles stored for the CDF chart.
     public static let cdfFractions = (1...99).map { Double($0) / 100 } + [0.999]

@@ -1182,6 +1182,37 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 18, name: "server-reported timings per cell", sql: """
+            -- Per run × cell, over the successful, measured requests whose stream carried the
+            -- server's own timings (llama.cpp's timings object; migration 14): how many did, the
+            -- server's prefill time (prompt_ms) and, beside it, the client's TTFT minus that prefill
+            -- — what the network, the server's queue and its scheduling added. Client figures stay
+            -- client figures: nothing here is mixed into latency_summary.
+            CREATE VIEW server_timings AS
+            SELECT run_id, cell, cell_index,
+                   count(*) AS requests,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY server_prompt_us) / 1000 AS server_prefill_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY server_prompt_us) / 1000 AS server_prefill_p99_ms,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us) / 1000 AS ttft_p99_ms,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us - server_prompt_us) / 1000 AS ttft_minus_prefill_p50_ms,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ttft_us - server_prompt_us) / 1000 AS ttft_minus_prefill_p99_ms,
+                   avg(server_cached_tokens) AS server_cached_tokens_mean
+            FROM request_samples
+            WHERE error_class = 'none' AND NOT excluded AND server_prompt_us IS NOT NULL AND ttft_us IS NOT NULL
+            GROUP BY run_id, cell, cell_index;
+
+            CREATE TABLE server_timings_done AS SELECT * FROM server_timings WITH NO DATA;
+            CREATE INDEX server_timings_done_run ON server_timings_done (run_id);
+
+            DO $$
+            BEGIN
+                GRANT SELECT ON server_timings, server_timings_done TO loadstar_reader;
+            EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+                RAISE NOTICE 'server timings not granted to loadstar_reader: %', SQLERRM;
+            END
+            $$;
+            """),
         // Versions are applied when missing, in this array's order; MigrationHistoryTests checks
         // they run 1…N.
     ]

@@ -57,5 +57,16 @@ import Testing
             WHERE run_id = $1 AND cell = 'w@sim' AND metric = 'vllm:num_requests_running'
             """, [String(id)]).rows[0]
         #expect(Int(beside[0] ?? "") ?? 0 >= 1 && beside[0] == beside[1], "\(beside)")
+        // The reports say what the server said: a terminal section, and in HTML a chart of its
+        // queue under the client's p99 TTFT.
+        let report = try Child(["report", "\(id)", "--database", cluster.databaseURL])
+        #expect(try await report.wait(seconds: 30) == 0)
+        #expect(report.stdout.contains("what the servers' metrics said") && report.stdout.contains("vllm:num_requests_running"), "\(report.stdout)")
+        let html = NSTemporaryDirectory() + "loadstar-server-metrics-\(UUID().uuidString).html"
+        defer { try? FileManager.default.removeItem(atPath: html) }
+        let page = try Child(["report", "\(id)", "--format", "html", "--output", html, "--database", cluster.databaseURL])
+        #expect(try await page.wait(seconds: 30) == 0, "\(page.stderr)")
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(text.contains(#"id="server-queues""#) && text.contains(#"id="server-kv""#) && text.contains(#"id="latency-time""#))
     }
 }

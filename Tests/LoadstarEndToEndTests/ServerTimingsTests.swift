@@ -46,5 +46,25 @@ import Testing
             #expect(prefill >= 19_500 && prefill <= ttft, "\(row)")
             #expect(generation >= 24_500 && prefill + generation <= e2e, "\(row)")
         }
+        // Per cell: the server's prefill and, beside it, the client's TTFT minus that prefill —
+        // the same figures percentile_cont gives over the raw rows; the plain target has none.
+        let database = Database(conninfo: cluster.databaseURL)
+        let summary = try await database.query("""
+            SELECT cell, requests, server_prefill_p50_ms, ttft_minus_prefill_p50_ms,
+                   (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_us - server_prompt_us) / 1000 FROM request_samples
+                    WHERE run_id = $1 AND target = 'timed')
+            FROM server_timings_done WHERE run_id = $1 ORDER BY cell_index
+            """, [String(id)]).rows
+        #expect(summary.count == 1 && summary[0][0] == "w@timed" && summary[0][1] == "5", "\(summary)")
+        let prefillP50 = Double(summary.first?[2] ?? "") ?? 0, addedP50 = Double(summary.first?[3] ?? "") ?? -1
+        #expect(prefillP50 >= 19.5 && addedP50 >= 0 && addedP50 == Double(summary.first?[4] ?? "") ?? -2, "\(summary)")
+        // The report says it, in the terminal and in JSON.
+        let report = try Child(["report", "\(id)", "--database", cluster.databaseURL])
+        #expect(try await report.wait(seconds: 30) == 0)
+        #expect(report.stdout.contains("what the server reported per request") && report.stdout.contains("ttft−prefill"), "\(report.stdout)")
+        let json = try Child(["report", "\(id)", "--format", "json", "--database", cluster.databaseURL])
+        #expect(try await json.wait(seconds: 30) == 0)
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((document?["server_timings"] as? [Any])?.count == 1, "\(json.stdout.prefix(400))")
     }
 }

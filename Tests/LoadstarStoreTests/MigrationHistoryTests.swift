@@ -39,6 +39,7 @@ import Testing
         15: ["068a18bf13430b74a78e4e2dfebdc2e1c310a1f3f43134e10950cf36019a792a"],
         16: ["018093b55c0a78534f8513f8cc722358c81879f619c7e6efb343ff6040e6165b"],
         17: ["74fb6242f6f4a2d7375388a896562edabb191da72b19572a878a558d21b2685e"],
+        18: ["6e3a68f6a127847c813d1e421b8ee5ff173dcbd096ed1b9d98062941261abc89"],
     ]
 
     /// Versions run 1, 2, … N along the array: the migrator applies the missing ones in this
