@@ -26,7 +26,7 @@ struct AgentNeed: Equatable, Sendable {
     }
 
     /// The agents (by their labels) this run would take from `free`, or `nil` while they are not
-    /// enough: fewer than `minimum` usable, or a group with no member.
+    /// enough: fewer than `minimum` free, or a group with no free member.
     func take(from free: [[String: String]]) -> [Int]? {
         guard free.count >= self.minimum else { return nil }
         let usable = free.indices.filter { self.canUse(free[$0]) }

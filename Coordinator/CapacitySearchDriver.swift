@@ -48,7 +48,9 @@ extension CoordinatorState {
             throw error
         }
         let clientMessages = OwnershipTransfer(messages)
-        let status: (RunStatus, String?) = try await withThrowingTaskGroup(of: Void.self) { group in
+        let status: (RunStatus, String?)
+        do {
+            status = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 var messages = clientMessages.value
                 while let message = try? await messages.next() {
@@ -62,6 +64,13 @@ extension CoordinatorState {
             }
             defer { group.cancelAll() }
             return try await self.runSearch(id, plan, search, submit: submit, outbound: outbound, control: control)
+            }
+        } catch {
+            // Whatever stopped the search (the database, the client's link), its run is closed,
+            // never left `running`.
+            try? await self.database.finishRun(id, status: .failed, reason: "the search stopped: \(error)")
+            try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: "failed: the search stopped: \(error)")
+            throw error
         }
         try await self.database.finishRun(id, status: status.0, reason: status.1)
         try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0.rawValue + (status.1.map { ": \($0)" } ?? ""))

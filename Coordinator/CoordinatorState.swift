@@ -405,8 +405,10 @@ actor CoordinatorState {
         if let previous = self.agents[id]?.heartbeat, previous.runID == heartbeat.runID, heartbeat.agentTime > previous.agentTime {
             // Completions per second between the two heartbeats, on the agent's own clock.
             // Peer-supplied values: computed in floating point, so that no value can overflow.
+            // A counter that went back (a restarted agent) or an absurd rate reads as 0.
             let seconds = (Double(heartbeat.agentTime) - Double(previous.agentTime)) / 1_000_000
-            self.agents[id]?.rate = Double(heartbeat.completed &- previous.completed) / seconds
+            let rate = heartbeat.completed >= previous.completed ? Double(heartbeat.completed - previous.completed) / seconds : 0
+            self.agents[id]?.rate = rate.isFinite && rate < 1e9 ? rate : 0
         }
         self.agents[id]?.heartbeat = heartbeat
         if let entry = self.agents[id] {
@@ -516,7 +518,7 @@ actor CoordinatorState {
             return
         }
         // Ceilings and allowed targets: refused before any agent is told anything.
-        let overCeilings = self.options.ceilings.violations(of: plan.heaviestProbe ?? plan)
+        let overCeilings = self.options.ceilings.violations(of: plan.searchBound ?? plan)
         if !overCeilings.isEmpty {
             self.logger.warning("run refused: above the coordinator's ceilings", metadata: ["plan": "\(submit.planName)"])
             try await outbound.write(.reject(Reject(code: .forbidden, reason: overCeilings.joined(separator: "; "))))
@@ -806,7 +808,9 @@ actor CoordinatorState {
             reassign: plan.load.onAgentLoss == .reassign)
         var run = ActiveRun(machine: machine, startedAt: monotonicMicros())
         run.timeline = PlanTimeline(plan: plan)
-        run.scraper = ServerMetricsScraper(runID: id, plan: plan)
+        let allowList = self.options.allowTargets.isEmpty
+            ? nil : (try? TargetAllowList(entries: self.options.allowTargets))?.resolved(using: HostResolver.system)
+        run.scraper = ServerMetricsScraper(runID: id, plan: plan, allowList: allowList)
         run.client = client
         run.setupDeadline = setupDeadline
         self.runs[id] = run
@@ -831,7 +835,7 @@ actor CoordinatorState {
 
     private func started(_ id: UInt64) async {
         self.runs[id]?.startedAt = monotonicMicros()
-        if let scraper = self.runs[id]?.scraper, self.runs[id]?.scraping == nil {
+        if let scraper = self.runs[id]?.scraper, self.runs[id]?.scraping == nil, self.runs[id]?.finishing == false, !self.stopping {
             let (database, logger) = (self.database, self.logger)
             self.runs[id]?.scraping = Task { [weak self] in
                 await scraper.run(database: database, logger: logger) { [weak self] notice in await self?.notify(id, notice) }
@@ -913,6 +917,7 @@ actor CoordinatorState {
                 waiter.resume(returning: (.aborted, "the coordinator stopped; it resumes the run when it starts again with the same --id"))
             }
             self.runs[id]?.finishWaiters = []
+            self.runs[id]?.scraping?.cancel()
         }
         self.stopping = true
     }
@@ -1063,6 +1068,7 @@ actor CoordinatorState {
         try? await self.database.recordEvent(runID: id, kind: "run_finished", detail: status.0.rawValue + (status.1.map { ": \($0)" } ?? ""))
         self.logger.info("run settled", metadata: ["run.id": "\(id)", "status": "\(status.0.rawValue)"])
         let run = self.runs.removeValue(forKey: id)
+        run?.scraping?.cancel()
         self.finishedRuns[id] = status
         if self.finishedRuns.count > 64, let oldest = self.finishedRuns.keys.min() { self.finishedRuns[oldest] = nil }
         self.metrics.runActive.set(Double(self.runs.count))

@@ -38,9 +38,16 @@ struct PlanTimeline: Equatable, Sendable {
         Self.total(self.cells.map(\.micros)) ?? 0
     }
 
-    /// The sum of lengths, when every one is known.
+    /// The sum of lengths, when every one is known and it fits.
     static func total(_ lengths: [Int64?]) -> Int64? {
-        lengths.contains(nil) ? nil : lengths.reduce(0) { $0 + $1! }
+        var sum: Int64 = 0
+        for length in lengths {
+            guard let length else { return nil }
+            let (next, overflow) = sum.addingReportingOverflow(length)
+            if overflow { return nil }
+            sum = next
+        }
+        return sum
     }
 
     /// The position in the plan of the cell with the plan's index `index`.
@@ -53,8 +60,8 @@ struct PlanTimeline: Equatable, Sendable {
         var start: Int64 = 0
         for (position, cell) in self.cells.enumerated() {
             guard let length = cell.micros else { return position }
-            if elapsed < start + length { return position }
-            start += length
+            if elapsed - start < length { return position }
+            start = start.addingReportingOverflow(length).overflow ? .max : start + length
         }
         return self.cells.isEmpty ? nil : self.cells.count - 1
     }
@@ -66,8 +73,8 @@ struct PlanTimeline: Equatable, Sendable {
         guard var start = Self.total(self.cells[..<position].map(\.micros)) else { return first.rate }
         for stage in self.cells[position].stages {
             guard let length = stage.micros else { return stage.rate }
-            if elapsed < start + length { return stage.rate }
-            start += length
+            if elapsed - start < length { return stage.rate }
+            start = start.addingReportingOverflow(length).overflow ? .max : start + length
         }
         return self.cells[position].stages.last?.rate ?? 0
     }
@@ -177,7 +184,10 @@ public enum LiveStatusView {
 
     static func ms(_ micros: Int64) -> String { String(format: "%.1f", Double(micros) / 1_000) }
 
-    static func rate(_ value: Double) -> String { Self.count(UInt64(max(0, value.rounded()))) }
+    /// A rate as a whole number; "-" for what no rate can be (it comes from peers).
+    static func rate(_ value: Double) -> String {
+        value.isFinite && value >= 0 && value < 1e15 ? Self.count(UInt64(value.rounded())) : "-"
+    }
 
     /// With thousands separators, whatever the locale.
     static func count(_ value: UInt64) -> String {

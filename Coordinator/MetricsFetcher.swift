@@ -33,6 +33,8 @@ enum MetricsFetcher {
         var port: Int
         /// Path and query, `/metrics` by default.
         var target: String
+        /// The address to connect to, when already resolved and checked; nil: `host`.
+        var address: String?
 
         init(_ url: String) throws(Failure) {
             guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
@@ -69,7 +71,7 @@ enum MetricsFetcher {
         let tlsContext = endpoint.tls ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(2))
-            .connect(host: endpoint.host, port: endpoint.port) { channel in
+            .connect(host: endpoint.address ?? endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
                         try channel.pipeline.syncOperations.addHandler(

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarProtocol
 import LoadstarStore
 import Logging
 
@@ -18,9 +19,14 @@ struct ServerMetricsScraper: Sendable {
     let endpoints: [Endpoint]
     let interval: Double
     let families: Set<String>
+    /// The coordinator's `--allow-targets`, checked at every scrape against the addresses the
+    /// host resolves to then, and the connection made to a checked address (so that a name
+    /// rebound after the run was accepted cannot point the coordinator elsewhere); nil: anything.
+    let allowList: ResolvedAllowList?
 
-    init(runID: UInt64, plan: Plan) {
+    init(runID: UInt64, plan: Plan, allowList: ResolvedAllowList? = nil) {
         self.runID = runID
+        self.allowList = allowList
         self.endpoints = plan.targets.enumerated().compactMap { index, target in
             target.scrapeURL.map { Endpoint(targetIndex: index, targetName: target.name, url: $0) }
         }
@@ -43,6 +49,8 @@ struct ServerMetricsScraper: Sendable {
                 for await (index, failure) in group { if let failure { failures.append((index, failure)) } }
                 return failures
             }
+            // A scrape cut short because the run ended is no failure of the target.
+            if Task.isCancelled { return }
             for (index, failure) in failures where reported.insert(index).inserted {
                 logger.warning("target metrics unavailable", metadata: ["run.id": "\(self.runID)", "detail": "\(failure)"])
                 try? await database.recordEvent(runID: self.runID, kind: "server_metrics_unavailable", detail: failure)
@@ -56,7 +64,15 @@ struct ServerMetricsScraper: Sendable {
     private func scrape(_ endpoint: Endpoint, database: Database) async -> String? {
         let text: String
         do {
-            text = try await MetricsFetcher.fetch(try MetricsFetcher.Endpoint(endpoint.url), timeout: min(max(self.interval, 0.5), 5))
+            var target = try MetricsFetcher.Endpoint(endpoint.url)
+            if let allowList = self.allowList {
+                let addresses = HostResolver.system(target.host)
+                if let refusal = allowList.refusal(host: target.host, port: UInt16(clamping: target.port), addresses: addresses) {
+                    return "target \(endpoint.targetName): its metrics_url is not allowed now (\(refusal)); not scraped"
+                }
+                if let checked = addresses.first { target.address = checked.description }
+            }
+            text = try await MetricsFetcher.fetch(target, timeout: min(max(self.interval, 0.5), 5))
         } catch {
             return "target \(endpoint.targetName): no metrics from \(endpoint.url) (\(error)); server-side figures are not recorded "
                 + "(set metrics_url, or metrics_url: off)"

@@ -75,6 +75,9 @@ extension Loadstar {
             if !outcome.regressions.isEmpty {
                 throw fail("\(outcome.regressions.count) figure(s) regressed by more than \(self.threshold) against run \(baseline)")
             }
+            if !outcome.missing.isEmpty {
+                throw fail("run \(runID) lacks what baseline run \(baseline) measured: \(outcome.missing.joined(separator: ", "))")
+            }
         }
     }
 }

@@ -82,10 +82,15 @@ extension Plan {
         return probe
     }
 
-    /// For a search, its first cell's probe at `max_rate`: what the coordinator's ceilings are
-    /// checked against (every probe is at most that); `nil` for a plan without a search.
-    public var heaviestProbe: Plan? {
-        guard let search = self.load.search, let cell = self.cells.first else { return nil }
-        return self.probePlan(cell: cell, rate: search.maxRate, index: 0)
+    /// For a search, the most it can send: every cell (every target at its own price) probed
+    /// ``CapacitySearchSpec/maxProbesPerCell`` times at `max_rate`. What the coordinator's
+    /// ceilings (rate, requests, duration, spend) are checked against; `nil` without a search.
+    public var searchBound: Plan? {
+        guard let search = self.load.search else { return nil }
+        var bound = self
+        bound.load.search = nil
+        bound.load.stages = Array(
+            repeating: Stage(mode: .rate(search.maxRate, search.arrival), duration: search.probe), count: search.maxProbesPerCell)
+        return bound
     }
 }

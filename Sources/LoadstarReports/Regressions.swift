@@ -21,12 +21,14 @@ public enum Regressions {
         }
     }
 
-    /// The outcome of a comparison: regressions, how many figures were compared, and cells of
-    /// either run the other does not have.
+    /// The outcome of a comparison: regressions, how many figures were compared, cells of
+    /// either run the other does not have, and what the baseline measured that the candidate
+    /// did not (a cell it lacks, or a figure it could not measure): a run that lost data fails.
     public struct Outcome: Sendable, Equatable {
         public var regressions: [Regression]
         public var compared: Int
         public var unmatched: [String]
+        public var missing: [String] = []
     }
 
     /// Matches cells by name (without the repeat's ` #k`), every repeat of a cell taken together
@@ -41,11 +43,13 @@ public enum Regressions {
         for cell in candidate where !order.contains(cell.baseName) { order.append(cell.baseName) }
         var outcome = Outcome(regressions: [], compared: 0, unmatched: [])
         outcome.unmatched = Array(Set(base.keys).symmetricDifference(next.keys)).sorted()
+        outcome.missing = base.keys.filter { next[$0] == nil }.sorted().map { "\($0) (the cell)" }
         for name in order {
             guard let before = base[name], let after = next[name] else { continue }
             for metric in metrics {
                 let b = RepeatStats(before.compactMap { $0.figures[metric] })
                 let a = RepeatStats(after.compactMap { $0.figures[metric] })
+                if b.count > 0, a.count == 0 { outcome.missing.append("\(name) \(metric.rawValue)") }
                 guard b.count > 0, a.count > 0, b.mean != 0 else { continue }
                 outcome.compared += 1
                 let change = (a.mean - b.mean) / abs(b.mean)
@@ -64,6 +68,7 @@ public enum Regressions {
             format: "run %@ against baseline run %@: %d figure(s) compared (%@), threshold %g%%\n", String(runID), String(baselineRunID),
             outcome.compared, Repeats.metrics.map(\.rawValue).joined(separator: ", "), threshold * 100)
         if !outcome.unmatched.isEmpty { out += "cells in only one of the runs (not compared): \(outcome.unmatched.joined(separator: ", "))\n" }
+        if !outcome.missing.isEmpty { out += "measured in the baseline, missing from this run: \(outcome.missing.joined(separator: ", "))\n" }
         if outcome.regressions.isEmpty {
             out += String(format: "no figure regressed by more than %g%%\n", threshold * 100)
         } else {

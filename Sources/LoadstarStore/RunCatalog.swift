@@ -69,7 +69,8 @@ extension Database {
     }
 
     /// Deletes a run that is not running: its samples (the run's partition), stored results,
-    /// shards, cells, targets, events and calibrations. Returns the samples deleted.
+    /// shards, cells, targets, events and calibrations — and for a capacity search, every probe's
+    /// too (probes are runs of their own). Returns the samples deleted.
     public func deleteRun(_ runID: UInt64) throws(RunCatalogError) -> Int {
         do {
             return try self.with { db throws(DatabaseError) -> Result<Int, RunCatalogError> in
@@ -78,13 +79,23 @@ extension Database {
                     let status = try db.query("SELECT status FROM runs WHERE id = $1 FOR UPDATE", [id]) { row throws(RowDecodingError) in try row.string(0) }
                     guard let status = status.first else { return .failure(.noSuchRun(runID)) }
                     if status == "running" { return .failure(.stillRunning(runID)) }
-                    let samples = try db.query("SELECT count(*) FROM samples WHERE run_id = $1", [id]) { row throws(RowDecodingError) in try row.int(0) }
-                    try db.execute("DROP TABLE IF EXISTS samples_run_\(runID)")
-                    for name in ResultSource.views + ResultSource.queries.keys.sorted() {
-                        _ = try db.query("DELETE FROM \(name)_done WHERE run_id = $1", [id])
+                    let probes = try db.query(
+                        "SELECT id, status FROM runs WHERE search_run_id = $1 FOR UPDATE", [id]
+                    ) { row throws(RowDecodingError) in (try row.uint64(0), try row.string(1)) }
+                    if let running = probes.first(where: { $0.1 == "running" }) { return .failure(.stillRunning(running.0)) }
+                    var deleted = 0
+                    for run in [runID] + probes.map(\.0) {
+                        let key = String(run)
+                        let samples = try db.query("SELECT count(*) FROM samples WHERE run_id = $1", [key]) { row throws(RowDecodingError) in try row.int(0) }
+                        deleted += samples.first ?? 0
+                        try db.execute("DROP TABLE IF EXISTS samples_run_\(run)")
+                        for name in ResultSource.views + ResultSource.queries.keys.sorted() {
+                            _ = try db.query("DELETE FROM \(name)_done WHERE run_id = $1", [key])
+                        }
                     }
+                    // The probes' rows go with the search's (ON DELETE CASCADE).
                     _ = try db.query("DELETE FROM runs WHERE id = $1", [id])
-                    return .success(samples.first ?? 0)
+                    return .success(deleted)
                 }
             }.get()
         } catch let error as RunCatalogError {

@@ -130,6 +130,17 @@ import Testing
             let compare = try Child(["compare", "\(search)", "--database", url, "--metric", "capacity req/s"])
             #expect(try await compare.wait(seconds: 30) == 0, "\(compare.stderr)")
             #expect(compare.stdout.contains("1 cell(s)"), "the search's cell, ranked by its capacity: \(compare.stdout)")
+
+            // Deleting the search deletes its probes with it: their runs, samples and partitions.
+            let probeRuns = try await database.query("SELECT id FROM runs WHERE search_run_id = $1", [String(search)]).rows.compactMap { $0[0] }
+            #expect(probeRuns.count == probeCount)
+            let delete = try Child(["runs", "delete", "\(search)", "--yes", "--database", url])
+            #expect(try await delete.wait(seconds: 60) == 0, "\(delete.stderr)")
+            let left = try await database.query("""
+                SELECT (SELECT count(*) FROM runs WHERE id = $1 OR search_run_id = $1),
+                       (SELECT count(*) FROM pg_class WHERE relname = ANY($2::text[]))
+                """, [String(search), "{" + probeRuns.map { "samples_run_\($0)" }.joined(separator: ",") + "}"]).rows[0]
+            #expect(left == ["0", "0"], "\(left)")
         }
     }
 }

@@ -85,6 +85,9 @@ import Testing
         // Throughput down 20% is a regression of a higher-is-better figure.
         let slower = Regressions.find(baseline: baseline, candidate: [self.cell("chat@a", [.throughput: 8])], threshold: 0.10)
         #expect(slower.regressions.map(\.metric) == [.throughput])
+        // What the baseline measured and the candidate lost is named: a cell, and figures.
+        #expect(outcome.missing == ["gone@a (the cell)"])
+        #expect(slower.missing == ["gone@a (the cell)", "chat@a ttft p99 ms", "chat@a e2e p99 ms"], "\(slower.missing)")
         let text = Regressions.text(outcome, baselineRunID: 1, runID: 2, threshold: 0.1)
         #expect(text.contains("regressions (1):") && text.contains("threshold 10%"))
     }
