@@ -105,14 +105,15 @@ extension CellResult {
         }
     }
 
-    /// A search's cells with their capacity as the one figure (cells without a capacity have none).
+    /// A search's cells with their capacity as the one figure: 0 where no probed rate met the
+    /// SLOs (`below_min_rate`, so that the cell still ranks, last); none while undecided.
     static func capacities(database: Database, runID: UInt64) async throws -> [CellResult] {
         let rows = try await database.rows("""
             SELECT k.cell_index, k.cell, k.target, k.scenario,
                    coalesce(k.cell_prompt_tokens::float8,
                             (SELECT avg(s.prompt_tokens_requested) FROM samples s JOIN runs p ON p.id = s.run_id
                              WHERE p.search_run_id = k.search_run_id AND p.search_cell_index = k.cell_index)),
-                   k.cell_output_tokens, k.capacity_rps,
+                   k.cell_output_tokens, CASE WHEN k.outcome = 'below_min_rate' THEN 0 ELSE k.capacity_rps END,
                    (SELECT coalesce(sum(p.requests), 0) FROM capacity_probes p WHERE p.search_run_id = k.search_run_id AND p.cell_index = k.cell_index)
             FROM capacity_search k WHERE k.search_run_id = $1 ORDER BY k.cell_index
             """, [String(runID)])

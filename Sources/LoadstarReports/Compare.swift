@@ -19,7 +19,8 @@ public enum Compare {
                 for entry in rankings {
                     if entry.family != family {
                         family = entry.family
-                        out += "\n\(metric.rawValue) (\(metric.higherIsBetter ? "higher" : "lower") is better) along \(axis.rawValue) [\(family)]:\n"
+                        out += "\n\(metric.rawValue) (\(metric.higherIsBetter ? "higher" : "lower") is better) along \(axis.rawValue) [\(family)]"
+                        out += metric == .capacity ? " (0: no probed rate met the search's SLOs, below its min_rate):\n" : ":\n"
                     }
                     let ranks = entry.ranked.enumerated().map { i, r in
                         "\(i + 1). \(r.0) \(String(format: "%.1f", r.1))" + (r.2.halfWidth95.map { String(format: " ±%.1f", $0) } ?? "")
