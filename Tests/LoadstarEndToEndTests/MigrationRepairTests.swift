@@ -106,6 +106,8 @@ import Testing
         #expect(try await old.query("SELECT results_materialized_at IS NULL FROM runs WHERE id = 7").rows == [["t"]])
         try await old.materializeResults(runID: 7)
         #expect(try await old.query("SELECT results_materialized_at IS NOT NULL FROM runs WHERE id = 7").rows == [["t"]])
+        // Migration 9 as shipped did not allow the accounting event; a later migration does.
+        _ = try await old.query("INSERT INTO run_events (run_id, kind, detail) VALUES (7, 'requests_accounted', 'upgraded')")
 
     }
 
