@@ -4,16 +4,18 @@ import LoadstarProtocol
 
 /// Where a run stands in its plan, from the plan alone: each cell's name and, when every stage
 /// is bounded by time, when each cell and stage ends. Agents run the cells in the plan's order.
-struct PlanTimeline: Equatable, Sendable {
-    struct CellSpan: Equatable, Sendable {
+struct PlanTimeline: Sendable {
+    struct StageSpan: Sendable {
+        /// µs; `nil` when the stage is bounded by a count.
+        var micros: Int64?
+        /// The open-loop rate, req/s; 0 for a closed loop or a replay.
+        var rate: Double
+    }
+
+    struct CellSpan: Sendable {
         var index: Int
         var name: String
-        /// Each stage's length (µs, `nil` when bounded by a count) and open-loop rate (0 for a closed loop).
-        var stages: [(micros: Int64?, rate: Double)]
-
-        static func == (a: Self, b: Self) -> Bool {
-            a.index == b.index && a.name == b.name && a.stages.map(\.micros) == b.stages.map(\.micros) && a.stages.map(\.rate) == b.stages.map(\.rate)
-        }
+        var stages: [StageSpan]
 
         /// The cell's length when every stage is bounded by time.
         var micros: Int64? { PlanTimeline.total(self.stages.map(\.micros)) }
@@ -25,10 +27,8 @@ struct PlanTimeline: Equatable, Sendable {
         self.cells = plan.cells.map { cell in
             CellSpan(index: cell.index, name: cell.name, stages: plan.stages(of: cell).map { stage in
                 let micros = stage.duration.map { Int64($0 * 1_000_000) }
-                switch stage.mode {
-                case .rate(let rate, _): return (micros, rate)
-                case .concurrency, .replay: return (micros, 0)
-                }
+                if case .rate(let rate, _) = stage.mode { return StageSpan(micros: micros, rate: rate) }
+                return StageSpan(micros: micros, rate: 0)
             })
         }
     }

@@ -189,6 +189,11 @@ public struct Placement: Codable, Equatable, Sendable {
         self.share = share
     }
 
+    /// Whether an agent with these labels belongs to the group (it has every selected label).
+    public func selects(_ labels: [String: String]) -> Bool {
+        self.selector.allSatisfy { labels[$0.key] == $0.value }
+    }
+
     /// `region=eu-west,zone=b`, for messages.
     public var selectorText: String { self.selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
 }

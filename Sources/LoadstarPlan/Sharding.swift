@@ -135,7 +135,7 @@ public enum ShardSplitter {
         var chosen: [(agent: Int, weight: Double)] = []
         for (index, group) in plan.placement.enumerated() {
             let members = agents.indices.filter { agent in
-                !taken.contains(agent) && group.selector.allSatisfy { agents[agent].labels[$0.key] == $0.value }
+                !taken.contains(agent) && group.selects(agents[agent].labels)
             }
             guard !members.isEmpty else {
                 let known = agents.map { agent in

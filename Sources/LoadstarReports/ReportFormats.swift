@@ -32,11 +32,7 @@ extension Report {
                            WHERE run_id = $1 AND error_class <> 'none'),
                 'connection_phases', (SELECT coalesce(json_agg(p ORDER BY cell_index), '[]') FROM \(source.relation("connection_phases")) p WHERE run_id = $1),
                 'server_timings', (SELECT coalesce(json_agg(v ORDER BY cell_index), '[]') FROM \(source.relation("server_timings")) v WHERE run_id = $1),
-                'server_metrics', (SELECT coalesce(json_agg(m), '[]') FROM (
-                                      SELECT t.name AS target, m.name AS metric, m.labels, count(*) AS scrapes,
-                                             (array_agg(m.value ORDER BY m.scraped_at DESC))[1] AS last, min(m.value) AS min, max(m.value) AS max
-                                      FROM server_metrics m JOIN targets t USING (run_id, target_index) WHERE m.run_id = $1
-                                      GROUP BY t.name, m.target_index, m.name, m.labels ORDER BY m.target_index, m.name, m.labels) m),
+                'server_metrics', (SELECT coalesce(json_agg(m), '[]') FROM (\(ServerSide.metricsSQL)) m),
                 'cold_warm', (SELECT coalesce(json_agg(w ORDER BY cell_index, temperature), '[]') FROM \(source.relation("cold_warm")) w WHERE run_id = $1),
                 'agent_vs_global', (SELECT coalesce(json_agg(a ORDER BY cell_index), '[]') FROM \(source.relation("agent_vs_global")) a WHERE run_id = $1),
                 'calibrations', (SELECT coalesce(json_agg(k ORDER BY shard_index, target_index), '[]') FROM calibrations k WHERE run_id = $1),

@@ -43,9 +43,11 @@ public enum ServerSide {
         return out
     }
 
-    /// Per target × metric × label set: scrapes, last, least and greatest value.
+    /// Per target × metric × label set of run `$1`: scrapes, last, least and greatest value (the
+    /// terminal, JSON and HTML reports all read it).
     static let metricsSQL = """
-        SELECT t.name, m.name, m.labels, count(*), (array_agg(m.value ORDER BY m.scraped_at DESC))[1], min(m.value), max(m.value)
+        SELECT t.name AS target, m.name AS metric, m.labels, count(*) AS scrapes,
+               (array_agg(m.value ORDER BY m.scraped_at DESC))[1] AS last, min(m.value) AS min, max(m.value) AS max
         FROM server_metrics m JOIN targets t USING (run_id, target_index)
         WHERE m.run_id = $1 GROUP BY t.name, m.target_index, m.name, m.labels ORDER BY m.target_index, m.name, m.labels
         """
@@ -63,11 +65,9 @@ public enum ServerSide {
         body += try await HTMLReport.table(
             database: database, title: "What the servers' metrics said (\(Self.metricsLegend))",
             sql: """
-                SELECT t.name AS target, m.name || m.labels AS metric, count(*) AS scrapes,
-                       round(((array_agg(m.value ORDER BY m.scraped_at DESC))[1])::numeric, 4) AS last,
-                       round(min(m.value)::numeric, 4) AS min, round(max(m.value)::numeric, 4) AS max
-                FROM server_metrics m JOIN targets t USING (run_id, target_index)
-                WHERE m.run_id = $1 GROUP BY t.name, m.target_index, m.name, m.labels ORDER BY m.target_index, m.name, m.labels
+                SELECT target, metric || labels AS metric, scrapes, round(last::numeric, 4) AS last,
+                       round(min::numeric, 4) AS min, round(max::numeric, 4) AS max
+                FROM (\(Self.metricsSQL)) s
                 """, runID: runID)
         return body
     }

@@ -4,18 +4,7 @@ import Testing
 
 /// `kind: openai-responses` and `kind: openai-embeddings` with its `batch_size`.
 @Suite struct EndpointKindsTests {
-    func plan(_ target: String) -> String {
-        """
-        name: kinds
-        targets:
-          - \(target)
-        workloads:
-          - {name: w, prompt_tokens: 100, output_tokens: 20}
-        load:
-          stages:
-            - {concurrency: 2, requests: 4}
-        """
-    }
+    func plan(_ target: String) -> String { oneTargetPlan(target) }
 
     func issues(_ yaml: String) -> [String] { parseIssues(yaml) }
 

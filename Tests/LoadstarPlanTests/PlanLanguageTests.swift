@@ -2,6 +2,22 @@ import Foundation
 import LoadstarPlan
 import Testing
 
+/// A plan of one target (a flow mapping, on line 3), one workload and one closed-loop stage;
+/// `extra` goes on line 9, at the top level.
+func oneTargetPlan(_ target: String, extra: String = "") -> String {
+    """
+    name: one-target
+    targets:
+      - \(target)
+    workloads:
+      - {name: w, prompt_tokens: 100, output_tokens: 20}
+    load:
+      stages:
+        - {concurrency: 2, requests: 4}
+    \(extra)
+    """
+}
+
 /// The issues parsing `yaml` gives, each as `line:path: message`.
 func parseIssues(_ yaml: String) -> [String] {
     do {

@@ -4,19 +4,7 @@ import Testing
 
 /// A target's `metrics_url` and the plan's `server_metrics`: defaults, and mistakes named by field and line.
 @Suite struct ServerMetricsPlanTests {
-    func plan(_ target: String, _ extra: String = "") -> String {
-        """
-        name: scraped
-        targets:
-          - \(target)
-        workloads:
-          - {name: w, prompt_tokens: 100, output_tokens: 20}
-        load:
-          stages:
-            - {concurrency: 2, requests: 4}
-        \(extra)
-        """
-    }
+    func plan(_ target: String, _ extra: String = "") -> String { oneTargetPlan(target, extra: extra) }
 
     @Test func theOpenAIKindsAreScrapedAtTheirRootByDefaultAndOffTurnsItOff() throws {
         func url(_ target: String) throws -> String? { try PlanParser.parse(yaml: self.plan(target)).targets[0].scrapeURL }
