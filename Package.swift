@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarStoreTests",
-            dependencies: ["LoadstarStore", "LoadstarProtocol"],
+            dependencies: ["LoadstarStore", "LoadstarProtocol", "LoadstarPlan"],
             path: "Tests/LoadstarStoreTests"
         ),
         .testTarget(
