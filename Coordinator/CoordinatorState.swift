@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import LoadstarPlan
 import LoadstarProtocol
@@ -126,8 +127,12 @@ actor CoordinatorState {
     private let spool: IngestSpool
     private var drainingSpool = false
 
-    /// Connections that store sample batches, in parallel; shard `i` always uses writer `i mod n`.
+    /// Connections that store sample batches, in parallel; each batch takes the next one, so that
+    /// one agent's batches use them all (a batch's key makes any order and any writer safe).
     private nonisolated let sampleWriters: [Database]
+    private nonisolated let nextWriter = Atomic<Int>(0)
+    /// Runs' results, kept exactly as their batches are stored.
+    private nonisolated let tallies = RunTallies()
 
     func openConnection() -> Bool {
         guard self.connections < self.options.maximumConnections else { return false }
@@ -425,9 +430,14 @@ actor CoordinatorState {
 
     // MARK: ingest
 
-    /// The writer connection of a shard's batches.
-    private nonisolated func writer(for batch: SampleBatch) -> Database {
-        self.sampleWriters[Int(batch.shardIndex) % self.sampleWriters.count]
+    /// Stores a batch on the next writer connection and, when it is new, adds it to its run's
+    /// tally. Returns `false` for a resend (nothing written).
+    private nonisolated func store(_ batch: SampleBatch, clockOffset: Int64) async throws(DatabaseError) -> Bool {
+        let turn = self.nextWriter.wrappingAdd(1, ordering: .relaxed).oldValue
+        let writer = self.sampleWriters[Int(UInt(bitPattern: turn) % UInt(self.sampleWriters.count))]
+        guard try await writer.store(batch, clockOffset: clockOffset) else { return false }
+        self.tallies.add(batch, clockOffset: clockOffset)
+        return true
     }
 
     /// Commits a batch, or — while the database is down, and until the spool is drained — keeps it
@@ -439,7 +449,7 @@ actor CoordinatorState {
             return
         }
         do {
-            if try await self.writer(for: batch).store(batch, clockOffset: clockOffset) { await self.batchStored(batch) }
+            if try await self.store(batch, clockOffset: clockOffset) { await self.batchStored(batch) }
         } catch where error.isOutage {
             try await self.spoolBatch(batch, clockOffset: clockOffset, cause: error)
         }
@@ -469,7 +479,7 @@ actor CoordinatorState {
         var stored = 0
         while let entry = self.spool.oldest() {
             do {
-                let isNew = try await self.writer(for: entry.batch).store(entry.batch, clockOffset: entry.clockOffset)
+                let isNew = try await self.store(entry.batch, clockOffset: entry.clockOffset)
                 self.spool.remove(entry.name)
                 stored += 1
                 if isNew { await self.batchStored(entry.batch) }
@@ -620,6 +630,7 @@ actor CoordinatorState {
         let id = try await self.database.createRun(
             plan: plan, planName: submit.planName, planYAML: submit.planYAML, shards: records, coordinatorID: self.coordinatorID,
             probe: probe)
+        self.tallies.start(runID: id, objectives: RunTally.Objectives(ttftP99: plan.slos.ttftP99Ms, tpotP99: plan.slos.tpotP99Ms, e2eP99: plan.slos.e2eP99Ms))
         let setupDeadline = monotonicMicros() + Int64(Self.setupSeconds(plan) * 1_000_000)
         await self.startRun(id, records, plan: plan, client: outbound, setupDeadline: setupDeadline)
         // The run holds its agents now.
@@ -731,8 +742,19 @@ actor CoordinatorState {
         try await self.database.finishRun(id, status: status.0, reason: status.1)
         self.metrics.runFinished(status: status.0)
         do {
-            let seconds = try await self.database.materializeResults(runID: id)
-            self.logger.info("results materialized", metadata: ["run.id": "\(id)", "seconds": "\(String(format: "%.2f", seconds))"])
+            // From the tally when it holds every stored batch (the usual case: seconds however big
+            // the run), else from the rows.
+            let tally = self.tallies.finish(runID: id)
+            var complete = false
+            if let tally { complete = try await self.database.storedBatchCount(runID: id) == tally.batches }
+            let seconds = if let tally, complete {
+                try await self.database.materializeResults(runID: id, tally: tally)
+            } else {
+                try await self.database.materializeResults(runID: id)
+            }
+            self.logger.info(
+                "results materialized",
+                metadata: ["run.id": "\(id)", "seconds": "\(String(format: "%.2f", seconds))", "from": "\(complete ? "tally" : "rows")"])
         } catch {
             self.logger.error("results not materialized; reports will compute them from the samples", metadata: ["error": "\(error)"])
         }
@@ -1233,7 +1255,7 @@ actor CoordinatorState {
                 for (chunk, start) in stride(from: 0, to: samples.count, by: Self.accountingBatchSize).enumerated() {
                     let part = Array(samples[start..<min(start + Self.accountingBatchSize, samples.count)])
                     let batch = SampleBatch(runID: id, shardIndex: index, batchSeq: RunAccounting.accountingBatch + UInt64(chunk), samples: part)
-                    if try await self.writer(for: batch).store(batch, clockOffset: 0) { written += part.count }
+                    if try await self.store(batch, clockOffset: 0) { written += part.count }
                 }
                 if written > 0 {
                     let lost = samples.filter { $0.errorClass == .lost }.count
