@@ -1169,7 +1169,12 @@ actor CoordinatorState {
         guard let notDueLost = await self.accountForLostShards(id) else { return nil }
         let counts: [String: Int]
         do {
-            counts = try await self.database.unfinishedRequests(runID: id)
+            // From the tally when it holds every stored batch; else a scan of the run's rows.
+            if let tallied = self.tallies.unfinished(runID: id), try await self.database.storedBatchCount(runID: id) == tallied.batches {
+                counts = tallied.counts
+            } else {
+                counts = try await self.database.unfinishedRequests(runID: id)
+            }
         } catch {
             self.logger.error("cannot count the run's unfinished requests; trying again", metadata: ["error": "\(error)"])
             return nil

@@ -25,6 +25,12 @@ final class RunTallies: Sendable {
         entry.tally.withLock { $0.add(batch, clockOffset: clockOffset) }
     }
 
+    /// Run `runID`'s unfinished requests by error class, and how many batches the tally holds.
+    func unfinished(runID: UInt64) -> (counts: [String: Int], batches: Int)? {
+        guard let entry = self.entries.withLock({ $0[runID] }) else { return nil }
+        return entry.tally.withLock { ($0.unfinished, $0.batches) }
+    }
+
     /// Stops tallying run `runID` and returns its tally.
     func finish(runID: UInt64) -> RunTally? {
         guard let entry = self.entries.withLock({ $0.removeValue(forKey: runID) }) else { return nil }

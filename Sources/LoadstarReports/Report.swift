@@ -250,16 +250,28 @@ public enum Report {
     }
 
     static func failedTargets(database: Database, runID: UInt64) async throws -> [String] {
+        // Targets without a successful row first: a healthy target's search ends at its first
+        // success (LIMIT 1 keeps the subquery a per-target probe), so only a failed target's rows
+        // are read in full.
+        let failed = try await database.rows("""
+            SELECT t.target_index FROM targets t
+            WHERE t.run_id = $1 AND NOT EXISTS (
+                SELECT 1 FROM samples s
+                WHERE s.run_id = t.run_id AND s.error_class = 'none'
+                  AND s.cell_index IN (SELECT c.cell_index FROM cells c WHERE c.run_id = t.run_id AND c.target_index = t.target_index)
+                LIMIT 1)
+            """, [String(runID)]).map { try $0.int(0) }
+        guard !failed.isEmpty else { return [] }
         let rows = try await database.rows("""
             SELECT t.name, t.base_url, count(*), mode() WITHIN GROUP (ORDER BY s.error_class), min(s.error_detail)
             FROM samples s
             JOIN cells c ON c.run_id = s.run_id AND c.cell_index = s.cell_index
             JOIN targets t ON t.run_id = s.run_id AND t.target_index = c.target_index
-            WHERE s.run_id = $1 AND s.error_class <> 'cancelled'
+            WHERE s.run_id = $1 AND s.error_class <> 'cancelled' AND t.target_index = ANY($2::int[])
             GROUP BY t.name, t.base_url
             HAVING bool_and(s.error_class <> 'none')
             ORDER BY t.name
-            """, [String(runID)])
+            """, [String(runID), "{" + failed.map(String.init).joined(separator: ",") + "}"])
         return try rows.map { row in
             // The detail is NULL when no failure recorded one.
             "target \(try row.string(0)) failed all \(try row.int(2)) requests (\(try row.string(3)): \(try row.optionalString(4) ?? "")); "

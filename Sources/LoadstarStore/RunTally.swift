@@ -198,6 +198,9 @@ public struct RunTally: Sendable {
     public let objectives: Objectives
     public private(set) var shards: [ShardKey: ShardFigures] = [:]
     public private(set) var seconds: [SecondKey: SecondFigures] = [:]
+    /// Requests that never completed their course (dropped, lost, not_sent, cancelled), by error
+    /// class, over every row (excluded ones too), as `Database.unfinishedRequests` counts them.
+    public private(set) var unfinished: [String: Int] = [:]
     /// Batches and samples added.
     public private(set) var batches = 0
     public private(set) var samples = 0
@@ -240,6 +243,10 @@ public struct RunTally: Sendable {
         let good = isOK && self.meetsObjectives(ttft: ttft, tpot: tpot, e2e: e2e)
         let requested = Int64(s.promptTokensRequested)
 
+        switch s.errorClass {
+        case .dropped, .lost, .notSent, .cancelled: self.unfinished[className, default: 0] += 1
+        default: break
+        }
         f.promptRequested.add(requested)
         if let promptTokens, requested > 0 {
             f.calibrated += 1
