@@ -10,7 +10,7 @@ struct Loadstar: AsyncParsableCommand {
         commandName: "loadstar",
         abstract: "Distributed load generator for LLM inference endpoints.",
         version: Self.version,
-        subcommands: [Run.self, Report.self, Compare.self, Runs.self, Agents.self, BenchIngest.self, Coordinate.self, AgentCommand.self, Sim.self, DB.self, PlanCommand.self])
+        subcommands: [Run.self, Report.self, Compare.self, Runs.self, Agents.self, BenchIngest.self, BenchIngestWire.self, Coordinate.self, AgentCommand.self, Sim.self, DB.self, PlanCommand.self])
 }
 
 /// TLS on the links between agents, coordinator and `loadstar run` (PEM files).

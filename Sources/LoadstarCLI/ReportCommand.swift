@@ -17,7 +17,7 @@ extension Loadstar {
         @Argument(help: "The run id.") var runID: UInt64
         @Option(help: "table, json, csv or html.") var format: Format = .table
         @Option(name: .shortAndLong, help: "Write the report to this file instead of standard output.") var output: String?
-        @Flag(help: "Compute the run's results from its samples again (the coordinator does it when a run ends).") var refresh = false
+        @Flag(help: "Compute the run's results from its samples again (the coordinator does it when a run ends); refused once its raw samples are pruned.") var refresh = false
         @Flag(help: "Every column in the table (per-request mean gaps, estimated outputs, output asked against delivered, unfinished requests).")
         var wide = false
         @OptionGroup var database: DatabaseOptions
@@ -26,7 +26,15 @@ extension Loadstar {
             let misses: [String]
             do {
                 let db = Database(conninfo: try self.database.resolve())
-                if self.refresh { try await db.materializeResults(runID: self.runID) }
+                if self.refresh {
+                    // Computed again from no rows, the stored results would be lost.
+                    if let prunedAt = try await db.rawSamplesPrunedAt(runID: self.runID) {
+                        throw fail(
+                            "run \(self.runID)'s raw samples were pruned at \(prunedAt) (loadstar db prune): its results cannot be computed again; "
+                                + "`loadstar report \(self.runID)` without --refresh shows the results stored when it ended")
+                    }
+                    try await db.materializeResults(runID: self.runID)
+                }
                 let text: String
                 switch self.format {
                 case .table: text = try await LoadstarReports.Report.table(database: db, runID: self.runID, wide: self.wide)
@@ -41,6 +49,8 @@ extension Loadstar {
                 }
                 misses = try await LoadstarReports.Report.sloMisses(
                     database: db, runID: self.runID, slos: try await LoadstarReports.Report.slos(database: db, runID: self.runID))
+            } catch let error as ExitCode {
+                throw error
             } catch {
                 throw fail("\(error)")
             }

@@ -106,8 +106,11 @@ public enum Report {
         }
         let columns = wide ? Self.wideColumns : Self.columns
         let run = try await database.rows(
-            "SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1) FROM runs WHERE id = $1",
-            [String(runID)])
+            """
+            SELECT name, status, coalesce(status_reason, ''), (SELECT count(DISTINCT agent_id) FROM shards WHERE run_id = $1),
+                   to_char(raw_pruned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+            FROM runs WHERE id = $1
+            """, [String(runID)])
         guard let header = run.first else { return "run \(runID) does not exist\n" }
         let source = try await ResultSource.of(database, runID: runID)
         let select = columns.map(\.0).joined(separator: ", ")
@@ -115,6 +118,9 @@ public enum Report {
             "SELECT \(select) FROM \(source.relation("latency_summary")) WHERE run_id = $1 ORDER BY cell_index", [String(runID)])
         var out = "run \(runID) \"\(try header.string(0))\": \(try header.string(1)) with \(try header.int(3)) agents"
         if case let reason = try header.string(2), !reason.isEmpty { out += " (\(reason))" }
+        if let prunedAt = try header.optionalString(4) {
+            out += "\nraw samples pruned at \(prunedAt) (loadstar db prune): the figures are the results stored when the run ended"
+        }
         let results = try await CellResult.load(database: database, runIDs: [runID])
         out += "\n\n" + Verdict.text(results) + "\n"
         // Each agent's clock against the coordinator's: sample times are stored on the

@@ -20,7 +20,7 @@ extension Report {
                 'verdict', $4::json,
                 'repeats', $5::json,
                 'run', (SELECT row_to_json(r) FROM (SELECT id, name, plan_name, status, status_reason, seed,
-                                                           created_at, started_at, finished_at,
+                                                           created_at, started_at, finished_at, raw_pruned_at,
                                                            slo_ttft_p99_ms, slo_tpot_p99_ms, slo_itl_p99_ms, slo_e2e_p99_ms, slo_error_rate
                                                     FROM runs WHERE id = $1) r),
                 'targets', (SELECT coalesce(json_agg(t ORDER BY target_index), '[]') FROM (

@@ -1212,6 +1212,13 @@ enum Schema {
             END
             $$;
             """),
+        Migration(version: 19, name: "raw samples pruned", sql: """
+            -- loadstar db prune: when a finished run's raw samples (its samples_run_<id> partition)
+            -- were dropped, keeping the results stored when it ended (the *_done tables), which its
+            -- reports read. NULL while the raw rows are kept. A pruned run's results cannot be
+            -- computed again, and the views over samples have no rows for it.
+            ALTER TABLE runs ADD COLUMN raw_pruned_at timestamptz;
+            """),
         // Versions are applied when missing, in this array's order; MigrationHistoryTests checks
         // they run 1…N.
     ]

@@ -40,6 +40,7 @@ import Testing
         16: ["018093b55c0a78534f8513f8cc722358c81879f619c7e6efb343ff6040e6165b"],
         17: ["b1cf322e2b5fd874d54b513a0268f9eb671650d4fbc892c63224fe11ce16c12d"],
         18: ["6e3a68f6a127847c813d1e421b8ee5ff173dcbd096ed1b9d98062941261abc89"],
+        19: ["a00a507ea2c4d93a4b994fe5d07ff8ae8098083750f38a5dd620f80ef4ce9cce"],
     ]
 
     /// Versions run 1, 2, … N along the array: the migrator applies the missing ones in this
