@@ -19,6 +19,7 @@ extension Loadstar {
         @Option(help: "The coordinator's database: print the rows stored and the bytes on disk per sample, then delete the run (unless --keep).")
         var database: String?
         @Flag(help: "Keep the benchmark's run and rows.") var keep = false
+        @Flag(help: "Submit the run with `loadstar run` (this binary) and time until it has printed the report.") var throughRun = false
 
         func validate() throws {
             guard self.samples > 0, self.gaps >= 0, self.clients > 0, (1...1_000).contains(self.batch), self.window > 0 else {
@@ -31,7 +32,8 @@ extension Loadstar {
                 let address = try Address(self.coordinator, option: "--coordinator")
                 let options = WireIngestBenchmark.Options(
                     host: address.host, port: address.port, samples: self.samples, gaps: self.gaps, clients: self.clients,
-                    batchSize: self.batch, window: self.window)
+                    batchSize: self.batch, window: self.window,
+                    runCommand: self.throughRun ? ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]) : nil)
                 // The clients block on their sockets: threads of their own, not the cooperative pool.
                 let result = try await withCheckedThrowingContinuation { continuation in
                     Thread.detachNewThread { continuation.resume(with: Result { try WireIngestBenchmark.run(options) }) }
@@ -39,7 +41,8 @@ extension Loadstar {
                 announce(String(
                     format: "wire ingest: run %llu, %d agent(s), %d acknowledged samples (%d gaps each) in %.2f s: %.0f samples/s, %.1f MB/s of frames; run %@, runFinished %.2f s after the last ack",
                     result.runID, self.clients, result.acknowledged, self.gaps, result.seconds, Double(result.acknowledged) / result.seconds,
-                    Double(result.frameBytes) / result.seconds / 1e6, result.status.rawValue, result.finishSeconds))
+                    Double(result.frameBytes) / result.seconds / 1e6, result.status.rawValue, result.finishSeconds)
+                        + (self.throughRun ? " (loadstar run printed its report and exited)" : ""))
                 if let url = self.database {
                     let db = Database(conninfo: url)
                     let stored = try await Self.storage(db, runID: result.runID)

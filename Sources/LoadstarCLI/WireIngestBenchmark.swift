@@ -28,6 +28,9 @@ enum WireIngestBenchmark {
         var clients: Int
         var batchSize: Int
         var window: Int
+        /// When set, the run is submitted by `loadstar run` (this binary) instead of a bare
+        /// submitter, and the finish is that command's exit, after it printed the report.
+        var runCommand: String? = nil
     }
 
     struct Result {
@@ -37,9 +40,11 @@ enum WireIngestBenchmark {
         /// First batch sent to last batch acknowledged, over every client.
         var seconds: Double
         var frameBytes: Int
-        /// From the last ack to `runFinished`: the coordinator's end-of-run work (final counts,
-        /// materialization of the results, the report).
+        /// From the last ack to `runFinished` (the coordinator's end-of-run work: final counts,
+        /// the results), or to `loadstar run`'s exit after it printed the report.
         var finishSeconds: Double
+        /// What `loadstar run` printed, when it submitted the run.
+        var report = ""
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -81,6 +86,7 @@ enum WireIngestBenchmark {
         while board.progress.withLock({ $0.connected < options.clients && $0.failure == nil }), Date() < deadline { usleep(20_000) }
         if let failure = board.progress.withLock({ $0.failure }) { throw Failure(failure) }
 
+        if let command = options.runCommand { return try Self.runThroughCLI(command, options: options, tag: tag, board: board, clientsDone: clientsDone) }
         let submitter = try WireSocket(host: options.host, port: options.port)
         try submitter.send(.submitRun(SubmitRun(
             planYAML: Self.plan(tag: tag, samples: options.samples, gaps: options.gaps), planName: "wire-ingest-bench",
@@ -106,6 +112,40 @@ enum WireIngestBenchmark {
         return Result(
             runID: run.runID, status: finished.status, acknowledged: final.acknowledged, seconds: final.lastAck - final.firstSend,
             frameBytes: final.frameBytes, finishSeconds: finishedAt - final.lastAck)
+    }
+
+    /// The run submitted by `loadstar run PLAN --coordinator ADDRESS`, as a user runs it: the
+    /// finish is the command's exit, once it printed the report (kept in `Result.report`).
+    private static func runThroughCLI(
+        _ command: String, options: Options, tag: String, board: Board, clientsDone: DispatchGroup
+    ) throws -> Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wire-bench-\(tag)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let planPath = directory.appendingPathComponent("plan.yaml")
+        try Self.plan(tag: tag, samples: options.samples, gaps: options.gaps).write(to: planPath, atomically: true, encoding: .utf8)
+        let output = directory.appendingPathComponent("report.txt")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = ["run", planPath.path, "--coordinator", "\(options.host):\(options.port)", "--min-agents", "\(options.clients)"]
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = FileHandle.standardError
+        try process.run()
+        clientsDone.wait()
+        process.waitUntilExit()
+        let finishedAt = Self.now()
+        let final = board.progress.withLock { $0 }
+        if let failure = final.failure { throw Failure(failure) }
+        let report = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        // The report's first line is "run ID …".
+        let heading = report.split(separator: "\n").first { $0.hasPrefix("run ") }
+        guard let runID = heading.flatMap({ UInt64($0.split(separator: " ")[1]) }) else {
+            throw Failure("loadstar run exited \(process.terminationStatus) without naming its run:\n\(report)")
+        }
+        return Result(
+            runID: runID, status: process.terminationStatus == 0 ? .completed : .partial, acknowledged: final.acknowledged,
+            seconds: final.lastAck - final.firstSend, frameBytes: final.frameBytes, finishSeconds: finishedAt - final.lastAck, report: report)
     }
 
     /// Two cells (a short and a long prompt) of `samples / 2` requests each, placed on this
