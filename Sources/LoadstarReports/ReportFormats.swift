@@ -13,6 +13,9 @@ extension Report {
             throw ReportError.noSuchRun(runID)
         }
         let source = try await ResultSource.of(database, runID: runID)
+        // Only a search has probes: for other runs the capacity views are not planned at all (their
+        // plan reads the live summary of unmaterialized probes, seconds over a big database).
+        let search = try await CapacityReport.isSearch(database: database, runID: runID)
         let sql = """
             SELECT json_build_object(
                 'percentile_estimator', $2::text,
@@ -41,9 +44,8 @@ extension Report {
                                      sh.late, sh.dropped, sh.clock_offset_us, sh.clock_rtt_us
                               FROM shards sh JOIN agents a ON a.id = sh.agent_id WHERE sh.run_id = $1) s),
                 'events', (SELECT coalesce(json_agg(v ORDER BY at, id), '[]') FROM run_events v WHERE run_id = $1),
-                'capacity', (SELECT coalesce(json_agg(k ORDER BY cell_index), '[]') FROM capacity_search k WHERE search_run_id = $1),
-                'capacity_probes', (SELECT coalesce(json_agg(p ORDER BY cell_index, probe_index), '[]') FROM capacity_probes p
-                                    WHERE search_run_id = $1),
+                'capacity', \(search ? "(SELECT coalesce(json_agg(k ORDER BY cell_index), '[]') FROM capacity_search k WHERE search_run_id = $1)" : "'[]'::json"),
+                'capacity_probes', \(search ? "(SELECT coalesce(json_agg(p ORDER BY cell_index, probe_index), '[]') FROM capacity_probes p WHERE search_run_id = $1)" : "'[]'::json"),
                 'timeseries', (SELECT coalesce(json_agg(x ORDER BY cell_index, second), '[]') FROM \(source.relation("timeseries")) x WHERE run_id = $1)
             )::text
             """
