@@ -187,7 +187,7 @@ private struct LoadClient {
         let socket = try WireSocket(host: self.options.host, port: self.options.port)
         try socket.send(.hello(Hello(agentID: self.name, name: self.name, region: "local", labels: ["bench": self.tag], softwareVersion: "wire-bench")))
         var connected = false
-        var shard: (assignment: ShardAssignment, batches: ShardBatches)?
+        var shard: (assignment: ShardAssignment, spec: ShardSpec)?
         var heartbeat = Heartbeats()
         while true {
             try heartbeat.sendIfDue(on: socket, runID: shard?.assignment.runID ?? 0)
@@ -202,17 +202,36 @@ private struct LoadClient {
                     self.board.progress.withLock { $0.connected += 1 }
                 }
             case .assignShard(let assignment):
-                let spec = try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec))
-                shard = (assignment, ShardBatches(spec: spec, runID: assignment.runID, batchSize: self.options.batchSize))
+                shard = (assignment, try JSONDecoder().decode(ShardSpec.self, from: Data(assignment.spec)))
                 try socket.send(.shardReady(ShardReady(runID: assignment.runID, shardIndex: assignment.shardIndex, calibrations: [])))
             case .startAt:
                 guard let shard else { throw Failure("\(self.name): told to start before a shard was assigned") }
-                try self.stream(shard.batches, of: shard.assignment, on: socket, heartbeat: &heartbeat)
+                let batches = try self.build(shard.spec, runID: shard.assignment.runID, on: socket, heartbeat: &heartbeat)
+                try self.stream(batches, of: shard.assignment, on: socket, heartbeat: &heartbeat)
                 return
             case .abort(let abort):
                 throw Failure("\(self.name): run aborted: \(abort.reason)")
             default:
                 break
+            }
+        }
+    }
+
+    /// Builds and encodes the shard's batches on another thread (millions of samples take longer
+    /// than a shard's setup may), answering clock probes and sending heartbeats meanwhile so that
+    /// the coordinator does not take the client for lost. The ingest clock starts after.
+    private func build(_ spec: ShardSpec, runID: UInt64, on socket: WireSocket, heartbeat: inout Heartbeats) throws -> ShardBatches {
+        let batchSize = self.options.batchSize
+        let box = BuiltBatches()
+        Thread.detachNewThread {
+            let batches = ShardBatches(spec: spec, runID: runID, batchSize: batchSize)
+            box.batches.withLock { $0 = batches }
+        }
+        while true {
+            if let batches = box.batches.withLock({ $0 }) { return batches }
+            try heartbeat.sendIfDue(on: socket, runID: runID)
+            if case .clockProbe(let probe)? = try socket.read(seconds: 0.1, where: { if case .clockProbe = $0 { return true }; return false }) {
+                try socket.replyToProbe(probe)
             }
         }
     }
@@ -269,6 +288,11 @@ private struct LoadClient {
             return false
         }) != nil else { throw Failure("shard \(assignment.shardIndex): shardDone not acknowledged within 60 s") }
     }
+}
+
+/// A shard's batches once built, handed from the building thread to the client's.
+private final class BuiltBatches: Sendable {
+    let batches = Mutex<ShardBatches?>(nil)
 }
 
 /// A heartbeat a second, as agents send them (a silent agent is declared lost).
