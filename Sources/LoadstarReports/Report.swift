@@ -258,12 +258,13 @@ public enum Report {
     static func failedTargets(database: Database, runID: UInt64) async throws -> [String] {
         // Targets without a successful row first: a healthy target's search ends at its first
         // success (LIMIT 1 keeps the subquery a per-target probe), so only a failed target's rows
-        // are read in full.
+        // are read in full. `s.run_id = $1`, not `t.run_id`: a parameter prunes the other runs'
+        // partitions when the query is planned (with t.run_id each of them was read through).
         let failed = try await database.rows("""
             SELECT t.target_index FROM targets t
             WHERE t.run_id = $1 AND NOT EXISTS (
                 SELECT 1 FROM samples s
-                WHERE s.run_id = t.run_id AND s.error_class = 'none'
+                WHERE s.run_id = $1 AND s.error_class = 'none'
                   AND s.cell_index IN (SELECT c.cell_index FROM cells c WHERE c.run_id = t.run_id AND c.target_index = t.target_index)
                 LIMIT 1)
             """, [String(runID)]).map { try $0.int(0) }
