@@ -63,6 +63,11 @@ extension Database {
         let start = Date()
         let id = String(runID)
         try self.with { db throws(DatabaseError) in
+            // A pruned run has no rows left: its stored results are all there is.
+            let pruned = try db.query("SELECT raw_pruned_at IS NOT NULL FROM runs WHERE id = $1", [id]) { row throws(RowDecodingError) in try row.bool(0) }
+            if pruned == [true] {
+                throw DatabaseError(kind: .query, message: "run \(runID)'s raw samples were pruned (loadstar db prune): its stored results cannot be computed again")
+            }
             // The run's partition is new and freshly filled: without statistics the planner
             // guesses its size, and the views' plans can be far off (autovacuum analyzes it
             // later, if at all).
