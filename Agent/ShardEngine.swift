@@ -549,7 +549,9 @@ final class ShardEngine {
         }
         guard
             let handle = self.idleHandles[cell.targetIndex].popLast()
-                ?? EasyHandle(url: endpoint.url, headers: endpoint.headers, target: target, allowList: self.allowList, key: cell.targetIndex)
+                ?? EasyHandle(
+                    url: endpoint.url, headers: endpoint.headers, target: target, allowList: self.allowList, key: cell.targetIndex,
+                    receiveBuffer: EasyHandle.receiveBufferSize(inFlight: self.maxInFlight))
         else {
             sample.errorClass = .other
             sample.errorDetail = "curl_easy_init failed"
