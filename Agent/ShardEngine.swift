@@ -97,6 +97,7 @@ public enum ShardRunner {
         let redactor = SecretRedactor(secrets: secrets)
         for worker in 0..<count {
             let thread = Thread {
+                WaitTimer.requestShortSlice()
                 let engine = ShardEngine(
                     spec: spec, secrets: secrets, stats: stats, output: continuation, worker: worker, workers: count,
                     calibrations: calibrations, allowList: allowList, redactor: redactor)
@@ -764,5 +765,14 @@ final class WaitTimer {
         _ = CLoadstarShims_timerfd_arm(self.fd, 0)
         var expirations: UInt64 = 0
         _ = read(self.fd, &expirations, 8)
+    }
+
+    /// Asks the kernel for a 100 µs scheduling slice for the calling worker thread (Linux 6.12 on;
+    /// ignored before). When its timer fires while PostgreSQL, the coordinator or the target hold
+    /// the core, a thread with a shorter slice than theirs may preempt them instead of waiting out
+    /// their slice (1.4 ms by default on this 2-core machine, as `sched_getattr` reads it). A
+    /// real-time policy the agent was started with is kept.
+    static func requestShortSlice() {
+        _ = CLoadstarShims_request_slice(100_000)
     }
 }
