@@ -687,7 +687,6 @@ final class ShardEngine {
         let before = AgentClock.monotonicMicros()
         _ = curl_multi_poll(self.multi, &timerFD, 1, Int32(wait / 1_000) + 1, &ready)
         self.waitedMicros += AgentClock.monotonicMicros() - before
-        self.timer.clear()
     }
 
     /// One non-blocking pass between launches of a backlog: reads what the open streams have
@@ -760,12 +759,9 @@ final class WaitTimer {
         _ = CLoadstarShims_timerfd_arm(self.fd, max(1, micros))
     }
 
-    /// Disarms the timer and drains an expiry, so the next poll does not wake at once.
-    func clear() {
-        _ = CLoadstarShims_timerfd_arm(self.fd, 0)
-        var expirations: UInt64 = 0
-        _ = read(self.fd, &expirations, 8)
-    }
+    // No disarm or read after a wait: arming again clears an expiry the last wait did not
+    // consume (timerfd_settime resets its count), and every poll of the descriptor is armed first.
+    // That is two system calls fewer per turn.
 
     /// Asks the kernel for a 100 µs scheduling slice for the calling worker thread (Linux 6.12 on;
     /// ignored before). When its timer fires while PostgreSQL, the coordinator or the target hold
