@@ -190,6 +190,10 @@ final class ShardEngine {
     private var cellStart: Int64 = 0
 
     private let timer = WaitTimer()
+    /// When ``flush(force:)`` last reported (monotonic µs).
+    private var lastFlushAt: Int64 = 0
+    /// How long a turn may keep finished samples before reporting them (µs).
+    static let flushIntervalMicros: Int64 = 5_000
 
     /// Fixed per shard, so the request loop does not redo them for every request.
     private let cells: [Cell]
@@ -673,7 +677,7 @@ final class ShardEngine {
             self.enforceTimeouts(now: now)
         }
         self.launchDueFollowUps()
-        self.flush()
+        self.flush(force: false)
         beforeWait?()
         var wait = min(max(deadline - AgentClock.monotonicMicros(), 0), 10_000)
         if let next = self.sessionTurns.nextDue { wait = min(wait, max(0, next - AgentClock.monotonicMicros())) }
@@ -737,8 +741,14 @@ final class ShardEngine {
         self.stats.inFlight.store(UInt32(self.inFlight.count), ordering: .relaxed)
     }
 
-    private func flush() {
+    /// Reports the samples collected so far. A turn reports at most every ``flushIntervalMicros``:
+    /// each report wakes the daemon's consumer on another thread, and in an open loop a turn
+    /// typically collects one sample.
+    private func flush(force: Bool = true) {
         guard !self.completed.isEmpty else { return }
+        let now = AgentClock.monotonicMicros()
+        guard force || now - self.lastFlushAt >= Self.flushIntervalMicros else { return }
+        self.lastFlushAt = now
         self.output.yield(.samples(self.completed))
         self.completed.removeAll(keepingCapacity: true)
     }
