@@ -40,9 +40,10 @@ public struct SSEParser {
     /// Guard against a server that never sends a newline.
     public static let maximumLineLength = 4 << 20
 
+    /// The line buffer grows to the stream's longest line on first use; nothing is reserved up
+    /// front, since thousands of open streams would each hold the reserve.
     public init(kind: Target.Kind) {
         self.kind = kind
-        self.line.reserveCapacity(512)
     }
 
     /// Feeds bytes; calls `onEvent` for every complete event, in order. Runs of line content

@@ -16,7 +16,24 @@ final class EasyHandle {
     /// Whether connections go through ``Transfer/openSocket(purpose:address:)`` (an allow-list).
     let checksSockets: Bool
 
-    init?(url: String, headers: [String], target: Target, allowList: ResolvedAllowList = .anything, key: Int = 0) {
+    /// The largest receive buffer a transfer gets: SSE events are small, and curl's 16 KiB default
+    /// would be most of an open stream's memory.
+    static let maximumReceiveBuffer = 4_096
+    /// What the receive buffers of one worker's transfers may hold together, at its in-flight cap.
+    static let receiveBufferBudget = 16 << 20
+
+    /// The receive buffer of each of `inFlight` transfers open at once: ``maximumReceiveBuffer``,
+    /// less when that many would not fit ``receiveBufferBudget`` (10,000 open streams on a worker
+    /// get 1,677 bytes), and never under curl's least, 1 KiB. A whole static response of a few KiB
+    /// then takes a few reads instead of one, which only an agent holding thousands of streams pays.
+    static func receiveBufferSize(inFlight: Int) -> Int {
+        max(1_024, min(Self.maximumReceiveBuffer, Self.receiveBufferBudget / max(1, inFlight)))
+    }
+
+    init?(
+        url: String, headers: [String], target: Target, allowList: ResolvedAllowList = .anything, key: Int = 0,
+        receiveBuffer: Int = EasyHandle.maximumReceiveBuffer
+    ) {
         guard let easy = curl_easy_init() else { return nil }
         self.easy = easy
         self.key = key
@@ -33,9 +50,7 @@ final class EasyHandle {
         _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeouts.total * 1000))
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
-        // SSE events are small: a 4 KiB receive buffer instead of curl's 16 KiB keeps 10,000 open
-        // streams well inside 200 MB.
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, receiveBuffer)
         switch target.httpVersion {
         case .http1:
             _ = CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
