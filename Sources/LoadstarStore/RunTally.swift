@@ -36,7 +36,7 @@ public struct RunTally: Sendable {
 
     /// Error class × HTTP status.
     public struct ErrorKey: Hashable, Sendable {
-        public var errorClass: String
+        public var errorClass: ErrorClass
         public var httpStatus: Int32
     }
 
@@ -214,19 +214,25 @@ public struct RunTally: Sendable {
         self.batches += 1
         self.samples += batch.samples.count
         let shard = Int32(bitPattern: batch.shardIndex)
+        // The cell × shard and the second being added to stay out of their dictionaries while a
+        // run of samples shares them (no hashing per sample, no copy of their arrays).
         var current: (key: ShardKey, figures: ShardFigures)?
+        var second: (key: SecondKey, figures: SecondFigures)?
         for sample in batch.samples {
             let key = ShardKey(cell: Int32(bitPattern: sample.cellIndex), shard: shard)
             if current?.key != key {
                 if let done = current { self.shards[done.key] = done.figures }
                 current = (key, self.shards.removeValue(forKey: key) ?? ShardFigures())
             }
-            self.add(sample, clockOffset: clockOffset, to: &current!.figures)
+            self.add(sample, clockOffset: clockOffset, to: &current!.figures, second: &second)
         }
         if let done = current { self.shards[done.key] = done.figures }
+        if let done = second { self.seconds[done.key] = done.figures }
     }
 
-    private mutating func add(_ s: Sample, clockOffset: Int64, to f: inout ShardFigures) {
+    private mutating func add(
+        _ s: Sample, clockOffset: Int64, to f: inout ShardFigures, second currentSecond: inout (key: SecondKey, figures: SecondFigures)?
+    ) {
         // The row as SampleCopyEncoder stores it.
         func int8(_ v: Int64) -> Int64? { v < 0 ? nil : v }
         func int4(_ v: Int32) -> Int64? { v < 0 ? nil : Int64(v) }
@@ -238,13 +244,12 @@ public struct RunTally: Sendable {
         let isOK = s.errorClass == .none
         let excluded = s.flags.contains(.excluded)
         let reused = s.flags.contains(.connectionReused)
-        let className = s.errorClass.name
         let tpot: Double? = s.outputTokens >= 2 && ttft != nil ? e2e.map { Double($0 &- ttft!) / Double(s.outputTokens - 1) } : nil
         let good = isOK && self.meetsObjectives(ttft: ttft, tpot: tpot, e2e: e2e)
         let requested = Int64(s.promptTokensRequested)
 
         switch s.errorClass {
-        case .dropped, .lost, .notSent, .cancelled: self.unfinished[className, default: 0] += 1
+        case .dropped, .lost, .notSent, .cancelled: self.unfinished[s.errorClass.name, default: 0] += 1
         default: break
         }
         f.promptRequested.add(requested)
@@ -258,16 +263,18 @@ public struct RunTally: Sendable {
             let end = sentAt &+ e2e
             let second = end >= 0 ? end / 1_000_000 : (end - 999_999) / 1_000_000
             let key = SecondKey(cell: Int32(bitPattern: s.cellIndex), second: second)
-            var figures = self.seconds.removeValue(forKey: key) ?? SecondFigures()
-            figures.completed += 1
-            if !isOK { figures.errors += 1 }
-            if good { figures.good += 1 }
-            if isOK {
-                figures.outputTokens &+= Int64(s.outputTokens)
-                if let ttft { figures.ttft.append(ttft) }
-                figures.e2e.append(e2e)
+            if currentSecond?.key != key {
+                if let done = currentSecond { self.seconds[done.key] = done.figures }
+                currentSecond = (key, self.seconds.removeValue(forKey: key) ?? SecondFigures())
             }
-            self.seconds[key] = figures
+            currentSecond!.figures.completed += 1
+            if !isOK { currentSecond!.figures.errors += 1 }
+            if good { currentSecond!.figures.good += 1 }
+            if isOK {
+                currentSecond!.figures.outputTokens &+= Int64(s.outputTokens)
+                if let ttft { currentSecond!.figures.ttft.append(ttft) }
+                currentSecond!.figures.e2e.append(e2e)
+            }
         }
         guard !excluded else { return }
 
@@ -284,7 +291,7 @@ public struct RunTally: Sendable {
         f.firstSent = min(f.firstSent ?? sentAt, sentAt)
         if let e2e { f.lastEnd = max(f.lastEnd ?? (sentAt &+ e2e), sentAt &+ e2e) }
         let detail: String? = s.errorDetail.isEmpty ? nil : (s.errorDetail.utf8.contains(0) ? String(decoding: s.errorDetail.utf8.filter { $0 != 0 }, as: UTF8.self) : s.errorDetail)
-        f.errorGroups[ErrorKey(errorClass: className, httpStatus: Int32(s.httpStatus)), default: ErrorGroup()].add(detail)
+        f.errorGroups[ErrorKey(errorClass: s.errorClass, httpStatus: Int32(s.httpStatus)), default: ErrorGroup()].add(detail)
 
         if s.errorClass != .dropped && s.errorClass != .lost && s.errorClass != .notSent {
             f.phaseRequests += 1

@@ -1,5 +1,6 @@
 import Foundation
 import LoadstarPlan
+import LoadstarProtocol
 
 /// A run's results written from its ``RunTally`` instead of its raw rows: each `*_done` table gets
 /// the rows its view would give, computed from counts (percentiles, counts, sums); the SQL here
@@ -130,9 +131,9 @@ struct TallyResults {
             if let curve = ttft.percentiles(ResultSource.cdfFractions) {
                 cdf.row([("cell_index", .int(Int64(cell))), ("ttft", .doubles(curve))])
             }
-            for (key, group) in f.errorGroups.sorted(by: { ($0.key.errorClass, $0.key.httpStatus) < ($1.key.errorClass, $1.key.httpStatus) }) {
+            for (key, group) in f.errorGroups.sorted(by: { ($0.key.errorClass.rawValue, $0.key.httpStatus) < ($1.key.errorClass.rawValue, $1.key.httpStatus) }) {
                 errors.row([
-                    ("cell_index", .int(Int64(cell))), ("error_class", .text(key.errorClass)), ("http_status", .int(Int64(key.httpStatus))),
+                    ("cell_index", .int(Int64(cell))), ("error_class", .text(key.errorClass.name)), ("http_status", .int(Int64(key.httpStatus))),
                     ("requests", .int(Int64(group.requests))), ("details", .texts(group.details.sorted())),
                     ("read_rows", .bool(group.tooManyDetails)),
                 ])
