@@ -2,10 +2,13 @@
 /// merge by addition, and ``percentiles(_:)`` gives exactly what PostgreSQL's `percentile_cont`
 /// gives over the same values, however many there are, from the distinct values only.
 ///
-/// Few values are kept as they came; past ``promoteAt`` they move to pages of counters (256
-/// consecutive values a page, allocated when first hit), so that adding a value is two array
-/// reads and an increment. Values outside `0..<denseLimit` (negative ones, hours) are counted in
-/// a dictionary.
+/// Values are kept as they came (8 bytes each) until they are dense enough for pages of counters
+/// (256 consecutive values a page, 2 KiB, allocated when first hit) to cost less: at least
+/// ``valuesPerPage`` of them per page they would touch, checked at ``promoteAt`` values and at each
+/// doubling. Then adding a value is two array reads and an increment. An agent's few hundred
+/// thousand TTFTs spread over a second stay a list; a run's hundreds of millions of gaps take a
+/// few hundred pages. Values outside `0..<denseLimit` (negative ones, hours) are counted in a
+/// dictionary.
 public struct ValueCounts: Sendable {
     /// Values kept as they came, while there are few.
     private var recent: [Int64] = []
@@ -16,21 +19,28 @@ public struct ValueCounts: Sendable {
     private var outside: [Int64: UInt64] = [:]
     /// Values added.
     public private(set) var count = 0
+    /// When the kept values are next weighed against pages.
+    private var nextCheck = ValueCounts.promoteAt
 
     static let pageShift: Int64 = 8
     static let pageSize = 1 << 8
     static let promoteAt = 2_048
+    /// Kept values per page they would touch from which pages cost less than half the list.
+    static let valuesPerPage = 128
     /// Values at or above this (µs: about 4.7 hours) are counted in the dictionary.
     static let denseLimit: Int64 = 1 << 34
 
     public init() {}
+
+    /// Whether the values are counted in pages rather than kept as a list.
+    var isPaged: Bool { self.promoted }
 
     /// Adds `value` once.
     public mutating func add(_ value: Int64) {
         self.count += 1
         guard self.promoted else {
             self.recent.append(value)
-            if self.recent.count >= Self.promoteAt { self.promote() }
+            if self.recent.count >= self.nextCheck { self.promoteIfDense() }
             return
         }
         self.addCounted(value, times: 1)
@@ -38,9 +48,10 @@ public struct ValueCounts: Sendable {
 
     /// Adds every value of `other` (counts add).
     public mutating func merge(_ other: ValueCounts) {
-        if !other.promoted && !self.promoted && self.recent.count + other.recent.count < Self.promoteAt {
+        if !other.promoted && !self.promoted {
             self.recent += other.recent
             self.count += other.count
+            if self.recent.count >= self.nextCheck { self.promoteIfDense() }
             return
         }
         if !self.promoted { self.promote() }
@@ -63,6 +74,17 @@ public struct ValueCounts: Sendable {
             self.counters[Int(page) * Self.pageSize + Int(value & Int64(Self.pageSize - 1))] &+= times
         } else {
             self.outside[value, default: 0] &+= times
+        }
+    }
+
+    /// Moves the kept values to pages when those would cost less; else weighs again at twice as many.
+    private mutating func promoteIfDense() {
+        var pages = Set<Int64>(minimumCapacity: self.recent.count / Self.valuesPerPage)
+        for value in self.recent { pages.insert(value >> Self.pageShift) }
+        if self.recent.count >= pages.count * Self.valuesPerPage {
+            self.promote()
+        } else {
+            self.nextCheck = self.recent.count * 2
         }
     }
 

@@ -23,7 +23,7 @@ import Testing
     }
 
     enum Shape: String, CaseIterable, CustomTestStringConvertible {
-        case one, two, ties, uniform, heavyTail, negativesAndHours, aroundPromotion
+        case one, two, ties, uniform, heavyTail, negativesAndHours, aroundPromotion, dense
         var testDescription: String { self.rawValue }
 
         func values(_ g: inout SplitMix64) -> [Int64] {
@@ -44,6 +44,9 @@ import Testing
                     }
                 }
             case .aroundPromotion: return (0..<(ValueCounts.promoteAt - 1)).map { _ in Int64(g.next() % 1_000) } + [999_999, 0]
+            case .dense:
+                // Gaps of a long run: many values on few pages (counted in pages), and outliers.
+                return (0..<300_000).map { i in i % 1_000 == 0 ? -Int64(i) : Int64(15_000 + g.next() % 12_000) }
             }
         }
     }
@@ -69,6 +72,16 @@ import Testing
         var distinct: [Int64] = []
         merged.forEachDistinct { value, times in distinct.append(contentsOf: repeatElement(value, count: Int(times))) }
         #expect(distinct == values.sorted())
+    }
+
+    /// Dense values go to pages; values spread thinly stay a list (and both give the same answers).
+    @Test func denseValuesArePagedSparseOnesKeptAsAList() {
+        var dense = ValueCounts(), sparse = ValueCounts()
+        var g = SplitMix64(seed: 3)
+        for _ in 0..<100_000 { dense.add(Int64(g.next() % 10_000)) }
+        for _ in 0..<100_000 { sparse.add(Int64(g.next() % 5_000_000)) }
+        #expect(dense.isPaged)
+        #expect(!sparse.isPaged)
     }
 
     @Test func nothingCountedHasNoPercentile() {
