@@ -261,7 +261,8 @@ public struct RunTally: Sendable {
         }
         if let e2e {
             let end = sentAt &+ e2e
-            let second = end >= 0 ? end / 1_000_000 : (end - 999_999) / 1_000_000
+            // The floor of end / 1 s, without an overflow whatever an agent sent.
+            let second = end >= 0 ? end / 1_000_000 : (end + 1) / 1_000_000 - 1
             let key = SecondKey(cell: Int32(bitPattern: s.cellIndex), second: second)
             if currentSecond?.key != key {
                 if let done = currentSecond { self.seconds[done.key] = done.figures }
