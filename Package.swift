@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LoadstarStoreTests",
-            dependencies: ["LoadstarStore", "LoadstarProtocol", "LoadstarPlan"],
+            dependencies: ["LoadstarStore", "LoadstarProtocol", "LoadstarPlan", .product(name: "NIOCore", package: "swift-nio")],
             path: "Tests/LoadstarStoreTests"
         ),
         .testTarget(
