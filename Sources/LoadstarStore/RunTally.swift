@@ -339,12 +339,7 @@ public struct RunTally: Sendable {
             if let ttft, ttfo > ttft { f.reasoning.add(ttfo - ttft) }
         }
         if !s.gaps.isEmpty {
-            var sum: Int64 = 0
-            for gap in s.gaps {
-                let value = Int64(Int32(clamping: gap))
-                sum += value
-                f.gaps.add(value)
-            }
+            let sum = f.gaps.add(gaps: s.gaps)
             // avg(int)::double precision: the numeric mean, then a double.
             f.meanGap.add(Double(sum) / Double(s.gaps.count))
         }

@@ -46,6 +46,39 @@ public struct ValueCounts: Sendable {
         self.addCounted(value, times: 1)
     }
 
+    /// Adds each of `values` (a request's inter-token gaps, as `int4` stores them: clamped to
+    /// `Int32.max`) once, and returns their sum. For pages already allocated this runs in one pass
+    /// over the counters, without a check of their storage per value.
+    public mutating func add(gaps values: [UInt32]) -> Int64 {
+        var sum: Int64 = 0
+        guard self.promoted else {
+            for gap in values {
+                let value = Int64(Int32(clamping: gap))
+                sum += value
+                self.add(value)
+            }
+            return sum
+        }
+        self.count += values.count
+        var missed: [Int64] = []
+        self.pageOfBlock.withUnsafeBufferPointer { blocks in
+            self.counters.withUnsafeMutableBufferPointer { counters in
+                for gap in values {
+                    let value = Int64(Int32(clamping: gap))
+                    sum += value
+                    let block = Int(value >> Self.pageShift)
+                    if block < blocks.count, blocks[block] >= 0 {
+                        counters[Int(blocks[block]) << Int(Self.pageShift) | Int(value & Int64(Self.pageSize - 1))] &+= 1
+                    } else {
+                        missed.append(value)
+                    }
+                }
+            }
+        }
+        for value in missed { self.addCounted(value, times: 1) }
+        return sum
+    }
+
     /// Adds every value of `other` (counts add).
     public mutating func merge(_ other: ValueCounts) {
         if !other.promoted && !self.promoted {

@@ -84,6 +84,28 @@ import Testing
         #expect(!sparse.isPaged)
     }
 
+    /// Gaps added a request at a time give what adding them one by one gives, before and after
+    /// the switch to pages, with values past the pages allocated so far and past Int32.
+    @Test func gapsAddedTogetherEqualGapsAddedOneByOne() {
+        var together = ValueCounts(), single = ValueCounts()
+        var g = SplitMix64(seed: 8)
+        var sums: (Int64, Int64) = (0, 0)
+        for request in 0..<20_000 {
+            let gaps: [UInt32] = (0..<32).map { i in
+                request % 97 == 0 && i == 0 ? UInt32.max : UInt32(10_000 + g.next() % (request < 10_000 ? 5_000 : 60_000))
+            }
+            sums.0 += together.add(gaps: gaps)
+            for gap in gaps {
+                let value = Int64(Int32(clamping: gap))
+                sums.1 += value
+                single.add(value)
+            }
+        }
+        #expect(together.isPaged)
+        #expect(sums.0 == sums.1 && together.count == single.count)
+        #expect(together.percentiles(Self.fractions) == single.percentiles(Self.fractions))
+    }
+
     @Test func nothingCountedHasNoPercentile() {
         #expect(ValueCounts().percentiles([0.5]) == nil)
         #expect(DoubleCounts().percentiles([0.5]) == nil)
