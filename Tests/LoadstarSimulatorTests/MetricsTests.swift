@@ -48,7 +48,8 @@ import Testing
             Task { try await post(base + "/v1/completions", #"{"stream":true,"max_tokens":50,"prompt":"\#(words)"}"#) }
         }
         var busy = ""
-        for _ in 0..<100 {
+        // Up to 10 s for all three to arrive (a loaded machine can be slow to connect them).
+        for _ in 0..<500 {
             try await Task.sleep(for: .milliseconds(20))
             busy = try await get(base + "/metrics").body
             if Self.value(busy, "vllm:num_requests_waiting", model: "small") == 1 { break }
