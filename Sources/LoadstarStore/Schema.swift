@@ -514,11 +514,13 @@ enum Schema {
             -- coordinator or to one restarted with its identity) proves with it that a shard is its
             -- own before its batches are accepted. The secret itself is never stored.
             ALTER TABLE shards ADD COLUMN secret_sha256 bytea;
-            -- shard_refused: an agent refused its shard (it failed the agent's plan validation).
+            -- shard_refused: an agent refused its shard (it failed the agent's plan validation);
+            -- requests_accounted: a lost shard's requests that no row accounted for were written as
+            -- lost or not_sent.
             ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
             ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
-                'slo_verdict', 'run_finished', 'shard_refused'));
+                'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
             """),
         Migration(version: 10, name: "schema of migrations 1, 2 and 4 as documented, on databases made with their first SQL", sql: """
             -- Migrations 1, 2 and 4 were edited after they had shipped. A database created with their
@@ -1165,9 +1167,8 @@ enum Schema {
             JOIN cells c ON c.run_id = ts.run_id AND c.cell_index = ts.cell_index
             JOIN server_metrics_by_second s ON s.run_id = ts.run_id AND s.target_index = c.target_index AND s.second = ts.second;
 
-            -- requests_accounted: a lost shard's requests that no row accounted for were written as
-            -- lost or not_sent (migration 9 as shipped does not allow it); server_metrics_unavailable:
-            -- a target's metrics endpoint could not be read (the run goes on without them).
+            -- server_metrics_unavailable: a target's metrics endpoint could not be read (the run
+            -- goes on without them).
             ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
             ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
@@ -1218,6 +1219,17 @@ enum Schema {
             -- reports read. NULL while the raw rows are kept. A pruned run's results cannot be
             -- computed again, and the views over samples have no rows for it.
             ALTER TABLE runs ADD COLUMN raw_pruned_at timestamptz;
+            """),
+        Migration(version: 20, name: "run event kinds recorded on their constraint", sql: """
+            -- Migration 9 shipped in two texts (7dff869 without the requests_accounted event kind,
+            -- a443dec with it) and migration 17 with two comments; both are kept as they shipped,
+            -- and every database ends with the same run_events_kind_check after 17. Where each kind
+            -- comes from, on the constraint itself.
+            COMMENT ON CONSTRAINT run_events_kind_check ON run_events IS
+                'run_started, agent_unreachable, agent_back, agent_lost, load_reassigned, shard_done, slo_verdict, '
+                'run_finished (migration 4); shard_refused (9); requests_accounted: a lost shard''s requests '
+                'that no row accounted for, written as lost or not_sent (9 as a443dec shipped it, and 17); '
+                'server_metrics_unavailable: a target''s metrics endpoint could not be read (17)';
             """),
         // Versions are applied when missing, in this array's order; MigrationHistoryTests checks
         // they run 1…N.

@@ -130,6 +130,7 @@ import Testing
         1: "871eab027af4e6d5b56871614ac8a6812ca090f2e99ef5f9c0355abf4791ed7d",
         2: "347b8e877a1080736ccf9dc2428516af7f085ae3259b1b6ebf11a85124e24f09",
         4: "9455d0dabedde8beee47dc4f61e86dc4d3cdc98a22a6b5a1dec53da4e91a99ad",
+        9: "3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2",
     ]
 
     /// Catalog listings that must be equal, each as sorted rows.

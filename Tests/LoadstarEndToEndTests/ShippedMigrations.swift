@@ -1,4 +1,4 @@
-/// The SQL of migrations 1, 2 and 4 as they first shipped, before they were edited in place
+/// The SQL of migrations 1, 2, 4 and 9 as they first shipped, before they were edited in place
 /// (`git log -p --follow Sources/LoadstarStore/Schema.swift`): the schema a database created then has.
 /// `MigrationHistoryTests` pins the hash of each (`shipped[v].first`).
 enum ShippedMigrations {
@@ -399,6 +399,18 @@ enum ShippedMigrations {
             RAISE NOTICE 'views not granted to loadstar_reader: %', SQLERRM;
         END
         $$;
+        """,
+        // Migration 9 as commit 7dff869 shipped it (a443dec's text also allows requests_accounted).
+        9: """
+        -- SHA-256 of the secret each shard assignment carried: an agent that reconnects (to this
+        -- coordinator or to one restarted with its identity) proves with it that a shard is its
+        -- own before its batches are accepted. The secret itself is never stored.
+        ALTER TABLE shards ADD COLUMN secret_sha256 bytea;
+        -- shard_refused: an agent refused its shard (it failed the agent's plan validation).
+        ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
+        ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
+            'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
+            'slo_verdict', 'run_finished', 'shard_refused'));
         """,
     ]
 }

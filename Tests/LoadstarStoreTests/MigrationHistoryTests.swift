@@ -10,7 +10,9 @@ import Testing
     /// Per version, the SHA-256 of every SQL text it shipped with, oldest first. Only the last may
     /// be the current one; the earlier ones are history, kept so the repair stays explainable.
     /// 1, 2 and 4 were edited after release; migration 10 brings databases made with their
-    /// first SQL to the current schema (`MigrationRepairTests` in the end-to-end tests).
+    /// first SQL to the current schema (`MigrationRepairTests` in the end-to-end tests). 9 shipped
+    /// in two texts and 17 in two comments; every database ends with the same event-kind
+    /// constraint after 17, and migration 20 records the kinds on it.
     static let shipped: [Int: [String]] = [
         1: [
             "871eab027af4e6d5b56871614ac8a6812ca090f2e99ef5f9c0355abf4791ed7d",  // 456c8d6: no server_request_id
@@ -30,7 +32,10 @@ import Testing
         6: ["0e6e29b8798ca2ed8e74ffbb2436c79b5ef55a62774f29abb3b129d9e9313af9"],
         7: ["8c90e3e8fd9eba1b4c47bb0e98abbe0e8551dcb0fdf2b3cee59b1d6e307a5fad"],
         8: ["ce85f59a37a8e7987fb43e6437eb4f8d95abdc1bc65c2f09791d79b2d199d334"],
-        9: ["3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2"],  // as shipped at 7dff869
+        9: [
+            "3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2",  // 7dff869: no requests_accounted
+            "c66786f14b5fc3fbb1c79daf19fac9cd1abb73c49a13611795b3c564020a571a",  // a443dec
+        ],
         10: ["6e206fb4c0aade8706b981cc2c3acfaeae7b00e009d6a28a4b3eb749ae122885"],
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
         12: ["b8a8d1c9e38266d941b551ed7db816d1bc4eeb71ab047fa3933288125423cc69"],
@@ -38,9 +43,13 @@ import Testing
         14: ["ad5394f3a811c37c4ea1943da4aba9ca325eea97b384b2aae2e6b68f63f40f03"],
         15: ["068a18bf13430b74a78e4e2dfebdc2e1c310a1f3f43134e10950cf36019a792a"],
         16: ["018093b55c0a78534f8513f8cc722358c81879f619c7e6efb343ff6040e6165b"],
-        17: ["b1cf322e2b5fd874d54b513a0268f9eb671650d4fbc892c63224fe11ce16c12d"],
+        17: [
+            "b1cf322e2b5fd874d54b513a0268f9eb671650d4fbc892c63224fe11ce16c12d",  // 703a1f7: a comment edited
+            "74fb6242f6f4a2d7375388a896562edabb191da72b19572a878a558d21b2685e",  // a443dec, restored
+        ],
         18: ["6e3a68f6a127847c813d1e421b8ee5ff173dcbd096ed1b9d98062941261abc89"],
         19: ["a00a507ea2c4d93a4b994fe5d07ff8ae8098083750f38a5dd620f80ef4ce9cce"],
+        20: ["adcf9f2b7920325c1c713fb6249b74964ec8422c1d8ce7efaca432f57b8011ee"],
     ]
 
     /// Versions run 1, 2, … N along the array: the migrator applies the missing ones in this
