@@ -47,11 +47,10 @@ public struct RunTally: Sendable {
         public var requests = 0
         public var details: Set<String> = []
         public var tooManyDetails = false
-        public var hasNullDetail = false
 
         mutating func add(_ detail: String?) {
             self.requests += 1
-            guard let detail else { self.hasNullDetail = true; return }
+            guard let detail else { return }
             if self.tooManyDetails || self.details.contains(detail) { return }
             if self.details.count >= Self.detailLimit {
                 self.tooManyDetails = true
@@ -63,7 +62,6 @@ public struct RunTally: Sendable {
 
         mutating func merge(_ other: ErrorGroup) {
             self.requests += other.requests
-            self.hasNullDetail = self.hasNullDetail || other.hasNullDetail
             self.details.formUnion(other.details)
             if other.tooManyDetails || self.details.count > Self.detailLimit {
                 self.tooManyDetails = true
