@@ -30,10 +30,19 @@ public struct StreamEvent: Equatable, Sendable {
 /// Incremental server-sent-events parser: lines may be split anywhere across reads; LF, CRLF
 /// and CR line ends, comments, multi-line `data:` and `event:` fields are handled. Events are
 /// interpreted for one API kind.
+///
+/// A line that lies whole in the bytes fed is read where it is, and so is an event's data when it
+/// is one `data:` line in the same read (the common case): nothing is copied. Only a line cut by
+/// the end of a read, or data of several lines, is gathered in a buffer.
 public struct SSEParser {
     public let kind: Target.Kind
+    /// The start of a line the last read cut.
     private var line: [UInt8] = []
+    /// The data of the event being read, when it is not ``pendingData``.
     private var data: [UInt8] = []
+    /// The event's data while it is one `data:` line inside the bytes being fed: valid only within
+    /// ``feed(_:onEvent:)``, which copies it into ``data`` before it returns.
+    private var pendingData: UnsafeRawBufferPointer?
     private var hasData = false
     private var eventName = ""
     private var lastWasCR = false
@@ -46,78 +55,123 @@ public struct SSEParser {
         self.kind = kind
     }
 
-    /// Feeds bytes; calls `onEvent` for every complete event, in order. Runs of line content
-    /// are copied in bulk; only line ends are handled byte by byte.
+    /// Feeds bytes; calls `onEvent` for every complete event, in order. Line ends are found with
+    /// `memchr` (vectorised in libc).
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, onEvent: (StreamEvent) -> Void) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let n = bytes.count
         var i = 0
+        if self.lastWasCR {
+            self.lastWasCR = false
+            if bytes[0] == 0x0A { i = 1 }  // the LF of a CRLF
+        }
         while i < n {
-            if self.lastWasCR {
-                self.lastWasCR = false
-                if bytes[i] == 0x0A {  // the LF of a CRLF
-                    i += 1
-                    continue
-                }
+            let end = Self.lineEnd(base, from: i, count: n)
+            guard end < n else {
+                self.keep(UnsafeRawBufferPointer(rebasing: bytes[i..<n]), onEvent)
+                break
             }
-            var j = i
-            while j < n {
-                let b = bytes[j]
-                if b == 0x0A || b == 0x0D { break }
-                j += 1
+            if self.line.isEmpty {
+                self.endLine(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), inPlace: true, onEvent)
+            } else {
+                self.keep(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), onEvent)
+                var whole: [UInt8] = []
+                swap(&whole, &self.line)
+                whole.withUnsafeBytes { self.endLine($0, inPlace: false, onEvent) }
+                whole.removeAll(keepingCapacity: true)
+                swap(&whole, &self.line)
             }
-            if j > i {
-                if self.line.count + (j - i) <= Self.maximumLineLength {
-                    self.line.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<j]))
+            i = end + 1
+            if bytes[end] == 0x0D {
+                if i < n {
+                    if bytes[i] == 0x0A { i += 1 }
                 } else {
-                    onEvent(StreamEvent(error: "stream line longer than \(Self.maximumLineLength) bytes"))
-                    self.line.removeAll(keepingCapacity: true)
+                    self.lastWasCR = true
                 }
             }
-            guard j < n else { return }
-            self.lastWasCR = bytes[j] == 0x0D
-            self.endLine(onEvent)
-            i = j + 1
+        }
+        if let pending = self.pendingData {  // it points into `bytes`
+            self.data.append(contentsOf: pending)
+            self.pendingData = nil
+        }
+    }
+
+    /// The index of the first LF or CR at or after `start`, or `count`.
+    @inline(__always)
+    private static func lineEnd(_ base: UnsafeRawPointer, from start: Int, count: Int) -> Int {
+        let lf = memchr(base + start, 0x0A, count - start).map { base.distance(to: UnsafeRawPointer($0)) } ?? count
+        guard lf > start, let cr = memchr(base + start, 0x0D, lf - start) else { return lf }
+        return base.distance(to: UnsafeRawPointer(cr))
+    }
+
+    /// Adds bytes of a line the read did not end to the line buffer.
+    private mutating func keep(_ part: UnsafeRawBufferPointer, _ onEvent: (StreamEvent) -> Void) {
+        guard !part.isEmpty else { return }
+        if self.line.count + part.count <= Self.maximumLineLength {
+            self.line.append(contentsOf: part)
+        } else {
+            onEvent(StreamEvent(error: "stream line longer than \(Self.maximumLineLength) bytes"))
+            self.line.removeAll(keepingCapacity: true)
         }
     }
 
     /// Dispatches a final event that was not followed by a blank line.
     public mutating func finish(onEvent: (StreamEvent) -> Void) {
-        if !self.line.isEmpty { self.endLine(onEvent) }
+        if !self.line.isEmpty {
+            var whole: [UInt8] = []
+            swap(&whole, &self.line)
+            whole.withUnsafeBytes { self.endLine($0, inPlace: false, onEvent) }
+        }
         if self.hasData { self.dispatch(onEvent) }
     }
 
-    private mutating func endLine(_ onEvent: (StreamEvent) -> Void) {
-        defer { self.line.removeAll(keepingCapacity: true) }
-        if self.line.isEmpty {
+    /// One whole line, without its end. `inPlace`: it lies in the bytes being fed, so a data
+    /// line may be kept as a pointer until the event ends.
+    private mutating func endLine(_ line: UnsafeRawBufferPointer, inPlace: Bool, _ onEvent: (StreamEvent) -> Void) {
+        if line.isEmpty {
             if self.hasData { self.dispatch(onEvent) }
             self.eventName = ""
             return
         }
-        if self.line[0] == 0x3A { return }  // ":" comment
-        let colon = self.line.firstIndex(of: 0x3A) ?? self.line.count
-        let field = self.line[0..<colon]
+        if line[0] == 0x3A { return }  // ":" comment
+        let colon = line.firstIndex(of: 0x3A) ?? line.count
         var valueStart = colon + 1
-        if valueStart < self.line.count && self.line[valueStart] == 0x20 { valueStart += 1 }
-        let value = valueStart <= self.line.count ? self.line[min(valueStart, self.line.count)...] : []
-        if field.elementsEqual("data".utf8) {
-            if self.hasData { self.data.append(0x0A) }
-            self.data.append(contentsOf: value)
+        if valueStart < line.count && line[valueStart] == 0x20 { valueStart += 1 }
+        let value = UnsafeRawBufferPointer(rebasing: line[min(valueStart, line.count)...])
+        if colon == 4 && line[0] == UInt8(ascii: "d") && line[1] == UInt8(ascii: "a") && line[2] == UInt8(ascii: "t") && line[3] == UInt8(ascii: "a") {
+            if !self.hasData && inPlace {
+                self.pendingData = value
+            } else {
+                if let pending = self.pendingData {
+                    self.data.append(contentsOf: pending)
+                    self.pendingData = nil
+                }
+                if self.hasData { self.data.append(0x0A) }
+                self.data.append(contentsOf: value)
+            }
             self.hasData = true
-        } else if field.elementsEqual("event".utf8) {
+        } else if UnsafeRawBufferPointer(rebasing: line[0..<colon]).elementsEqual("event".utf8) {
             self.eventName = String(decoding: value, as: UTF8.self)
         }
     }
 
     private mutating func dispatch(_ onEvent: (StreamEvent) -> Void) {
-        defer {
+        if let pending = self.pendingData {
+            self.pendingData = nil
+            onEvent(Self.interpret(data: pending, eventName: self.eventName, kind: self.kind))
+        } else {
+            onEvent(self.data.withUnsafeBytes { Self.interpret(data: $0, eventName: self.eventName, kind: self.kind) })
             self.data.removeAll(keepingCapacity: true)
-            self.hasData = false
         }
-        onEvent(Self.interpret(data: self.data, eventName: self.eventName, kind: self.kind))
+        self.hasData = false
+    }
+
+    static func interpret(data: [UInt8], eventName: String, kind: Target.Kind) -> StreamEvent {
+        data.withUnsafeBytes { Self.interpret(data: $0, eventName: eventName, kind: kind) }
     }
 
     /// Reads the meaning of one event's data for an API kind.
-    static func interpret(data: [UInt8], eventName: String, kind: Target.Kind) -> StreamEvent {
+    static func interpret(data: UnsafeRawBufferPointer, eventName: String, kind: Target.Kind) -> StreamEvent {
         var event = StreamEvent()
         if kind == .genericSSE {
             event.carriesOutput = !data.isEmpty && !data.elementsEqual("[DONE]".utf8)
@@ -136,6 +190,10 @@ public struct SSEParser {
     /// The full JSON reading of one event (of an API kind other than generic SSE), which the fast
     /// scan falls back to.
     static func interpretFully(data: [UInt8], eventName: String, kind: Target.Kind) -> StreamEvent {
+        data.withUnsafeBytes { Self.interpretFully(data: $0, eventName: eventName, kind: kind) }
+    }
+
+    static func interpretFully(data: UnsafeRawBufferPointer, eventName: String, kind: Target.Kind) -> StreamEvent {
         var event = StreamEvent()
         guard let object = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any] else {
             event.error = "malformed event data: \(String(decoding: data.prefix(80), as: UTF8.self))"
@@ -244,127 +302,5 @@ public struct SSEParser {
     private static func describe(_ value: Any) -> String {
         if let dict = value as? [String: Any], let message = dict["message"] as? String { return String(message.prefix(2_048)) }
         return String(String(describing: value).prefix(2_048))
-    }
-}
-
-/// The hot path: reads the common token-carrying events by scanning bytes, without building a
-/// JSON object. Returns `nil` for anything it does not recognise with certainty (usage, errors,
-/// Anthropic's control events), which then goes through the full JSON parser.
-enum FastEventScan {
-    static func interpret(_ data: [UInt8], kind: Target.Kind) -> StreamEvent? {
-        // Structural check that catches truncated or garbage data.
-        guard let first = data.first(where: { !isSpace($0) }), first == UInt8(ascii: "{"),
-            let last = data.last(where: { !isSpace($0) }), last == UInt8(ascii: "}")
-        else { return nil }
-        if contains(data, #""error""#) { return nil }
-        // llama.cpp's final chunk: its timings are read by the full parser (once per request).
-        if contains(data, #""timings""#) { return nil }
-        var event = StreamEvent()
-        switch kind {
-        case .openAIChat, .openAICompletions, .genericSSE:
-            if let usage = find(data, #""usage""#), let value = valueStart(data, after: usage), data[value] != UInt8(ascii: "n") {
-                // Usage present: read it exactly, by the byte scan when it has the plain shape.
-                guard let counts = UsageScan.read(data, objectAt: value) else { return nil }
-                event.promptTokens = counts.prompt
-                event.completionTokens = counts.completion
-                event.cachedTokens = counts.cached
-                event.reasoningTokens = counts.reasoning
-            }
-            if kind == .openAICompletions {
-                event.carriesAnswer = nonEmptyString(data, key: #""text""#)
-            } else {
-                event.carriesAnswer = nonEmptyString(data, key: #""content""#) || nonEmptyArray(data, key: #""tool_calls""#)
-            }
-            // Answer events (the common case) are not scanned again for reasoning.
-            event.carriesOutput = event.carriesAnswer
-                || (kind == .openAIChat
-                    && (nonEmptyString(data, key: #""reasoning_content""#) || nonEmptyString(data, key: #""reasoning""#)))
-            return event
-        case .openAIResponses:
-            // Only the deltas; every other event (few per request) goes to the full parser. A
-            // quoted event type inside text is escaped, so it never matches a pattern that ends
-            // with its own quote.
-            if contains(data, #""response.output_text.delta""#) {
-                event.carriesAnswer = nonEmptyString(data, key: #""delta""#)
-                event.carriesOutput = event.carriesAnswer
-            } else if contains(data, #""response.reasoning_text.delta""#) || contains(data, #""response.reasoning_summary_text.delta""#) {
-                event.carriesOutput = nonEmptyString(data, key: #""delta""#)
-            } else {
-                return nil
-            }
-            return event
-        case .openAIEmbeddings:
-            return nil
-        case .anthropicMessages:
-            guard contains(data, #""content_block_delta""#) else { return nil }
-            event.carriesAnswer = nonEmptyString(data, key: #""text""#) || nonEmptyString(data, key: #""partial_json""#)
-            event.carriesOutput = event.carriesAnswer || nonEmptyString(data, key: #""thinking""#)
-            return event
-        }
-    }
-
-    @inline(__always) static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
-
-    /// The index just past the first occurrence of `pattern` at or after `start`. Every event is
-    /// searched several times, so this runs over raw memory: `memchr` (vectorised in libc) finds
-    /// candidates by the pattern's second byte (its first is the `"` that is everywhere in JSON),
-    /// `memcmp` checks them.
-    static func find(_ data: [UInt8], _ pattern: StaticString, from start: Int = 0) -> Int? {
-        data.withUnsafeBufferPointer { d -> Int? in
-            pattern.withUTF8Buffer { p -> Int? in
-                let n = d.count
-                let m = p.count
-                guard m >= 2, start >= 0, start <= n - m, let base = d.baseAddress, let pat = p.baseAddress else {
-                    // Not reached with the patterns used here (all `"key"`); kept exact anyway.
-                    guard m > 0, start >= 0, start <= n - m else { return nil }
-                    var i = start
-                    while i <= n - m {
-                        if d[i] == p[0] && (m == 1 || d[i + 1] == p[1]) { return i + m }
-                        i += 1
-                    }
-                    return nil
-                }
-                var i = start + 1  // where pat[1] may be
-                let last = n - m + 1  // the last place pat[1] may be
-                while i <= last {
-                    guard let hit = memchr(base + i, Int32(pat[1]), last - i + 1) else { return nil }
-                    let at = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(hit)) - 1
-                    if base[at] == pat[0] && memcmp(base + at + 2, pat + 2, m - 2) == 0 { return at + m }
-                    i = at + 2
-                }
-                return nil
-            }
-        }
-    }
-
-    static func contains(_ data: [UInt8], _ pattern: StaticString) -> Bool { find(data, pattern) != nil }
-
-    /// Index of the first byte of the value after a key that ends at `index` (skips `:` and spaces).
-    static func valueStart(_ data: [UInt8], after index: Int) -> Int? {
-        var i = index
-        while i < data.count && isSpace(data[i]) { i += 1 }
-        guard i < data.count && data[i] == UInt8(ascii: ":") else { return nil }
-        i += 1
-        while i < data.count && isSpace(data[i]) { i += 1 }
-        return i < data.count ? i : nil
-    }
-
-    /// Whether some occurrence of `key` has a non-empty string value.
-    static func nonEmptyString(_ data: [UInt8], key: StaticString) -> Bool {
-        var from = 0
-        while let end = find(data, key, from: from) {
-            if let v = valueStart(data, after: end), data[v] == UInt8(ascii: "\""), v + 1 < data.count, data[v + 1] != UInt8(ascii: "\"") {
-                return true
-            }
-            from = end
-        }
-        return false
-    }
-
-    static func nonEmptyArray(_ data: [UInt8], key: StaticString) -> Bool {
-        guard let end = find(data, key), let v = valueStart(data, after: end), data[v] == UInt8(ascii: "[") else { return false }
-        var i = v + 1
-        while i < data.count && isSpace(data[i]) { i += 1 }
-        return i < data.count && data[i] != UInt8(ascii: "]")
     }
 }

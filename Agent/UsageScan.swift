@@ -17,37 +17,40 @@ enum UsageScan {
 
     /// - Parameter start: the index of the `{` that opens the usage object in `data`.
     static func read(_ data: [UInt8], objectAt start: Int) -> Usage? {
-        data.withUnsafeBufferPointer { bytes -> Usage? in
-            // An escape could hide a quote or a brace: leave such events to the full parser.
-            if bytes.contains(0x5C) { return nil }
-            var reader = Reader(bytes: bytes, index: start)
-            var usage = Usage()
-            let complete = reader.object { key, reader in
-                switch reader.peek() {
-                case UInt8(ascii: "{"):
-                    var nested = Usage()
-                    let nestedComplete = reader.object { inner, reader in
-                        guard let value = reader.scalar() else { return false }
-                        if inner.elementsEqual("cached_tokens".utf8) { nested.cached = value }
-                        if inner.elementsEqual("reasoning_tokens".utf8) { nested.reasoning = value }
-                        return true
-                    }
-                    guard nestedComplete else { return false }
-                    if key.elementsEqual("prompt_tokens_details".utf8) { usage.cached = nested.cached }
-                    if key.elementsEqual("completion_tokens_details".utf8) { usage.reasoning = nested.reasoning }
-                    return true
-                default:
+        data.withUnsafeBufferPointer { Self.read($0, objectAt: start) }
+    }
+
+    /// - Parameter start: the index of the `{` that opens the usage object in `bytes`.
+    static func read(_ bytes: UnsafeBufferPointer<UInt8>, objectAt start: Int) -> Usage? {
+        // An escape could hide a quote or a brace: leave such events to the full parser.
+        if bytes.contains(0x5C) { return nil }
+        var reader = Reader(bytes: bytes, index: start)
+        var usage = Usage()
+        let complete = reader.object { key, reader in
+            switch reader.peek() {
+            case UInt8(ascii: "{"):
+                var nested = Usage()
+                let nestedComplete = reader.object { inner, reader in
                     guard let value = reader.scalar() else { return false }
-                    if key.elementsEqual("prompt_tokens".utf8) { usage.prompt = value }
-                    if key.elementsEqual("completion_tokens".utf8) { usage.completion = value }
-                    // A details object given as null (or a number) has no count in it.
-                    if key.elementsEqual("prompt_tokens_details".utf8) { usage.cached = nil }
-                    if key.elementsEqual("completion_tokens_details".utf8) { usage.reasoning = nil }
+                    if inner.elementsEqual("cached_tokens".utf8) { nested.cached = value }
+                    if inner.elementsEqual("reasoning_tokens".utf8) { nested.reasoning = value }
                     return true
                 }
+                guard nestedComplete else { return false }
+                if key.elementsEqual("prompt_tokens_details".utf8) { usage.cached = nested.cached }
+                if key.elementsEqual("completion_tokens_details".utf8) { usage.reasoning = nested.reasoning }
+                return true
+            default:
+                guard let value = reader.scalar() else { return false }
+                if key.elementsEqual("prompt_tokens".utf8) { usage.prompt = value }
+                if key.elementsEqual("completion_tokens".utf8) { usage.completion = value }
+                // A details object given as null (or a number) has no count in it.
+                if key.elementsEqual("prompt_tokens_details".utf8) { usage.cached = nil }
+                if key.elementsEqual("completion_tokens_details".utf8) { usage.reasoning = nil }
+                return true
             }
-            return complete ? usage : nil
         }
+        return complete ? usage : nil
     }
 
     private struct Reader {
