@@ -10,7 +10,7 @@ struct SessionTurns {
         var stageIndex: Int
         var request: ScheduledRequest
         /// Written when the turn is scheduled, during the think time before it is due.
-        var body: String
+        var body: [UInt8]
     }
 
     private(set) var waiting: [Turn] = []

@@ -171,7 +171,7 @@ final class ShardEngine {
     private var closedStage: (cell: Int, stage: Int)?
     /// Closed loop: each user's next request body, written while its previous request was out
     /// (keyed by user; used when the session and turn match).
-    private var nextBodies: [Int: (session: Int, turn: Int, body: String)] = [:]
+    private var nextBodies: [Int: (session: Int, turn: Int, body: [UInt8])] = [:]
     /// The earliest instant a closed-loop user came due (a completion freed it) since the stage
     /// loop last asked the roster: the wait in ``turn(timeoutMicros:beforeWait:)`` ends by then, so
     /// that a freed user sends its next request at once instead of after the next socket event.
@@ -322,7 +322,7 @@ final class ShardEngine {
             if due < self.resumeAt { continue }
             // The body is written while the request is not yet due (after curl has sent the
             // previous one, before the wait), so that its due time is spent sending it.
-            var body: String?
+            var body: [UInt8]?
             var waited = false
             while !self.aborted {
                 let now = AgentClock.monotonicMicros()
@@ -490,11 +490,11 @@ final class ShardEngine {
     // MARK: requests
 
     /// The request's JSON body (its prompt text is drawn from the plan's seed and the request).
-    private func body(for request: ScheduledRequest, cell: Cell, stageIndex: Int) -> String {
+    private func body(for request: ScheduledRequest, cell: Cell, stageIndex: Int) -> [UInt8] {
         let plan = self.spec.plan
         var promptRNG = SplitMix64(seed: plan.seed, 0x5052_4F4D, UInt64(cell.index), UInt64(stageIndex), request.textKey)
         let promptSeed = promptRNG.next()
-        return RequestBody.make(
+        return RequestBody.bytes(
             target: plan.targets[cell.targetIndex], workload: self.resolved[cell.index].workload, request: request, seed: promptSeed,
             prefixSeed: self.prefixSeeds[cell.workloadIndex], calibration: self.calibrations[cell.targetIndex])
     }
@@ -533,7 +533,7 @@ final class ShardEngine {
     }
 
     private func launch(
-        _ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64, body: String? = nil
+        _ request: ScheduledRequest, cell: Cell, stageIndex: Int, user: Int, due: Int64, cellStart: Int64, body: [UInt8]? = nil
     ) {
         if self.inFlight.count >= self.maxInFlight {
             self.record(self.unsentSample(request, cell: cell, stageIndex: stageIndex, user: user, due: due, cellStart: cellStart, as: .dropped))

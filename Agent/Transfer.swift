@@ -99,7 +99,7 @@ final class Transfer {
     let handle: EasyHandle
     var easy: UnsafeMutableRawPointer { self.handle.easy }
     /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
-    private var body: [CChar]
+    private var body: [UInt8]
     private var parser: SSEParser
     /// For a target whose responses are not streams (embeddings): its body, scanned as it arrives.
     private var embeddingsBody: EmbeddingsResponse?
@@ -161,18 +161,20 @@ final class Transfer {
         allowList: ResolvedAllowList = .anything, redactor: SecretRedactor = .none
     ) {
         guard let handle = EasyHandle(url: url, headers: headers, target: target, allowList: allowList) else { return nil }
-        self.init(handle: handle, body: body, target: target, sample: sample, sentAtMonotonic: sentAtMonotonic, allowList: allowList, redactor: redactor)
+        self.init(handle: handle, body: Array(body.utf8), target: target, sample: sample, sentAtMonotonic: sentAtMonotonic, allowList: allowList, redactor: redactor)
     }
 
     /// A transfer on `handle`, made for `target` with the same allow-list (a fresh one, or one a
     /// finished transfer gave back): only the body and the callbacks' context are set here.
     init(
-        handle: EasyHandle, body: String, target: Target, sample: Sample, sentAtMonotonic: Int64,
+        handle: EasyHandle, body: [UInt8], target: Target, sample: Sample, sentAtMonotonic: Int64,
         allowList: ResolvedAllowList = .anything, redactor: SecretRedactor = .none
     ) {
         self.handle = handle
         self.timeouts = target.timeouts
-        self.body = Array(body.utf8CString)
+        // Never empty: an empty array may have no storage, and a null CURLOPT_POSTFIELDS makes
+        // curl read the body from standard input.
+        self.body = body.isEmpty ? [0] : body
         self.parser = SSEParser(kind: target.kind)
         self.embeddingsBody = target.streams ? nil : EmbeddingsResponse()
         self.expectedInputs = target.inputsPerRequest
@@ -181,7 +183,7 @@ final class Transfer {
         self.allowList = allowList
         self.redactor = redactor
         let easy = handle.easy
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, self.body.count - 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
         self.body.withUnsafeMutableBufferPointer { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, $0.baseAddress) }
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, context)
@@ -191,12 +193,22 @@ final class Transfer {
     }
 
     /// Keeps the server's request id (`x-request-id`, `request-id`), at most 64 bytes.
+    /// Every header line comes here, so the name is compared as bytes, without making a string.
     fileprivate func header(_ line: UnsafeRawBufferPointer) {
         guard line.count > 12, line.count < 200, let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
-        let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
-        guard name == "x-request-id" || name == "request-id" else { return }
+        let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
+        guard Self.isRequestIDHeader(name) else { return }
         let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         self.sample.serverRequestID = String(value.prefix(64))
+    }
+
+    /// `x-request-id` or `request-id`, in any case.
+    static func isRequestIDHeader(_ name: UnsafeRawBufferPointer) -> Bool {
+        let suffix = "request-id".utf8
+        guard name.count == suffix.count || name.count == suffix.count + 2 else { return false }
+        func lower(_ b: UInt8) -> UInt8 { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") ? b | 0x20 : b }
+        if name.count == suffix.count + 2 && !(lower(name[0]) == UInt8(ascii: "x") && name[1] == UInt8(ascii: "-")) { return false }
+        return zip(name.suffix(suffix.count), suffix).allSatisfy { lower($0) == $1 }
     }
 
     /// Body bytes: fed to the SSE parser, stamped once per read. Returning anything but the byte

@@ -16,7 +16,7 @@ import Testing
     static func next(_ request: ScheduledRequest) -> SessionTurns.Turn {
         SessionTurns.Turn(
             due: 0, cell: Self.cell, stageIndex: 1, request: Self.request(session: request.index, turn: request.turn + 1, of: request.turns),
-            body: "session \(request.index) turn \(request.turn + 1)")
+            body: Array("session \(request.index) turn \(request.turn + 1)".utf8))
     }
 
     @Test func anAnsweredTurnSchedulesTheNextAThinkTimeLaterAndOnlyThen() {
@@ -26,7 +26,7 @@ import Testing
         #expect(turns.nextDue == 1_300)
         #expect(turns.takeDue(now: 1_299).isEmpty)
         let first = turns.takeDue(now: 1_300)
-        #expect(first.map(\.request.index) == [6] && first[0].due == 1_300 && first[0].body == "session 6 turn 1")
+        #expect(first.map(\.request.index) == [6] && first[0].due == 1_300 && first[0].body == Array("session 6 turn 1".utf8))
         #expect(turns.nextDue == 1_500)
         #expect(turns.takeDue(now: 9_999).map(\.request.index) == [5])
         #expect(turns.isEmpty && turns.nextDue == nil)
