@@ -179,6 +179,10 @@ final class Transfer {
         self.embeddingsBody = target.streams ? nil : EmbeddingsResponse()
         self.expectedInputs = target.inputsPerRequest
         self.sample = sample
+        // One gap per output token after the first: grown append by append, the array would be
+        // reallocated five times for 16 tokens. Reserved up to 64 (256 bytes), so that 10,000
+        // open streams of long answers do not hold megabytes they may never fill.
+        if target.streams { self.sample.gaps.reserveCapacity(Int(min(max(sample.outputTokensRequested, 1), 64))) }
         self.sentAtMonotonic = sentAtMonotonic
         self.allowList = allowList
         self.redactor = redactor
