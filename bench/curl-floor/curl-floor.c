@@ -4,7 +4,7 @@
  * nothing stored). The agent cannot go faster than the library it drives, so this is the figure
  * its rate is compared with.
  *
- * Usage: curl-floor URL THREADS HANDLES_PER_THREAD SECONDS
+ * Usage: curl-floor URL THREADS HANDLES_PER_THREAD SECONDS [perform|socket]
  *   Each thread runs its own multi handle with HANDLES_PER_THREAD easy handles in a closed loop:
  *   each POSTs bench/agent-throughput's request body (wrk.lua's) and, when it completes, is removed
  *   and added again. After SECONDS the threads stop; transfers still in flight are not counted.
@@ -13,6 +13,9 @@
  *   N counts the transfers that ended CURLE_OK with HTTP status 200, F every other completed one;
  *   R = N / T; U and S are this process's CPU time (getrusage RUSAGE_SELF) from just before the
  *   threads start to after they end; C = (U + S) / (N + F) * 1,000.
+ * With `socket`, each thread drives its multi handle through curl_multi_socket_action and epoll
+ * (libcurl's other interface, the one an event loop uses) instead: issue 16 asked whether that
+ * would be cheaper for the agent, and this measures it on the same target.
  * Exit status: 0; 1 if nothing succeeded or libcurl could not be set up; 2 on bad arguments.
  * Built by bench/agent-throughput: cc -O2 -pthread -o curl-floor curl-floor.c -lcurl */
 #include <curl/curl.h>
@@ -21,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 static const char body[] = "{\"model\":\"static\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
@@ -35,7 +40,29 @@ struct worker {
     long ok, failed;
     double ended;     /* when this worker stopped sending, CLOCK_MONOTONIC seconds */
     int broken;       /* libcurl could not be set up or a multi call failed */
+    int socket_mode;  /* curl_multi_socket_action and epoll instead of curl_multi_perform */
+    int epoll;        /* socket mode: the descriptors libcurl asked to watch */
+    long timeout_ms;  /* socket mode: libcurl's timer, -1 when none */
 };
+
+/* Socket mode: libcurl says which descriptors to watch for what. */
+static int watch(CURL *easy, curl_socket_t fd, int what, void *context, void *assigned) {
+    (void)easy;
+    (void)assigned;
+    struct worker *w = context;
+    struct epoll_event event = {0};
+    event.data.fd = fd;
+    if (what == CURL_POLL_REMOVE) return epoll_ctl(w->epoll, EPOLL_CTL_DEL, fd, NULL), 0;
+    event.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (epoll_ctl(w->epoll, EPOLL_CTL_MOD, fd, &event) != 0 && errno == ENOENT) epoll_ctl(w->epoll, EPOLL_CTL_ADD, fd, &event);
+    return 0;
+}
+
+static int set_timer(CURLM *multi, long timeout_ms, void *context) {
+    (void)multi;
+    ((struct worker *)context)->timeout_ms = timeout_ms;
+    return 0;
+}
 
 static double now(void) {
     struct timespec t;
@@ -80,6 +107,16 @@ static void *run(void *argument) {
     CURL **easy = calloc((size_t)w->handles, sizeof *easy);
     long added = 0;
     if (!multi || !easy) w->broken = 1;
+    w->epoll = -1;
+    w->timeout_ms = -1;
+    if (!w->broken && w->socket_mode) {
+        w->epoll = epoll_create1(0);
+        if (w->epoll < 0 || curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, watch) != CURLM_OK ||
+            curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK ||
+            curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, set_timer) != CURLM_OK ||
+            curl_multi_setopt(multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
+            w->broken = 1;
+    }
     for (; !w->broken && added < w->handles; added++) {
         if (!(easy[added] = new_easy(w->url, headers)) || curl_multi_add_handle(multi, easy[added]) != CURLM_OK) {
             if (easy[added]) curl_easy_cleanup(easy[added]);
@@ -91,7 +128,24 @@ static void *run(void *argument) {
         double left = w->deadline - now();
         if (left <= 0) break;
         int running;
-        if (curl_multi_perform(multi, &running) != CURLM_OK) { w->broken = 1; break; }
+        if (w->socket_mode) {
+            /* Wait for a descriptor or libcurl's timer (at most until the deadline), then let
+             * libcurl act on what is ready. */
+            struct epoll_event events[256];
+            int wait_ms = left >= 0.1 ? 100 : (int)(left * 1000) + 1;
+            if (w->timeout_ms >= 0 && w->timeout_ms < wait_ms) wait_ms = (int)w->timeout_ms;
+            int ready = epoll_wait(w->epoll, events, 256, wait_ms);
+            if (ready < 0 && errno != EINTR) { w->broken = 1; break; }
+            CURLMcode code = CURLM_OK;
+            if (ready <= 0) code = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            for (int i = 0; i < ready && code == CURLM_OK; i++) {
+                int mask = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) | (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                           (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+                code = curl_multi_socket_action(multi, events[i].data.fd, mask, &running);
+            }
+            if (code == CURLM_OK && w->timeout_ms == 0) code = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            if (code != CURLM_OK) { w->broken = 1; break; }
+        } else if (curl_multi_perform(multi, &running) != CURLM_OK) { w->broken = 1; break; }
         CURLMsg *message;
         int queued;
         while ((message = curl_multi_info_read(multi, &queued))) {
@@ -108,6 +162,7 @@ static void *run(void *argument) {
             if (curl_multi_add_handle(multi, done) != CURLM_OK) { w->broken = 1; break; }
         }
         if (w->broken) break;
+        if (w->socket_mode) continue;
         /* Wake at the deadline at the latest; curl shortens the wait to its own timers. */
         int wait_ms = left >= 0.1 ? 100 : (int)(left * 1000) + 1;
         if (curl_multi_poll(multi, NULL, 0, wait_ms, NULL) != CURLM_OK) { w->broken = 1; break; }
@@ -118,6 +173,7 @@ static void *run(void *argument) {
         curl_easy_cleanup(easy[i]);
     }
     if (multi) curl_multi_cleanup(multi);
+    if (w->epoll >= 0) close(w->epoll);
     free(easy);
     curl_slist_free_all(headers);
     return NULL;
@@ -136,13 +192,14 @@ int main(int argc, char **argv) {
     long threads, handles;
     double seconds = 0;
     char *end = NULL;
-    if (argc == 5) {
+    int socket_mode = argc == 6 && strcmp(argv[5], "socket") == 0;
+    if (argc == 5 || argc == 6) {
         errno = 0;
         seconds = strtod(argv[4], &end);
     }
-    if (argc != 5 || !positive_long(argv[2], &threads) || !positive_long(argv[3], &handles) || errno || end == argv[4] ||
+    if ((argc != 5 && argc != 6) || (argc == 6 && !socket_mode && strcmp(argv[5], "perform") != 0) || !positive_long(argv[2], &threads) || !positive_long(argv[3], &handles) || errno || end == argv[4] ||
         *end || !(seconds > 0 && seconds <= 3600) || threads > 1024) {
-        fprintf(stderr, "usage: curl-floor URL THREADS HANDLES_PER_THREAD SECONDS\n"
+        fprintf(stderr, "usage: curl-floor URL THREADS HANDLES_PER_THREAD SECONDS [perform|socket]\n"
                         "  THREADS 1-1024, HANDLES_PER_THREAD 1-100000, SECONDS more than 0, at most 3600\n");
         return 2;
     }
@@ -162,6 +219,7 @@ int main(int argc, char **argv) {
         w->url = argv[1];
         w->handles = handles;
         w->deadline = started + seconds;
+        w->socket_mode = socket_mode;
         int error = pthread_create(&w->thread, NULL, run, w);
         if (error) {
             /* The threads already running stop at the deadline; the run counts as failed. */
