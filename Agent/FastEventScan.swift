@@ -53,7 +53,8 @@ enum FastEventScan {
     /// `reasoning_content` (or, when that is not a string, `reasoning`) reasoning output.
     private static func chatEvent(_ data: UnsafeRawBufferPointer, kind: Target.Kind) -> StreamEvent? {
         var answer = false
-        // As the full parser reads them: `reasoning_content` when it is a string, else `reasoning`.
+        // As the full parser reads them: `reasoning_content` when it is a string, else `reasoning`
+        // (each non-empty in some occurrence: the scan does not know which object is the delta).
         var reasoningContent: Bool?
         var reasoning: Bool?
         var toolCallsSeen = false
@@ -70,17 +71,19 @@ enum FastEventScan {
             case 7:
                 if keys.key(key, is: "timings") { return nil }
                 if !completions && keys.key(key, is: "content") { answer = answer || keys.isNonEmptyString(at: value) }
-            case 9 where kind == .openAIChat && reasoning == nil && keys.key(key, is: "reasoning"):
-                reasoning = keys.stringIsNonEmpty(at: value)
+            case 9 where kind == .openAIChat && keys.key(key, is: "reasoning"):
+                if let nonEmpty = keys.stringIsNonEmpty(at: value) { reasoning = (reasoning ?? false) || nonEmpty }
             case 10 where !completions && !toolCallsSeen && keys.key(key, is: "tool_calls"):
                 toolCallsSeen = true
                 answer = answer || keys.isNonEmptyArray(at: value)
-            case 17 where kind == .openAIChat && reasoningContent == nil && keys.key(key, is: "reasoning_content"):
-                reasoningContent = keys.stringIsNonEmpty(at: value)
+            case 17 where kind == .openAIChat && keys.key(key, is: "reasoning_content"):
+                if let nonEmpty = keys.stringIsNonEmpty(at: value) { reasoningContent = (reasoningContent ?? false) || nonEmpty }
             default:
                 break
             }
         }
+        // A string left open (`{"content":"hi}`) is malformed: the full parser says so.
+        if keys.endedInsideString { return nil }
         var event = StreamEvent()
         if let usageAt, data[usageAt] != UInt8(ascii: "n") {
             // Usage present: read it exactly, by the byte scan when it has the plain shape.
@@ -161,6 +164,8 @@ enum FastEventScan {
 struct JSONKeys {
     private let data: UnsafeRawBufferPointer
     private var index = 0
+    /// The text ended inside a string: it is not JSON.
+    private(set) var endedInsideString = false
 
     init(_ data: UnsafeRawBufferPointer) {
         self.data = data
@@ -184,7 +189,10 @@ struct JSONKeys {
                 if c == UInt8(ascii: "\"") { break }
                 j += c == UInt8(ascii: "\\") ? 2 : 1
             }
-            guard j < n else { break }
+            guard j < n else {
+                self.endedInsideString = true
+                break
+            }
             var k = j + 1
             while k < n && FastEventScan.isSpace(d[k]) { k += 1 }
             guard k < n && d[k] == UInt8(ascii: ":") else {

@@ -46,6 +46,8 @@ public struct SSEParser {
     private var hasData = false
     private var eventName = ""
     private var lastWasCR = false
+    /// A line grew past ``maximumLineLength``: its bytes are dropped up to its end.
+    private var discardingLine = false
     /// Guard against a server that never sends a newline.
     public static let maximumLineLength = 4 << 20
 
@@ -71,15 +73,26 @@ public struct SSEParser {
                 self.keep(UnsafeRawBufferPointer(rebasing: bytes[i..<n]), onEvent)
                 break
             }
-            if self.line.isEmpty {
-                self.endLine(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), inPlace: true, onEvent)
+            let part = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
+            if self.discardingLine {
+                self.discardingLine = false  // the end of the line that was too long
+            } else if self.line.isEmpty {
+                if part.count <= Self.maximumLineLength {
+                    self.endLine(part, inPlace: true, onEvent)
+                } else {
+                    onEvent(Self.lineTooLong)
+                }
             } else {
-                self.keep(UnsafeRawBufferPointer(rebasing: bytes[i..<end]), onEvent)
-                var whole: [UInt8] = []
-                swap(&whole, &self.line)
-                whole.withUnsafeBytes { self.endLine($0, inPlace: false, onEvent) }
-                whole.removeAll(keepingCapacity: true)
-                swap(&whole, &self.line)
+                self.keep(part, onEvent)
+                if self.discardingLine {
+                    self.discardingLine = false
+                } else {
+                    var whole: [UInt8] = []
+                    swap(&whole, &self.line)
+                    whole.withUnsafeBytes { self.endLine($0, inPlace: false, onEvent) }
+                    whole.removeAll(keepingCapacity: true)
+                    swap(&whole, &self.line)
+                }
             }
             i = end + 1
             if bytes[end] == 0x0D {
@@ -104,19 +117,24 @@ public struct SSEParser {
         return base.distance(to: UnsafeRawPointer(cr))
     }
 
-    /// Adds bytes of a line the read did not end to the line buffer.
+    private static let lineTooLong = StreamEvent(error: "stream line longer than \(SSEParser.maximumLineLength) bytes")
+
+    /// Adds bytes of a line the read did not end to the line buffer. A line that grows too long is
+    /// reported once and dropped, up to its end: what follows it is read as the stream goes on.
     private mutating func keep(_ part: UnsafeRawBufferPointer, _ onEvent: (StreamEvent) -> Void) {
-        guard !part.isEmpty else { return }
+        guard !part.isEmpty, !self.discardingLine else { return }
         if self.line.count + part.count <= Self.maximumLineLength {
             self.line.append(contentsOf: part)
         } else {
-            onEvent(StreamEvent(error: "stream line longer than \(Self.maximumLineLength) bytes"))
-            self.line.removeAll(keepingCapacity: true)
+            onEvent(Self.lineTooLong)
+            self.line = []
+            self.discardingLine = true
         }
     }
 
     /// Dispatches a final event that was not followed by a blank line.
     public mutating func finish(onEvent: (StreamEvent) -> Void) {
+        self.discardingLine = false
         if !self.line.isEmpty {
             var whole: [UInt8] = []
             swap(&whole, &self.line)
@@ -199,7 +217,7 @@ public struct SSEParser {
             event.error = "malformed event data: \(String(decoding: data.prefix(80), as: UTF8.self))"
             return event
         }
-        if let error = object["error"] {
+        if let error = object["error"], !(error is NSNull) {  // `"error": null` is no error
             event.error = "error event: \(Self.describe(error))"
             return event
         }

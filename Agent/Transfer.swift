@@ -99,7 +99,7 @@ final class Transfer {
     let handle: EasyHandle
     var easy: UnsafeMutableRawPointer { self.handle.easy }
     /// The request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer.
-    private var body: [UInt8]
+    private let body: [UInt8]
     private var parser: SSEParser
     /// For a target whose responses are not streams (embeddings): its body, scanned as it arrives.
     private var embeddingsBody: EmbeddingsResponse?
@@ -188,7 +188,9 @@ final class Transfer {
         self.redactor = redactor
         let easy = handle.easy
         _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
-        self.body.withUnsafeMutableBufferPointer { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, $0.baseAddress) }
+        // The array is never changed, so its storage stays where curl reads it for the transfer's
+        // life; a read-only view takes no unique copy of a body another array still shares.
+        self.body.withUnsafeBufferPointer { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, context)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)

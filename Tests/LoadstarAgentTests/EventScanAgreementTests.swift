@@ -6,7 +6,7 @@ import Testing
 /// Random chat and completions chunks in the shapes servers send (and some they should not), with
 /// escapes, keys quoted inside text, spacing and nesting: wherever the fast scan gives an answer,
 /// it is the full JSON parser's. And random streams, cut at random places with every line end, give
-/// the events the whole stream gives.
+/// the events the copying parser of c4d62cb (``LegacySSEParser``) gives for the whole stream.
 @Suite struct EventScanAgreementTests {
     /// A generator with a fixed seed, so that a failure is repeatable.
     struct Seeded: RandomNumberGenerator {
@@ -52,12 +52,15 @@ import Testing
         if Bool.random(using: &rng) { choice.append(member("finish_reason", Bool.random(using: &rng) ? "null" : "\"stop\"")) }
         var top = [member("id", "\"chatcmpl-\(Self.text(&rng))\""), member("object", "\"chat.completion.chunk\"")]
         top.append(member("choices", Int.random(in: 0..<5, using: &rng) == 0 ? "[]" : "[{\(choice.joined(separator: ","))}]"))
-        switch Int.random(in: 0..<8, using: &rng) {
+        switch Int.random(in: 0..<11, using: &rng) {
         case 0: top.append(member("usage", "null"))
         case 1: top.append(member("usage", #"{"prompt_tokens":8,"completion_tokens":16,"total_tokens":24}"#))
         case 2: top.append(member("usage", #"{"prompt_tokens": 12, "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": null}"#))
         case 3: top.append(member("error", #"{"message":"overloaded"}"#))
         case 4: top.append(member("usage", #"{"prompt_tokens":1.5}"#))
+        case 5: top.append(member("error", "null"))
+        case 6: top.append(member("timings", #"{"prompt_n":8,"predicted_n":16}"#))
+        case 7: top.append(member("logprobs", #"{"content":[{"token":"x","logprob":-0.5,"top_logprobs":[]}]}"#))  // vLLM's, with logprobs on
         default: break
         }
         top.shuffle(using: &rng)
@@ -81,8 +84,42 @@ import Testing
                 #expect(fast == full, "\(kind): \(text)")
             }
         }
-        // Both paths were exercised: most chunks by the scan, the errors and odd usage by the parser.
+        // Both paths were exercised: most chunks by the scan, the errors, timings and odd usage by the parser.
         #expect(fastAnswers > 4_000 && fullOnly > 1_000, "\(fastAnswers) fast, \(fullOnly) full")
+    }
+
+    @Test func reasoningOutsideTheFirstKeyAndOpenStringsAreReadAsTheParserReadsThem() throws {
+        let reasoning = Array(#"{"reasoning":"","choices":[{"delta":{"reasoning":"x"}}]}"#.utf8)
+        let fast = try #require(FastEventScan.interpret(reasoning, kind: .openAIChat))
+        #expect(fast == SSEParser.interpretFully(data: reasoning, eventName: "", kind: .openAIChat))
+        #expect(fast.carriesOutput)
+        // Not JSON: the full parser reports it, rather than the scan counting a token.
+        #expect(FastEventScan.interpret(Array(#"{"choices":[{"delta":{"content":"hi}"#.utf8), kind: .openAIChat) == nil)
+        #expect(SSEParser.interpret(data: Array(#"{"choices":[{"delta":{"content":"hi}"#.utf8), eventName: "", kind: .openAIChat).error != nil)
+        // `"error": null` beside a token is no error.
+        let nullError = SSEParser.interpret(data: Array(#"{"error":null,"choices":[{"delta":{"content":"x"}}]}"#.utf8), eventName: "", kind: .openAIChat)
+        #expect(nullError.error == nil && nullError.carriesOutput)
+    }
+
+    @Test func aLineTooLongIsReportedOnceAndTheStreamGoesOn() {
+        var parser = SSEParser(kind: .openAIChat)
+        var got: [StreamEvent] = []
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 64 << 10)
+        Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: ".utf8).withUnsafeBytes { parser.feed($0) { got.append($0) } }
+        while got.count < 2 { chunk.withUnsafeBytes { parser.feed($0) { got.append($0) } } }  // until the line is refused
+        // Still the same line: what looks like a field in it is not one.
+        Array("data: {\"choices\":[{\"delta\":{\"content\":\"z\"}}]}\n\ndata: [DONE]\n\n".utf8).withUnsafeBytes { parser.feed($0) { got.append($0) } }
+        parser.finish { got.append($0) }
+        #expect(got.count == 3, "\(got)")
+        #expect(got.first?.carriesOutput == true)
+        #expect(got.dropFirst().first?.error?.hasPrefix("stream line longer than") == true)
+        #expect(got.last?.isDone == true)
+        // Whole in one read, a line that long is refused the same way.
+        var whole = SSEParser(kind: .openAIChat)
+        var one: [StreamEvent] = []
+        (Array("data: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: SSEParser.maximumLineLength) + Array("\n\ndata: [DONE]\n\n".utf8))
+            .withUnsafeBytes { whole.feed($0) { one.append($0) } }
+        #expect(one.count == 2 && one[0].error != nil && one[1].isDone, "\(one.map(\.error))")
     }
 
     @Test func keysAreFoundAtAnyDepthAndNeverInsideText() {
@@ -117,10 +154,14 @@ import Testing
                 stream += end
             }
             if Bool.random(using: &rng) { stream += "data: [DONE]\n\n" }
-            let whole = events(stream)
+            var legacy = LegacySSEParser(kind: .openAIChat)
+            var oracle: [StreamEvent] = []
+            Array(stream.utf8).withUnsafeBytes { legacy.feed($0) { oracle.append($0) } }
+            legacy.finish { oracle.append($0) }
+            #expect(events(stream) == oracle, "round \(round): \(stream.debugDescription)")
             let cuts = [1, 2, 3, Int.random(in: 4...64, using: &rng), Int.random(in: 65...400, using: &rng)]
             for size in cuts {
-                #expect(Self.eventsFromReusedBuffer(stream, splitAt: size) == whole, "round \(round), cut every \(size) bytes: \(stream.debugDescription)")
+                #expect(Self.eventsFromReusedBuffer(stream, splitAt: size) == oracle, "round \(round), cut every \(size) bytes: \(stream.debugDescription)")
             }
         }
     }

@@ -11,7 +11,6 @@ import Testing
         var rng = EventScanAgreementTests.Seeded(state: 8)
         let kinds: [Target.Kind] = [.openAIChat, .openAICompletions, .anthropicMessages, .openAIResponses, .openAIEmbeddings, .genericSSE]
         let systems: [String?] = [nil, "be brief", "say \"hi\"\\n\tthen\u{1}stop é", ""]
-        var compared = 0
         for round in 0..<3_000 {
             let kind = kinds[round % kinds.count]
             var target = Target(name: "t", kind: kind, baseURL: "http://x", model: Bool.random(using: &rng) ? "m" : "org/m\"1\"")
@@ -39,9 +38,7 @@ import Testing
             let new = RequestBody.bytes(
                 target: target, workload: workload, request: request, seed: seed, prefixSeed: prefixSeed, calibration: calibration)
             #expect(new == Array(old.utf8), "round \(round), \(kind): \(old.prefix(300))")
-            compared += 1
         }
-        #expect(compared == 3_000)
         #expect(RequestBody.prompt(tokens: 50, seed: 3) == LegacyRequestBody.prompt(tokens: 50, seed: 3))
     }
 
