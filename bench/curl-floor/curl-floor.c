@@ -42,8 +42,14 @@ struct worker {
     int broken;       /* libcurl could not be set up or a multi call failed */
     int socket_mode;  /* curl_multi_socket_action and epoll instead of curl_multi_perform */
     int epoll;        /* socket mode: the descriptors libcurl asked to watch */
-    long timeout_ms;  /* socket mode: libcurl's timer, -1 when none */
+    double timer_at;  /* socket mode: when libcurl's timer expires (CLOCK_MONOTONIC s), -1 when none */
 };
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 /* Socket mode: libcurl says which descriptors to watch for what. */
 static int watch(CURL *easy, curl_socket_t fd, int what, void *context, void *assigned) {
@@ -52,22 +58,24 @@ static int watch(CURL *easy, curl_socket_t fd, int what, void *context, void *as
     struct worker *w = context;
     struct epoll_event event = {0};
     event.data.fd = fd;
-    if (what == CURL_POLL_REMOVE) return epoll_ctl(w->epoll, EPOLL_CTL_DEL, fd, NULL), 0;
+    if (what == CURL_POLL_REMOVE) {
+        /* The descriptor may already be closed (and so gone from the set): not an error. */
+        if (epoll_ctl(w->epoll, EPOLL_CTL_DEL, fd, NULL) != 0 && errno != ENOENT && errno != EBADF) w->broken = 1;
+        return 0;
+    }
     event.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (epoll_ctl(w->epoll, EPOLL_CTL_MOD, fd, &event) != 0 && errno == ENOENT) epoll_ctl(w->epoll, EPOLL_CTL_ADD, fd, &event);
+    if (epoll_ctl(w->epoll, EPOLL_CTL_MOD, fd, &event) != 0 &&
+        (errno != ENOENT || epoll_ctl(w->epoll, EPOLL_CTL_ADD, fd, &event) != 0)) {
+        w->broken = 1;  /* a socket not watched would stall its transfer */
+        return -1;
+    }
     return 0;
 }
 
 static int set_timer(CURLM *multi, long timeout_ms, void *context) {
     (void)multi;
-    ((struct worker *)context)->timeout_ms = timeout_ms;
+    ((struct worker *)context)->timer_at = timeout_ms < 0 ? -1 : now() + (double)timeout_ms / 1000;
     return 0;
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static double cpu_seconds(struct timeval t) { return (double)t.tv_sec + (double)t.tv_usec / 1e6; }
@@ -108,7 +116,7 @@ static void *run(void *argument) {
     long added = 0;
     if (!multi || !easy) w->broken = 1;
     w->epoll = -1;
-    w->timeout_ms = -1;
+    w->timer_at = -1;
     if (!w->broken && w->socket_mode) {
         w->epoll = epoll_create1(0);
         if (w->epoll < 0 || curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, watch) != CURLM_OK ||
@@ -133,18 +141,25 @@ static void *run(void *argument) {
              * libcurl act on what is ready. */
             struct epoll_event events[256];
             int wait_ms = left >= 0.1 ? 100 : (int)(left * 1000) + 1;
-            if (w->timeout_ms >= 0 && w->timeout_ms < wait_ms) wait_ms = (int)w->timeout_ms;
+            if (w->timer_at >= 0) {
+                double until = w->timer_at - now();
+                int timer_ms = until <= 0 ? 0 : (int)(until * 1000) + 1;
+                if (timer_ms < wait_ms) wait_ms = timer_ms;
+            }
             int ready = epoll_wait(w->epoll, events, 256, wait_ms);
             if (ready < 0 && errno != EINTR) { w->broken = 1; break; }
             CURLMcode code = CURLM_OK;
-            if (ready <= 0) code = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
             for (int i = 0; i < ready && code == CURLM_OK; i++) {
                 int mask = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) | (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                            (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
                 code = curl_multi_socket_action(multi, events[i].data.fd, mask, &running);
             }
-            if (code == CURLM_OK && w->timeout_ms == 0) code = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-            if (code != CURLM_OK) { w->broken = 1; break; }
+            /* libcurl's timer, once it is due (a new transfer's start is one). */
+            if (code == CURLM_OK && w->timer_at >= 0 && w->timer_at <= now()) {
+                w->timer_at = -1;
+                code = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            }
+            if (code != CURLM_OK || w->broken) { w->broken = 1; break; }
         } else if (curl_multi_perform(multi, &running) != CURLM_OK) { w->broken = 1; break; }
         CURLMsg *message;
         int queued;
