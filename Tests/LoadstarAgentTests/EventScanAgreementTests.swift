@@ -106,7 +106,8 @@ import Testing
         var got: [StreamEvent] = []
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 64 << 10)
         Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: ".utf8).withUnsafeBytes { parser.feed($0) { got.append($0) } }
-        while got.count < 2 { chunk.withUnsafeBytes { parser.feed($0) { got.append($0) } } }  // until the line is refused
+        // Until the line is refused (bounded: a little past the limit).
+        for _ in 0..<(SSEParser.maximumLineLength / chunk.count + 2) where got.count < 2 { chunk.withUnsafeBytes { parser.feed($0) { got.append($0) } } }
         // Still the same line: what looks like a field in it is not one.
         Array("data: {\"choices\":[{\"delta\":{\"content\":\"z\"}}]}\n\ndata: [DONE]\n\n".utf8).withUnsafeBytes { parser.feed($0) { got.append($0) } }
         parser.finish { got.append($0) }
