@@ -514,13 +514,11 @@ enum Schema {
             -- coordinator or to one restarted with its identity) proves with it that a shard is its
             -- own before its batches are accepted. The secret itself is never stored.
             ALTER TABLE shards ADD COLUMN secret_sha256 bytea;
-            -- shard_refused: an agent refused its shard (it failed the agent's plan validation);
-            -- requests_accounted: a lost shard's requests that no row accounted for were written as
-            -- lost or not_sent.
+            -- shard_refused: an agent refused its shard (it failed the agent's plan validation).
             ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
             ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',
-                'slo_verdict', 'run_finished', 'shard_refused', 'requests_accounted'));
+                'slo_verdict', 'run_finished', 'shard_refused'));
             """),
         Migration(version: 10, name: "schema of migrations 1, 2 and 4 as documented, on databases made with their first SQL", sql: """
             -- Migrations 1, 2 and 4 were edited after they had shipped. A database created with their
@@ -1167,8 +1165,9 @@ enum Schema {
             JOIN cells c ON c.run_id = ts.run_id AND c.cell_index = ts.cell_index
             JOIN server_metrics_by_second s ON s.run_id = ts.run_id AND s.target_index = c.target_index AND s.second = ts.second;
 
-            -- server_metrics_unavailable: a target's metrics endpoint could not be read (the run
-            -- goes on without them).
+            -- requests_accounted: a lost shard's requests that no row accounted for were written as
+            -- lost or not_sent (migration 9 as shipped does not allow it); server_metrics_unavailable:
+            -- a target's metrics endpoint could not be read (the run goes on without them).
             ALTER TABLE run_events DROP CONSTRAINT run_events_kind_check;
             ALTER TABLE run_events ADD CONSTRAINT run_events_kind_check CHECK (kind IN (
                 'run_started', 'agent_unreachable', 'agent_back', 'agent_lost', 'load_reassigned', 'shard_done',

@@ -34,7 +34,8 @@ import Testing
         8: ["ce85f59a37a8e7987fb43e6437eb4f8d95abdc1bc65c2f09791d79b2d199d334"],
         9: [
             "3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2",  // 7dff869: no requests_accounted
-            "c66786f14b5fc3fbb1c79daf19fac9cd1abb73c49a13611795b3c564020a571a",  // a443dec
+            "c66786f14b5fc3fbb1c79daf19fac9cd1abb73c49a13611795b3c564020a571a",  // a443dec, and c4d62cb
+            "3abd786b379e2b826ea540d4c0e4a779e4a732be4ba06e178b7b64bc4c0f38b2",  // b889c86's text (7dff869's), restored
         ],
         10: ["6e206fb4c0aade8706b981cc2c3acfaeae7b00e009d6a28a4b3eb749ae122885"],
         11: ["f371a6172caeff08bf34c39a43001efcaf396a449874296de5010887986a3d5f"],
@@ -45,7 +46,8 @@ import Testing
         16: ["018093b55c0a78534f8513f8cc722358c81879f619c7e6efb343ff6040e6165b"],
         17: [
             "b1cf322e2b5fd874d54b513a0268f9eb671650d4fbc892c63224fe11ce16c12d",  // 703a1f7: a comment edited
-            "74fb6242f6f4a2d7375388a896562edabb191da72b19572a878a558d21b2685e",  // a443dec, restored
+            "74fb6242f6f4a2d7375388a896562edabb191da72b19572a878a558d21b2685e",  // a443dec, restored at c4d62cb
+            "b1cf322e2b5fd874d54b513a0268f9eb671650d4fbc892c63224fe11ce16c12d",  // b889c86's text (703a1f7's), restored
         ],
         18: ["6e3a68f6a127847c813d1e421b8ee5ff173dcbd096ed1b9d98062941261abc89"],
         19: ["a00a507ea2c4d93a4b994fe5d07ff8ae8098083750f38a5dd620f80ef4ce9cce"],
