@@ -291,21 +291,9 @@ public enum RequestBody {
             self.bytes.append(UInt8(ascii: "\""))
         }
 
-        /// The inside of a JSON string literal: `"` and `\\` escaped, control characters as
-        /// `\\n`, `\\r`, `\\t` or `\\u00xx`; everything else as its UTF-8 bytes.
+        /// The inside of a JSON string literal (``JSONText/appendEscaped(_:to:)``).
         mutating func escaped(_ s: String) {
-            let hex = Array("0123456789abcdef".utf8)
-            for b in s.utf8 {
-                switch b {
-                case UInt8(ascii: "\""): self.bytes += [0x5C, b]
-                case 0x5C: self.bytes += [0x5C, 0x5C]
-                case 0x0A: self.bytes += [0x5C, UInt8(ascii: "n")]
-                case 0x0D: self.bytes += [0x5C, UInt8(ascii: "r")]
-                case 0x09: self.bytes += [0x5C, UInt8(ascii: "t")]
-                case ..<0x20: self.bytes += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-                default: self.bytes.append(b)
-                }
-            }
+            JSONText.appendEscaped(s, to: &self.bytes)
         }
     }
 

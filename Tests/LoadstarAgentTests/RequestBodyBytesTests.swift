@@ -43,10 +43,17 @@ import Testing
     }
 
     @Test func escapingIsJSONTextsEscaping() {
-        for text in ["", "plain", "a\"b\\c\n\r\t\u{1}\u{1f}\u{7f} é 日本 🎉", String(UnicodeScalar(0)!)] {
+        // The writer and JSONText share one escaper; what it writes, spelt out.
+        let cases: [(String, String)] = [
+            ("", #""""#), ("plain", #""plain""#),
+            ("a\"b\\c\n\r\t\u{1}\u{1f}\u{7f} é 日本 🎉", "\"a\\\"b\\\\c\\n\\r\\t\\u0001\\u001f\u{7f} é 日本 🎉\""),
+            (String(UnicodeScalar(0)!), #""\u0000""#),
+        ]
+        for (text, literal) in cases {
             var writer = RequestBody.JSONWriter()
             writer.quoted(text)
-            #expect(writer.text == JSONText.quote(text), "\(text.debugDescription)")
+            #expect(writer.text == literal, "\(text.debugDescription)")
+            #expect(JSONText.quote(text) == literal, "\(text.debugDescription)")
         }
     }
 }
